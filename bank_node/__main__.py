@@ -1,0 +1,69 @@
+"""python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR]
+
+Runs one bank on its configured port with waitress (a threaded production WSGI server).
+SIGTERM or SIGINT stops it gracefully: requests in flight finish, the broker connection closes.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bank_node", description="Run one bank of the consortium.")
+    ap.add_argument("--config", default="consorcio.yml", help="consortium file (default: consorcio.yml)")
+    ap.add_argument("--bank", required=True, help="id of this bank in the consortium file")
+    ap.add_argument("--data-dir", default=None, help="where the ledger lives (default: data/<bank>)")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format=f"%(asctime)s {args.bank} %(name)s %(levelname)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    try:
+        config = load_config(args.config)
+        bank = config.bank(args.bank)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    import waitress
+    from .api import create_app
+    from .node import BankNode
+
+    node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}")
+    app = create_app(node)
+    try:
+        server = waitress.create_server(app, host=bank.host, port=bank.port, threads=config.http_threads,
+                                        ident=f"consorcio-{bank.id}", channel_timeout=60)
+    except OSError as e:
+        print(f"error: cannot listen on {bank.host}:{bank.port}: {e.strerror}", file=sys.stderr)
+        node.store.close()
+        return 2
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    node.start()
+    logging.getLogger("bank_node").info("bank %s (%s) listening on %s", bank.id, bank.name, bank.url)
+    try:
+        server.run()
+    except SystemExit:
+        pass
+    finally:
+        try:
+            server.close()
+        except Exception:  # noqa: BLE001
+            pass
+        node.stop()
+        logging.getLogger("bank_node").info("bank %s stopped", bank.id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

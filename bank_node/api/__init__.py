@@ -1,0 +1,48 @@
+"""The REST API (CONTRACT section 3): a Flask app factory and one blueprint per feature.
+
+Nothing connects at import time: ``create_app(node)`` receives a ready ``BankNode``.
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from .errors import register_error_handlers
+
+
+def create_app(node, *, testing: bool = False) -> Flask:
+    from . import accounts, consortium, customers, health, transfers
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=testing,
+        MAX_CONTENT_LENGTH=node.config.limits.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        SECRET_KEY=node.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME=f"consorcio_{node.bank_id}",
+    )
+    app.json.sort_keys = False
+    app.extensions["bank_node"] = node
+    register_error_handlers(app)
+    for bp in (customers.bp, accounts.bp, transfers.bp, consortium.bp, health.bp):
+        app.register_blueprint(bp, url_prefix="/api")
+    try:
+        from web_ui import create_blueprint
+    except ImportError:  # pragma: no cover - the UI is optional for API-only deployments
+        create_blueprint = None
+    if create_blueprint is not None:
+        app.register_blueprint(create_blueprint())
+
+    @app.after_request
+    def security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        if resp.mimetype in ("application/json", "application/problem+json"):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    return app

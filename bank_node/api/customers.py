@@ -1,0 +1,28 @@
+"""Registration and sessions: POST /api/customers, POST /api/sessions, DELETE /api/sessions/current."""
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify
+
+from .util import idempotency_key, json_body, login_required, node
+
+bp = Blueprint("customers", __name__)
+
+
+@bp.post("/customers")
+def register():
+    data = json_body({"cpf", "name", "password"}, {"cpf", "name", "password"})
+    status, body = node().banking.register(data["cpf"], data["name"], data["password"], idempotency_key())
+    return jsonify(body), status
+
+
+@bp.post("/sessions")
+def login():
+    data = json_body({"cpf", "password"}, {"cpf", "password"})
+    return jsonify(node().banking.login(data["cpf"], data["password"])), 201
+
+
+@bp.delete("/sessions/current")
+@login_required
+def logout():
+    node().banking.logout(g.session)
+    return "", 204

@@ -1,0 +1,55 @@
+"""Request helpers shared by the blueprints: strict JSON bodies, authentication, idempotency."""
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from flask import current_app, g, request
+
+from ..domain import errors as E
+
+
+def node():
+    return current_app.extensions["bank_node"]
+
+
+def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict:
+    """Parse a JSON object body strictly: right content type, valid JSON, no unknown fields
+    (never mass-assigned), every required field present."""
+    if request.mimetype != "application/json":
+        raise E.DomainError("send the body as application/json", code="unsupported_media_type", status=415)
+    data = request.get_json(silent=True)
+    if data is None:
+        raise E.DomainError("the body is not valid JSON", code="malformed_json", status=400)
+    if not isinstance(data, dict):
+        raise E.InvalidInput("the body must be a JSON object")
+    unknown = set(data) - allowed
+    if unknown:
+        raise E.InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", code="unknown_field")
+    missing = required - set(data)
+    if missing:
+        raise E.InvalidInput(f"missing fields: {', '.join(sorted(missing))}", code="missing_field")
+    return data
+
+
+def idempotency_key() -> str | None:
+    return request.headers.get("Idempotency-Key")
+
+
+def bearer_token() -> str | None:
+    h = request.headers.get("Authorization", "")
+    if h[:7].lower() == "bearer ":
+        return h[7:].strip()
+    return None
+
+
+def login_required(view):
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any):
+        token = bearer_token()
+        if token is None:
+            raise E.Unauthorized("log in first: send Authorization: Bearer <token>")
+        g.session = node().banking.authenticate(token)
+        g.cpf = g.session.cpf
+        return view(*args, **kwargs)
+    return wrapper

@@ -1,0 +1,87 @@
+"""Domain errors: each carries a stable ``code`` that the API turns into problem+json.
+
+The codes are part of the contract (CONTRACT section 3) and also travel between banks as
+data inside votes, so they never change meaning.
+"""
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "domain_error"
+    status = 400
+    title = "Request refused"
+
+    def __init__(self, detail: str, *, code: str | None = None, status: int | None = None, **extra):
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.extra = extra
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+    status = 422
+    title = "Invalid input"
+
+
+class InvalidAmount(InvalidInput):
+    code = "invalid_amount"
+    title = "Invalid amount"
+
+
+class InvalidDocument(InvalidInput):
+    code = "invalid_document"
+    title = "Invalid CPF or CNPJ"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+    title = "Authentication required"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class InsufficientFunds(Conflict):
+    code = "insufficient_funds"
+    title = "Insufficient funds"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+    title = "Already exists"
+
+
+class IdempotencyMismatch(Conflict):
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused with another request"
+
+
+class AccountClosed(Conflict):
+    code = "account_closed"
+    title = "Account closed"
+
+
+class BankUnreachable(DomainError):
+    code = "bank_unreachable"
+    status = 503
+    title = "Bank unreachable"

@@ -1,0 +1,69 @@
+"""A bank node: the ledger, the services, the broker connection and the 2PC resolver, wired."""
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from broker import BrokerClient
+from .config import ConsortiumConfig
+from .metrics import Metrics
+from .services.banking import Banking
+from .services.transfers import Transfers
+from .storage.sqlite import SqliteStore
+
+log = logging.getLogger("bank_node")
+
+
+class BankNode:
+    def __init__(self, config: ConsortiumConfig, bank_id: str, data_dir: str | Path, *,
+                 connect_broker: bool = True):
+        self.config = config
+        self.bank = config.bank(bank_id)
+        self.bank_id = bank_id
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteStore(self.data_dir / f"{bank_id}.sqlite3")
+        self.secret_key = self._secret_key()
+        self.metrics = Metrics()
+        self.banking = Banking(config, bank_id, self.store)
+        self.broker = BrokerClient(config.broker_url, config.consortium, bank_id) if connect_broker else None
+        self.transfers = Transfers(config, bank_id, self.store, self.banking, self.broker, self.metrics)
+        if self.broker is not None:
+            self.broker.handler = self.transfers.handle
+
+    def _secret_key(self) -> bytes:
+        """The cookie-signing key, made once per bank and kept with its data (never committed)."""
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.write_bytes(secrets.token_bytes(32))
+            path.chmod(0o600)
+        return path.read_bytes()
+
+    def start(self, broker_wait_s: float = 10.0) -> None:
+        if self.broker is not None:
+            self.broker.start()
+            if not self.broker.wait_connected(broker_wait_s):
+                log.warning("bank %s: broker not reachable yet at start; transfers abort until it is", self.bank_id)
+        self.transfers.start()
+
+    def stop(self) -> None:
+        self.transfers.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        self.store.close()
+
+    def health(self) -> dict:
+        db_ok = self.store.ping()
+        counts = self.transfers.in_doubt() if db_ok else {}
+        broker = "connected" if self.broker is not None and self.broker.connected else \
+            ("disabled" if self.broker is None else "disconnected")
+        return {
+            "bank": self.bank_id, "name": self.bank.name, "consortium": self.config.consortium,
+            "status": "ok" if db_ok and broker == "connected" else "degraded",
+            "broker": broker, "database": "ok" if db_ok else "unavailable",
+            "schema_version": self.store.schema_version() if db_ok else None,
+            "in_doubt": counts.get("prepared_legs", 0) + counts.get("preparing", 0),
+            "unacknowledged_decisions": counts.get("unacknowledged_decisions", 0),
+            "holds": counts.get("holds", 0),
+        }

@@ -1,0 +1,131 @@
+"""The inter-bank wire format: pydantic models with a ``type`` discriminator and a version.
+
+One AMQP message carries an ``Envelope`` holding one or more messages, so that several
+transfers can later share one message (and one fsync) without a new protocol version.
+Anything that does not parse as version 1 is refused by ``decode`` and dead-lettered by the
+consumer, never retried.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+VERSION = 1
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Digits = Annotated[str, Field(pattern=r"^\d{11}$|^\d{14}$")]
+BankId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+Account = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z*-]+$")]
+Cents = Annotated[int, Field(gt=0, le=10**15)]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Leg(_Msg):
+    account: Account
+    amount: Cents
+    direction: Literal["debit", "credit"]
+
+
+class Reason(_Msg):
+    account: Account
+    code: Annotated[str, Field(max_length=64)]
+
+
+class Prepare(_Msg):
+    """Coordinator -> participant, RPC: check, hold, record, then vote (rule 3)."""
+    type: Literal["prepare"] = "prepare"
+    transfer_id: Id
+    coordinator: BankId
+    initiator: Digits
+    deadline_ms: int
+    legs: list[Leg] = Field(min_length=1, max_length=64)
+    peers: list[BankId] = Field(default_factory=list, max_length=64)
+
+
+class VoteMsg(_Msg):
+    """Participant -> coordinator's reply queue: the answer to a PREPARE."""
+    type: Literal["vote"] = "vote"
+    transfer_id: Id
+    bank: BankId
+    vote: Literal["yes", "no"]
+    reasons: list[Reason] = Field(default_factory=list, max_length=64)
+
+
+class Decision(_Msg):
+    """Coordinator (or, in cooperative termination, a peer) -> participant's durable queue."""
+    type: Literal["decision"] = "decision"
+    transfer_id: Id
+    outcome: Literal["commit", "abort"]
+
+
+class DecisionAck(_Msg):
+    """Participant -> coordinator's durable queue: the decision is applied and durable."""
+    type: Literal["decision_ack"] = "decision_ack"
+    transfer_id: Id
+    bank: BankId
+    outcome: Literal["commit", "abort"]
+
+
+class StatusQuery(_Msg):
+    """A prepared participant in doubt asks the coordinator (rule 4), or a peer, for the outcome."""
+    type: Literal["status_query"] = "status_query"
+    transfer_id: Id
+    bank: BankId
+    deadline_ms: int | None = None  # lets a peer that never voted abort for good (cooperative termination)
+
+
+class Lookup(_Msg):
+    """Scatter-gather request: which accounts does this CPF hold at your bank?"""
+    type: Literal["lookup"] = "lookup"
+    cpf: Digits
+    requester: Digits
+    deadline_ms: int
+
+
+class AccountSummary(_Msg):
+    bank: BankId
+    number: Account
+    kind: Literal["individual", "joint", "business"]
+    holder: Annotated[str, Field(max_length=200)]
+    balance: int | None = None
+    available: int | None = None
+    company_name: Annotated[str, Field(max_length=200)] | None = None
+
+
+class LookupResult(_Msg):
+    type: Literal["lookup_result"] = "lookup_result"
+    bank: BankId
+    accounts: list[AccountSummary] = Field(default_factory=list, max_length=1000)
+
+
+Message = Annotated[Union[Prepare, VoteMsg, Decision, DecisionAck, StatusQuery, Lookup, LookupResult],
+                    Field(discriminator="type")]
+
+
+class Envelope(_Msg):
+    v: Literal[1] = VERSION
+    sender: BankId
+    items: list[Message] = Field(min_length=1, max_length=512)
+
+
+class BadMessage(ValueError):
+    """A message that is not valid version-1 JSON of a known type."""
+
+
+def encode(sender: str, *items: _Msg) -> bytes:
+    return Envelope(sender=sender, items=list(items)).model_dump_json().encode()
+
+
+def decode(body: bytes) -> Envelope:
+    try:
+        return Envelope.model_validate_json(body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadMessage(f"{where}: {first['msg']}") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadMessage(str(e)) from e

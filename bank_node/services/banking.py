@@ -1,0 +1,304 @@
+"""Customers, sessions, accounts, deposits, withdrawals and statements of one bank.
+
+The REST API and the web UI both call this module; neither touches SQL. Every
+check-and-write runs in one storage transaction, and a write that carries an Idempotency-Key
+stores its answer in that same transaction, so a retry can never apply it twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from argon2 import PasswordHasher
+from argon2 import exceptions as argon2_errors
+
+from ..config import ConsortiumConfig
+from ..domain import errors as E
+from ..domain.documents import mask_name, normalize_cnpj, normalize_cpf
+from ..domain.money import format_cents, parse_amount, to_cents
+from ..storage.port import Store, Tx
+
+ACCOUNT_KINDS = ("individual", "joint", "business")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def request_fingerprint(*parts: Any) -> str:
+    """A stable hash of what a request asked for, to tell a retry from a different request."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_digit(digits: str) -> str:
+    return str(sum((i + 2) * int(c) for i, c in enumerate(reversed(digits))) % 11 % 10)
+
+
+def new_account_number() -> str:
+    """Eight random digits and a check digit: not enumerable by counting up."""
+    base = f"{secrets.randbelow(10**8):08d}"
+    return base + _check_digit(base)
+
+
+@dataclass(frozen=True)
+class Session:
+    cpf: str
+    token_hash: str
+    expires_at: float
+
+
+class Banking:
+    def __init__(self, config: ConsortiumConfig, bank_id: str, store: Store, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.bank_id = bank_id
+        self.store = store
+        self.clock = clock
+        sec = config.security
+        self.hasher = PasswordHasher(time_cost=sec.argon2_time_cost, memory_cost=sec.argon2_memory_kib,
+                                     parallelism=sec.argon2_parallelism)
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+        self.limit_cents = to_cents(config.limits.max_amount)
+
+    # idempotency ---------------------------------------------------------------------------
+    def idempotent(self, scope: str, key: str | None, fingerprint: str,
+                   action: Callable[[Tx], tuple[int, Any]]) -> tuple[int, Any]:
+        """Run ``action`` once per (scope, key): a retry with the same request gets the first
+        answer back and has no second effect; the same key on another request is a 409.
+        Only successful answers are remembered: a refused request may be retried."""
+        with self.store.transaction() as tx:
+            if key is not None:
+                if not (1 <= len(key) <= 200) or not key.isprintable():
+                    raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
+                seen = tx.get_idempotent(scope, key)
+                if seen is not None:
+                    if seen["request_hash"] != fingerprint:
+                        raise E.IdempotencyMismatch("this Idempotency-Key was already used for a different request")
+                    return seen["status"], seen["body"]
+            status, body = action(tx)
+            if key is not None:
+                tx.put_idempotent(scope, key, fingerprint, status, body, self.clock())
+            return status, body
+
+    # customers and sessions ------------------------------------------------------------------
+    def register(self, cpf: str, name: str, password: str, idem_key: str | None = None) -> tuple[int, dict]:
+        cpf = normalize_cpf(cpf)
+        name = _clean_name(name, "name")
+        _check_password(password)
+        fingerprint = request_fingerprint("register", cpf, name, hashlib.sha256(password.encode()).hexdigest())
+        password_hash = self.hasher.hash(password)
+
+        def action(tx: Tx):
+            if tx.get_customer(cpf) is not None:
+                raise E.AlreadyExists("a customer with this CPF is already registered at this bank")
+            tx.insert_customer(cpf, name, password_hash, self.clock())
+            return 201, {"bank": self.bank_id, "cpf": cpf, "name": name}
+        return self.idempotent("register", idem_key, fingerprint, action)
+
+    def customer(self, cpf: str) -> dict | None:
+        with self.store.transaction(write=False) as tx:
+            return tx.get_customer(cpf)
+
+    def login(self, cpf: str, password: str) -> dict:
+        try:
+            cpf = normalize_cpf(cpf)
+        except E.InvalidDocument:
+            cpf = None
+        if not isinstance(password, str):
+            raise E.InvalidInput("password must be a string")
+        cust = self.customer(cpf) if cpf else None
+        try:
+            self.hasher.verify(cust["password_hash"] if cust else self._dummy_hash, password)
+            ok = cust is not None
+        except (argon2_errors.VerificationError, argon2_errors.InvalidHashError):
+            ok = False
+        if not ok:
+            raise E.Unauthorized("CPF or password is wrong", code="invalid_credentials")
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        expires = now + self.config.security.session_ttl_s
+        with self.store.transaction() as tx:
+            if self.hasher.check_needs_rehash(cust["password_hash"]):
+                tx.update_password_hash(cpf, self.hasher.hash(password))
+            tx.insert_session(_token_hash(token), cpf, now, expires)
+        return {"token": token, "expires_at": iso(expires), "cpf": cpf, "name": cust["name"]}
+
+    def authenticate(self, token: str) -> Session:
+        if not token or len(token) > 200:
+            raise E.Unauthorized("a valid Bearer token is needed")
+        th = _token_hash(token)
+        with self.store.transaction(write=False) as tx:
+            s = tx.get_session(th)
+        if s is None or s["revoked_at"] is not None or s["expires_at"] <= self.clock():
+            raise E.Unauthorized("the session is unknown, expired or logged out")
+        return Session(s["cpf"], th, s["expires_at"])
+
+    def logout(self, session: Session) -> None:
+        with self.store.transaction() as tx:
+            tx.revoke_session(session.token_hash, self.clock())
+
+    # accounts ------------------------------------------------------------------------------
+    def open_account(self, caller: str, kind: Any, holders: Any, cnpj: Any = None, company_name: Any = None,
+                     idem_key: str | None = None) -> tuple[int, dict]:
+        if kind not in ACCOUNT_KINDS:
+            raise E.InvalidInput(f"kind must be one of {', '.join(ACCOUNT_KINDS)}")
+        if not isinstance(holders, list) or not holders or len(holders) > 10:
+            raise E.InvalidInput("holders must be a list of 1 to 10 CPFs")
+        cpfs: list[str] = []
+        for h in holders:
+            c = normalize_cpf(h)
+            if c in cpfs:
+                raise E.InvalidInput("holders must not repeat a CPF")
+            cpfs.append(c)
+        if caller not in cpfs:
+            raise E.Forbidden("you can only open an account of which you are a holder")
+        if kind == "individual" and len(cpfs) != 1:
+            raise E.InvalidInput("an individual account has exactly one holder")
+        if kind == "joint" and len(cpfs) < 2:
+            raise E.InvalidInput("a joint account has two or more holders")
+        if kind == "business":
+            if cnpj is None or company_name is None:
+                raise E.InvalidInput("a business account needs cnpj and company_name")
+            cnpj = normalize_cnpj(cnpj)
+            company_name = _clean_name(company_name, "company_name")
+        elif cnpj is not None or company_name is not None:
+            raise E.InvalidInput("cnpj and company_name are only for business accounts")
+        fingerprint = request_fingerprint("open", kind, cpfs, cnpj, company_name)
+        # Caller first, then co-holders in the order given.
+        cpfs = [caller] + [c for c in cpfs if c != caller]
+
+        def action(tx: Tx):
+            missing = [c for c in cpfs if tx.get_customer(c) is None]
+            if missing:
+                raise E.InvalidInput("every holder must be a registered customer of this bank; not registered: "
+                                     + ", ".join(missing), code="holder_not_registered")
+            for _ in range(20):
+                number = new_account_number()
+                if tx.get_account(number) is None:
+                    break
+            else:  # pragma: no cover - 10^8 numbers
+                raise E.Conflict("could not allocate an account number; try again")
+            tx.insert_account(number, kind, cpfs, cnpj, company_name, self.clock())
+            return 201, self._view(tx, number)
+        return self.idempotent(caller, idem_key, fingerprint, action)
+
+    def _view(self, tx: Tx, number: str) -> dict:
+        acc = tx.get_account(number)
+        holds = tx.holds_total(number)
+        holders = tx.holders_of(number)
+        view = {
+            "bank": self.bank_id, "number": number, "kind": acc["kind"], "status": acc["status"],
+            "holders": [{"cpf": h, "name": (tx.get_customer(h) or {}).get("name", "")} for h in holders],
+            "balance": format_cents(acc["balance"]), "available": format_cents(acc["balance"] - holds),
+        }
+        if acc["kind"] == "business":
+            view["cnpj"] = acc["cnpj"]
+            view["company_name"] = acc["company_name"]
+        return view
+
+    def _owned(self, tx: Tx, caller: str, number: Any) -> dict:
+        """Per-object authorization: an account that is not the caller's is 'not found',
+        so its existence is not revealed either."""
+        if not isinstance(number, str) or not number.isdigit() or len(number) > 32:
+            raise E.NotFound("no such account")
+        acc = tx.get_account(number)
+        if acc is None or caller not in tx.holders_of(number):
+            raise E.NotFound("no such account among yours at this bank")
+        return acc
+
+    def accounts_of(self, caller: str) -> list[dict]:
+        with self.store.transaction(write=False) as tx:
+            return [self._view(tx, n) for n in tx.account_numbers_of(caller)]
+
+    def account(self, caller: str, number: str) -> dict:
+        with self.store.transaction(write=False) as tx:
+            self._owned(tx, caller, number)
+            return self._view(tx, number)
+
+    def statement(self, caller: str, number: str, limit: int = 100) -> dict:
+        with self.store.transaction(write=False) as tx:
+            self._owned(tx, caller, number)
+            entries = [{
+                "at": iso(e["at"]), "kind": e["kind"], "amount": format_cents(e["amount"]),
+                "balance_after": format_cents(e["balance_after"]),
+                **({"transfer_id": e["transfer_id"]} if e["transfer_id"] else {}),
+            } for e in tx.statement(number, limit)]
+            return {"account": self._view(tx, number), "entries": entries}
+
+    def deposit(self, caller: str, number: str, amount: Any, idem_key: str | None = None) -> tuple[int, dict]:
+        cents = parse_amount(amount, limit_cents=self.limit_cents)
+
+        def action(tx: Tx):
+            acc = self._owned(tx, caller, number)
+            if acc["status"] != "open":
+                raise E.AccountClosed("this account is closed")
+            tx.append_entry(number, "deposit", cents, self.clock())
+            return 201, self._view(tx, number)
+        return self.idempotent(caller, idem_key, request_fingerprint("deposit", number, cents), action)
+
+    def withdraw(self, caller: str, number: str, amount: Any, idem_key: str | None = None) -> tuple[int, dict]:
+        cents = parse_amount(amount, limit_cents=self.limit_cents)
+
+        def action(tx: Tx):
+            acc = self._owned(tx, caller, number)
+            if acc["status"] != "open":
+                raise E.AccountClosed("this account is closed")
+            available = acc["balance"] - tx.holds_total(number)
+            if available < cents:
+                raise E.InsufficientFunds(
+                    f"available amount is {format_cents(available)}, less than {format_cents(cents)}")
+            tx.append_entry(number, "withdrawal", -cents, self.clock())
+            return 201, self._view(tx, number)
+        return self.idempotent(caller, idem_key, request_fingerprint("withdraw", number, cents), action)
+
+    # consortium lookup (the answering side) ----------------------------------------------------
+    def summaries_for(self, cpf: str, requester: str) -> list[dict]:
+        """This bank's accounts of ``cpf``: in full for the owner, masked for anyone else
+        (bank, number, kind and a masked name only: never a balance)."""
+        full = cpf == requester
+        out = []
+        with self.store.transaction(write=False) as tx:
+            for number in tx.account_numbers_of(cpf):
+                acc = tx.get_account(number)
+                if acc["status"] != "open":
+                    continue
+                names = [(tx.get_customer(h) or {}).get("name", "") for h in tx.holders_of(number)]
+                s = {"bank": self.bank_id, "number": number, "kind": acc["kind"]}
+                if full:
+                    s["holder"] = " & ".join(names)
+                    s["balance"] = acc["balance"]
+                    s["available"] = acc["balance"] - tx.holds_total(number)
+                    if acc["kind"] == "business":
+                        s["company_name"] = acc["company_name"]
+                elif acc["kind"] == "business":
+                    s["holder"] = mask_name(acc["company_name"] or "")
+                else:
+                    s["holder"] = " & ".join(mask_name(n) for n in names)
+                out.append(s)
+        return out
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _clean_name(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise E.InvalidInput(f"{field} must be a string")
+    v = " ".join(value.split())
+    if not (2 <= len(v) <= 120) or not v.isprintable():
+        raise E.InvalidInput(f"{field} must be 2 to 120 printable characters")
+    return v
+
+
+def _check_password(value: Any) -> None:
+    if not isinstance(value, str):
+        raise E.InvalidInput("password must be a string")
+    if len(value) < 8:
+        raise E.InvalidInput("password must have at least 8 characters", code="weak_password")
+    if len(value) > 256:
+        raise E.InvalidInput("password must have at most 256 characters", code="weak_password")

@@ -1,0 +1,596 @@
+"""The two-phase-commit runtime: persists what the pure state machines decide, then does it.
+
+Coordinator (``submit``): record the transfer as preparing, send a PREPARE per participant
+bank (RPC with TTL and deadline), collect votes until the deadline, write the decision
+durably, and only then send it. Participant (``handle``): every inter-bank message arrives
+here from the broker's worker pool; its effect is committed to the ledger before any reply or
+acknowledgement leaves, and before the AMQP delivery is acked (CONTRACT section 4).
+
+A background resolver keeps the protocol live after faults: it re-sends unacknowledged
+decisions (with capped backoff), aborts transfers left undecided by a crash, and makes every
+prepared participant past its deadline ask the coordinator (and its peers) for the outcome.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from broker import BrokerClient, BrokerError, Delivery, Unroutable
+from .. import protocol as P
+from ..config import ConsortiumConfig
+from ..domain import coordinator as C
+from ..domain import errors as E
+from ..domain import participant as PT
+from ..domain.documents import normalize_cpf
+from ..domain.money import format_cents, parse_amount, to_cents
+from ..faults import crash_point
+from ..storage.port import Store
+from .banking import Banking, iso, request_fingerprint
+
+log = logging.getLogger("transfers")
+
+STATUS_GRACE_MS = 500     # a participant waits this long past the deadline before asking
+PUBLISH_WAIT_S = 5.0      # how long a handler waits for a publisher confirm
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Backoff:
+    """Per-transfer capped exponential backoff for re-sends and questions (in memory: after
+    a restart everything is simply due at once)."""
+
+    def __init__(self, first_ms: int, cap_ms: int):
+        self.first, self.cap = first_ms, cap_ms
+        self.next_at: dict[str, tuple[int, int]] = {}
+
+    def due(self, key: str, now_ms: int) -> bool:
+        at, _ = self.next_at.get(key, (0, 0))
+        return now_ms >= at
+
+    def sent(self, key: str, now_ms: int) -> None:
+        _, interval = self.next_at.get(key, (0, 0))
+        interval = self.first if interval == 0 else min(interval * 2, self.cap)
+        self.next_at[key] = (now_ms + interval, interval)
+
+    def forget_except(self, keys: set[str]) -> None:
+        for k in list(self.next_at):
+            if k not in keys:
+                del self.next_at[k]
+
+
+class Transfers:
+    def __init__(self, config: ConsortiumConfig, bank_id: str, store: Store, banking: Banking,
+                 broker: BrokerClient | None, metrics: Any = None):
+        self.config = config
+        self.bank_id = bank_id
+        self.store = store
+        self.banking = banking
+        self.broker = broker
+        self.metrics = metrics
+        t = config.timeouts
+        self.ttl_ms = t.prepare_ttl_ms
+        self._resend = _Backoff(t.decision_resend_ms, t.retry_cap_ms)
+        self._ask = _Backoff(t.status_query_ms, t.retry_cap_ms)
+        self._active: set[str] = set()   # transfers a request thread is coordinating right now
+        self._active_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.violations = 0
+
+    # ===================================================================== coordinator side
+    def submit(self, initiator: str, body: Any, idem_key: str | None = None) -> tuple[int, dict]:
+        """POST /api/transfers: validate, then run two-phase commit and report the outcome."""
+        transfer_id, sources, destination = self._validate(initiator, body, idem_key)
+        legs = [{"bank": s["bank"], "account": s["account"], "amount": s["amount"], "direction": "debit"}
+                for s in sources]
+        legs.append({"bank": destination["bank"], "account": destination["account"],
+                     "amount": sum(s["amount"] for s in sources), "direction": "credit"})
+        fingerprint = request_fingerprint("transfer", initiator, legs)
+        now = time.time()
+        deadline_ms = _now_ms() + self.ttl_ms
+        with self.store.transaction() as tx:
+            seen = tx.get_coordinated(transfer_id)
+            if seen is not None:
+                if seen["initiator"] != initiator or seen["request_hash"] != fingerprint:
+                    raise E.IdempotencyMismatch("this transfer id was already used for a different transfer")
+                return self._answer(seen)
+            rec, effects = C.begin(transfer_id, initiator, fingerprint, legs, deadline_ms, now)
+            tx.put_coordinated(rec)
+        self._count("transfers_started")
+        with self._active_lock:
+            self._active.add(transfer_id)
+        try:
+            rec = self._run_prepare(rec, effects)
+        finally:
+            with self._active_lock:
+                self._active.discard(transfer_id)
+        return self._answer(rec)
+
+    def _validate(self, initiator: str, body: Any, idem_key: str | None) -> tuple[str, list[dict], dict]:
+        if not isinstance(body, dict):
+            raise E.InvalidInput("the body must be a JSON object")
+        unknown = set(body) - {"id", "sources", "destination"}
+        if unknown:
+            raise E.InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+        tid = body.get("id")
+        if tid is not None:
+            try:
+                tid = str(uuid.UUID(str(tid))) if isinstance(tid, str) else None
+            except ValueError:
+                tid = None
+            if tid is None:
+                raise E.InvalidInput("id must be a UUID")
+        elif idem_key is not None:
+            if not (1 <= len(idem_key) <= 200) or not idem_key.isprintable():
+                raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
+            tid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"consorcio:{self.bank_id}:{initiator}:{idem_key}"))
+        else:
+            tid = str(uuid.uuid4())
+        sources = body.get("sources")
+        max_legs = self.config.limits.max_transfer_legs
+        if not isinstance(sources, list) or not sources:
+            raise E.InvalidInput("sources must be a non-empty list of {bank, account, amount}")
+        if len(sources) > max_legs:
+            raise E.InvalidInput(f"a transfer has at most {max_legs} sources")
+        limit = to_cents(self.config.limits.max_amount)
+        out, seen = [], set()
+        for i, s in enumerate(sources):
+            if not isinstance(s, dict) or set(s) != {"bank", "account", "amount"}:
+                raise E.InvalidInput(f"sources[{i}] must be exactly {{bank, account, amount}}")
+            ref = self._account_ref(s, f"sources[{i}]")
+            if ref in seen:
+                raise E.InvalidInput(f"sources[{i}]: each source account may appear only once")
+            seen.add(ref)
+            out.append({"bank": ref[0], "account": ref[1],
+                        "amount": parse_amount(s["amount"], limit_cents=limit, field=f"sources[{i}].amount")})
+        dest = body.get("destination")
+        if not isinstance(dest, dict) or set(dest) != {"bank", "account"}:
+            raise E.InvalidInput("destination must be exactly {bank, account}")
+        dref = self._account_ref(dest, "destination")
+        if dref in seen:
+            raise E.InvalidInput("the destination cannot also be a source")
+        return tid, out, {"bank": dref[0], "account": dref[1]}
+
+    def _account_ref(self, obj: dict, where: str) -> tuple[str, str]:
+        bank, account = obj.get("bank"), obj.get("account")
+        if not isinstance(bank, str) or bank not in self.config.bank_ids:
+            raise E.NotFound(f"{where}.bank: no bank {bank!r} in this consortium", code="unknown_bank")
+        if not isinstance(account, str) or not account.isdigit() or not (1 <= len(account) <= 32):
+            raise E.InvalidInput(f"{where}.account must be an account number (digits)")
+        return bank, account
+
+    def _run_prepare(self, rec: dict, effects: list) -> dict:
+        tid = rec["transfer_id"]
+        pending: dict[Future, str] = {}
+        cids: list[str] = []
+        try:
+            crash_point("coordinator.before_prepare")
+            if self.broker is None:
+                raise E.BankUnreachable("this bank has no broker connection")
+            for i, eff in enumerate(e for e in effects if isinstance(e, C.SendPrepare)):
+                if i == 1:
+                    crash_point("coordinator.after_some_prepares")
+                msg = P.Prepare(transfer_id=tid, coordinator=self.bank_id, initiator=rec["initiator"],
+                                deadline_ms=rec["deadline_ms"],
+                                legs=[P.Leg(account=l["account"], amount=l["amount"], direction=l["direction"])
+                                      for l in rec["legs"] if l["bank"] == eff.bank],
+                                peers=sorted(rec["participants"]))
+                req = self.broker.request(eff.bank, P.encode(self.bank_id, msg),
+                                          expiration_ms=max(1, rec["deadline_ms"] - _now_ms()))
+                pending[req.future] = eff.bank
+                cids.append(req.correlation_id)
+                self._count("prepares_sent")
+            decided: list = []
+            while pending and rec["state"] == "preparing":
+                left = (rec["deadline_ms"] - _now_ms()) / 1000
+                if left <= 0:
+                    break
+                done, _ = wait(list(pending), timeout=left, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    bank = pending.pop(fut)
+                    rec, decided = self._on_vote_future(rec, bank, fut)
+                    if decided:
+                        break
+            if rec["state"] == "preparing":
+                silent = {b for b, p in rec["participants"].items() if p["vote"] is None}
+                rec, decided = C.on_deadline(rec, self._unreachable(silent), time.time())
+        except Exception as e:  # noqa: BLE001 - rule 5: any error while preparing means ABORT
+            if not isinstance(e, (E.DomainError, BrokerError)):
+                log.exception("transfer %s: error while preparing", tid)
+            code = "bank_unreachable" if isinstance(e, (BrokerError, E.BankUnreachable)) else "error"
+            rec, decided = C.on_error(rec, None, code, time.time())
+        finally:
+            for cid in cids:
+                self.broker.forget(cid)
+        return self._decide(rec, decided)
+
+    def _on_vote_future(self, rec: dict, bank: str, fut: Future) -> tuple[dict, list]:
+        try:
+            body = fut.result()
+        except Unroutable:
+            return C.on_error(rec, bank, "bank_unreachable", time.time())
+        except BrokerError:
+            return C.on_error(rec, bank, "bank_unreachable", time.time())
+        try:
+            env = P.decode(body)
+            vote = next(i for i in env.items if isinstance(i, P.VoteMsg))
+        except (P.BadMessage, StopIteration):
+            log.warning("transfer %s: unreadable vote from %s", rec["transfer_id"], bank)
+            return C.on_error(rec, bank, "error", time.time())
+        if vote.transfer_id != rec["transfer_id"] or vote.bank != bank:
+            log.warning("transfer %s: vote for %s/%s from %s ignored", rec["transfer_id"], vote.transfer_id,
+                        vote.bank, bank)
+            return rec, []
+        self._count("votes_received", vote=vote.vote)
+        return C.on_vote(rec, bank, vote.vote == "yes", [(r.account, r.code) for r in vote.reasons],
+                         _now_ms(), time.time())
+
+    def _unreachable(self, banks: set[str]) -> set[str]:
+        """Banks whose queue nobody consumes (or that has no queue) are down, not slow."""
+        out = set()
+        for b in banks:
+            try:
+                n = self.broker.consumer_count(b).result(timeout=2) if self.broker else None
+            except (BrokerError, FutureTimeout):
+                n = None
+            if not n:
+                out.add(b)
+        return out
+
+    def _decide(self, rec: dict, effects: list) -> dict:
+        """Write the decision durably (compare-and-set on 'preparing'), then send it."""
+        tid = rec["transfer_id"]
+        if rec["state"] != "preparing":
+            crash_point("coordinator.before_decision_durable")
+        with self.store.transaction() as tx:
+            current = tx.get_coordinated(tid)
+            if current is None or current["state"] != "preparing":
+                return current or rec  # the resolver decided first (after a stall): its word stands
+            tx.put_coordinated(rec)
+        if rec["state"] == "committed":
+            crash_point("coordinator.after_commit_durable")
+        self._count("transfers_decided", outcome=rec["state"])
+        self._perform(rec, effects)
+        return rec
+
+    def _perform(self, rec: dict, effects: list) -> None:
+        sent = 0
+        for eff in effects:
+            if isinstance(eff, C.SendDecision):
+                if sent == 1 and rec["state"] == "committed":
+                    crash_point("coordinator.after_some_decisions")
+                self._send_decision(rec["transfer_id"], eff.bank, eff.outcome)
+                sent += 1
+        self._resend.sent(rec["transfer_id"], _now_ms())
+
+    def _send_decision(self, tid: str, bank: str, outcome: str) -> None:
+        """Fire and forget: a decision is re-sent until acknowledged, so a failed publish only
+        needs a log line."""
+        if self.broker is None:
+            return
+        fut = self.broker.publish(bank, P.encode(self.bank_id, P.Decision(transfer_id=tid, outcome=outcome)),
+                                  persistent=True)
+        self._count("decisions_sent", outcome=outcome)
+        fut.add_done_callback(lambda f: f.exception() and log.info(
+            "transfer %s: %s to %s not sent yet (%s); will retry", tid, outcome, bank, f.exception()))
+
+    def _answer(self, rec: dict) -> tuple[int, dict]:
+        view = self.view(rec)
+        return (202 if view["status"] == "pending" else 201), view
+
+    def view(self, rec: dict) -> dict:
+        status = C.public_status(rec)
+        failures = {(f["bank"], f["account"]): f["reason"] for f in rec["failures"]}
+        bank_fail = {f["bank"]: f["reason"] for f in rec["failures"] if f["account"] == "*"}
+        legs = []
+        for leg in rec["legs"]:
+            item = {"bank": leg["bank"], "account": leg["account"], "amount": format_cents(leg["amount"]),
+                    "role": "source" if leg["direction"] == "debit" else "destination"}
+            reason = failures.get((leg["bank"], leg["account"])) or bank_fail.get(leg["bank"])
+            if status == "aborted" and reason:
+                item["reason"] = reason
+            legs.append(item)
+        out = {"id": rec["transfer_id"], "status": status, "coordinator": self.bank_id,
+               "created_at": iso(rec["created_at"]), "legs": legs,
+               "amount": format_cents(sum(l["amount"] for l in rec["legs"] if l["direction"] == "credit"))}
+        if status == "aborted":
+            out["reason"] = rec["failures"][0]["reason"] if rec["failures"] else "aborted"
+            out["failures"] = rec["failures"]
+        if rec.get("decided_at"):
+            out["decided_at"] = iso(rec["decided_at"])
+        return out
+
+    def status(self, caller: str, transfer_id: str) -> dict:
+        """GET /api/transfers/{id}: for the initiator, or a holder of one of its legs here."""
+        with self.store.transaction(write=False) as tx:
+            rec = tx.get_coordinated(transfer_id) if isinstance(transfer_id, str) else None
+            if rec is None:
+                raise E.NotFound("no such transfer coordinated by this bank")
+            allowed = rec["initiator"] == caller or any(
+                leg["bank"] == self.bank_id and caller in tx.holders_of(leg["account"]) for leg in rec["legs"])
+        if not allowed:
+            raise E.NotFound("no such transfer coordinated by this bank")
+        return self.view(rec)
+
+    # ===================================================================== message handling
+    def handle(self, d: Delivery) -> None:
+        """Entry point of every message from this bank's queue (on a broker worker thread)."""
+        try:
+            env = P.decode(d.body)
+        except P.BadMessage as e:
+            log.warning("rejected a malformed message (dead-lettered): %s", e)
+            self._count("messages_rejected")
+            d.reject(requeue=False)
+            return
+        for item in env.items:
+            if isinstance(item, P.Prepare):
+                vote = self._on_prepare(item)
+                if d.reply_to:
+                    self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, vote)))
+            elif isinstance(item, P.Decision):
+                self._on_decision(item, env.sender)
+            elif isinstance(item, P.DecisionAck):
+                self._on_decision_ack(item)
+            elif isinstance(item, P.StatusQuery):
+                self._on_status_query(item)
+            elif isinstance(item, P.Lookup):
+                if d.reply_to and _now_ms() <= item.deadline_ms:
+                    result = P.LookupResult(bank=self.bank_id, accounts=[
+                        P.AccountSummary(**s) for s in self.banking.summaries_for(item.cpf, item.requester)])
+                    self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
+            else:
+                log.warning("unexpected %s message on the bank queue, dropped", item.type)
+        d.ack()
+
+    @staticmethod
+    def _wait(fut: Future) -> None:
+        try:
+            fut.result(timeout=PUBLISH_WAIT_S)
+        except (BrokerError, FutureTimeout) as e:
+            # A lost vote is an abort, a lost acknowledgement is re-asked: never fatal.
+            log.info("reply not delivered: %s", e)
+
+    # participant ---------------------------------------------------------------------------
+    def _on_prepare(self, msg: P.Prepare) -> P.VoteMsg:
+        legs = [PT.Leg(l.account, l.amount, l.direction) for l in msg.legs]
+        now = time.time()
+        with self.store.transaction() as tx:
+            rec = tx.get_participant(msg.transfer_id)
+            accounts: dict[str, PT.AccountView | None] = {}
+            if rec is None:
+                for leg in legs:
+                    acc = tx.get_account(leg.account)
+                    accounts[leg.account] = None if acc is None else PT.AccountView(
+                        acc["number"], acc["status"], frozenset(tx.holders_of(leg.account)),
+                        acc["balance"] - tx.holds_total(leg.account))
+            decision = PT.on_prepare(rec["state"] if rec else None, rec["reasons"] if rec else [], legs,
+                                     msg.initiator, msg.deadline_ms, _now_ms(), accounts)
+            if decision.new_state:
+                tx.put_participant({
+                    "transfer_id": msg.transfer_id, "coordinator": msg.coordinator, "state": decision.new_state,
+                    "deadline_ms": msg.deadline_ms, "initiator": msg.initiator,
+                    "legs": [{"account": l.account, "amount": l.amount, "direction": l.direction} for l in legs],
+                    "reasons": [list(r) for r in decision.vote.reasons], "peers": msg.peers,
+                    "created_at": now, "updated_at": now})
+                for account, amount in decision.holds:
+                    tx.place_hold(msg.transfer_id, account, amount, now)
+                crash_point("participant.before_prepare_durable")
+        if decision.new_state == "prepared":
+            self._count("holds_placed", n=len(decision.holds))
+            crash_point("participant.after_prepare_durable")
+        v = decision.vote
+        return P.VoteMsg(transfer_id=msg.transfer_id, bank=self.bank_id, vote="yes" if v.yes else "no",
+                         reasons=[P.Reason(account=a, code=c) for a, c in v.reasons])
+
+    def _on_decision(self, msg: P.Decision, sender: str) -> None:
+        now = time.time()
+        with self.store.transaction() as tx:
+            rec = tx.get_participant(msg.transfer_id)
+            eff = PT.on_decision(rec["state"] if rec else None, msg.outcome)
+            if eff.violation:
+                self.violations += 1
+                log.error("transfer %s: %s (from %s)", msg.transfer_id, eff.violation, sender)
+                return
+            if eff.apply_commit:
+                crash_point("participant.before_commit_applied")
+                for leg in rec["legs"]:
+                    signed = -leg["amount"] if leg["direction"] == "debit" else leg["amount"]
+                    kind = "transfer_out" if leg["direction"] == "debit" else "transfer_in"
+                    tx.append_entry(leg["account"], kind, signed, now, msg.transfer_id)
+            if eff.apply_commit or eff.release_holds:
+                tx.release_holds(msg.transfer_id)
+            if eff.new_state:
+                rec = rec or {"transfer_id": msg.transfer_id, "coordinator": sender, "deadline_ms": 0,
+                              "initiator": "", "legs": [], "reasons": [["*", "aborted"]], "peers": [],
+                              "created_at": now}
+                tx.put_participant({**rec, "state": eff.new_state, "updated_at": now})
+        if eff.apply_commit:
+            crash_point("participant.after_commit_applied")
+        if eff.acknowledge and self.broker is not None:
+            coordinator = rec["coordinator"] if rec else sender
+            ack = P.DecisionAck(transfer_id=msg.transfer_id, bank=self.bank_id, outcome=msg.outcome)
+            self._wait(self.broker.publish(coordinator, P.encode(self.bank_id, ack), persistent=True))
+
+    # coordinator, asynchronous part -------------------------------------------------------------
+    def _on_decision_ack(self, msg: P.DecisionAck) -> None:
+        with self.store.transaction() as tx:
+            rec = tx.get_coordinated(msg.transfer_id)
+            if rec is None:
+                return
+            rec, effects = C.on_ack(rec, msg.bank, msg.outcome)
+            if effects:
+                tx.put_coordinated(rec)
+
+    def _on_status_query(self, msg: P.StatusQuery) -> None:
+        """From a participant in doubt. As coordinator: the decision, or presumed abort. As a
+        peer (cooperative termination): the outcome if this bank knows it; a peer that never
+        voted and is past the deadline aborts for good and says so."""
+        outcome = None
+        with self.store.transaction() as tx:
+            rec = tx.get_coordinated(msg.transfer_id)
+            if rec is not None:
+                effects = C.on_status_query(rec, msg.bank)
+                outcome = effects[0].outcome if effects else None
+            else:
+                part = tx.get_participant(msg.transfer_id)
+                if part is not None and part["state"] in ("committed", "aborted"):
+                    outcome = "commit" if part["state"] == "committed" else "abort"
+                elif part is None and msg.deadline_ms is not None and _now_ms() > msg.deadline_ms:
+                    now = time.time()
+                    tx.put_participant({"transfer_id": msg.transfer_id, "coordinator": "", "state": "aborted",
+                                        "deadline_ms": msg.deadline_ms, "initiator": "", "legs": [],
+                                        "reasons": [["*", "timeout"]], "peers": [], "created_at": now,
+                                        "updated_at": now})
+                    outcome = "abort"
+                elif part is None and self._is_coordinator_query(msg):
+                    outcome = "abort"
+        if outcome is not None:
+            self._send_decision(msg.transfer_id, msg.bank, outcome)
+
+    def _is_coordinator_query(self, msg: P.StatusQuery) -> bool:
+        # A query without a deadline is addressed to the coordinator: with no record of the
+        # transfer, presumed abort answers it.
+        return msg.deadline_ms is None
+
+    # ===================================================================== lookup (scatter-gather)
+    def lookup(self, requester: str, cpf: Any) -> dict:
+        cpf = normalize_cpf(cpf)
+        ttl = self.config.timeouts.lookup_ttl_ms
+        deadline = _now_ms() + ttl
+        asked: dict[Future, str] = {}
+        cids = []
+        missing: set[str] = set(self.config.bank_ids)
+        accounts: list[dict] = []
+        # This bank answers for itself directly: its own accounts never depend on the broker.
+        results = [(self.bank_id, self.banking.summaries_for(cpf, requester))]
+        missing.discard(self.bank_id)
+        if self.broker is not None:
+            body = P.encode(self.bank_id, P.Lookup(cpf=cpf, requester=requester, deadline_ms=deadline))
+            for bank in self.config.bank_ids:
+                if bank == self.bank_id:
+                    continue
+                req = self.broker.request(bank, body, expiration_ms=ttl)
+                asked[req.future] = bank
+                cids.append(req.correlation_id)
+            while asked:
+                left = (deadline - _now_ms()) / 1000
+                if left <= 0:
+                    break
+                done, _ = wait(list(asked), timeout=left, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    bank = asked.pop(fut)
+                    try:
+                        env = P.decode(fut.result())
+                        res = next(i for i in env.items if isinstance(i, P.LookupResult))
+                    except (BrokerError, P.BadMessage, StopIteration):
+                        continue
+                    if res.bank != bank:
+                        continue
+                    missing.discard(bank)
+                    results.append((bank, [a.model_dump(exclude_none=True) for a in res.accounts]))
+            for cid in cids:
+                self.broker.forget(cid)
+        for bank, summaries in results:
+            for a in summaries:
+                if a["bank"] != bank:
+                    continue  # a bank speaks only for its own accounts
+                item = {"bank": bank, "bank_name": self.config.bank(bank).name,
+                        "number": a["number"], "kind": a["kind"], "holder": a["holder"]}
+                if cpf == requester and a.get("balance") is not None:
+                    item["balance"] = format_cents(a["balance"])
+                    item["available"] = format_cents(a.get("available") or 0)
+                    if a.get("company_name"):
+                        item["company_name"] = a["company_name"]
+                accounts.append(item)
+        order = {b: i for i, b in enumerate(self.config.bank_ids)}
+        accounts.sort(key=lambda a: (order[a["bank"]], a["number"]))
+        return {"cpf": cpf, "full": cpf == requester, "accounts": accounts,
+                "unreachable_banks": sorted(missing, key=order.get)}
+
+    # ===================================================================== resolver
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name=f"resolver-{self.bank_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+    def recover(self) -> None:
+        """Rule 7, at start-up: transfers this bank was coordinating when it died are aborted
+        (nobody is waiting for their votes any more); the rest is the resolver's usual work."""
+        with self.store.transaction(write=False) as tx:
+            stale = tx.coordinated_preparing()
+        for rec in stale:
+            log.info("transfer %s: undecided at restart, aborting (presumed abort)", rec["transfer_id"])
+            rec, effects = C.on_recover(rec, time.time())
+            self._decide(rec, effects)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.resolve_once()
+            except Exception:  # noqa: BLE001 - keep resolving whatever happened
+                log.exception("resolver pass failed")
+
+    def resolve_once(self) -> None:
+        now_ms = _now_ms()
+        with self.store.transaction(write=False) as tx:
+            unacked = tx.coordinated_unacknowledged()
+            preparing = tx.coordinated_preparing()
+            prepared = tx.participations_in("prepared")
+        # A request thread that stalled past the deadline (or died) leaves a transfer undecided.
+        with self._active_lock:
+            active = set(self._active)
+        for rec in preparing:
+            if rec["transfer_id"] not in active and now_ms > rec["deadline_ms"] + STATUS_GRACE_MS:
+                rec, effects = C.on_recover(rec, time.time())
+                self._decide(rec, effects)
+        if self.broker is None or not self.broker.connected:
+            return
+        keys = set()
+        for rec in unacked:
+            tid = rec["transfer_id"]
+            keys.add(tid)
+            if self._resend.due(tid, now_ms):
+                for eff in C.pending_decisions(rec):
+                    self._send_decision(tid, eff.bank, eff.outcome)
+                self._resend.sent(tid, now_ms)
+        self._resend.forget_except(keys)
+        keys = set()
+        for part in prepared:
+            tid = part["transfer_id"]
+            keys.add(tid)
+            if PT.needs_outcome(part["state"], part["deadline_ms"], now_ms, STATUS_GRACE_MS) \
+                    and self._ask.due(tid, now_ms):
+                self._ask_outcome(part)
+                self._ask.sent(tid, now_ms)
+        self._ask.forget_except(keys)
+
+    def _ask_outcome(self, part: dict) -> None:
+        tid = part["transfer_id"]
+        self._count("status_queries_sent")
+        to_coordinator = P.StatusQuery(transfer_id=tid, bank=self.bank_id)
+        self.broker.publish(part["coordinator"], P.encode(self.bank_id, to_coordinator), persistent=True)
+        to_peer = P.StatusQuery(transfer_id=tid, bank=self.bank_id, deadline_ms=part["deadline_ms"])
+        for peer in part["peers"]:
+            if peer not in (self.bank_id, part["coordinator"]):
+                self.broker.publish(peer, P.encode(self.bank_id, to_peer), persistent=True)
+
+    # ===================================================================== figures
+    def in_doubt(self) -> dict:
+        with self.store.transaction(write=False) as tx:
+            return tx.counts()
+
+    def _count(self, name: str, **labels) -> None:
+        if self.metrics is not None:
+            self.metrics.inc(name, **labels)
