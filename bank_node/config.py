@@ -35,8 +35,9 @@ class Timeouts(_Strict):
     """First interval between a prepared participant's questions about the outcome."""
     retry_cap_ms: int = Field(5000, ge=100, le=600_000)
     """Upper bound of both back-offs above."""
-    request_budget_ms: int = Field(15000, ge=100, le=600_000)
-    """How long POST /api/transfers waits for an outcome before answering 202 pending."""
+    apply_wait_ms: int = Field(2000, ge=0, le=60_000)
+    """After deciding, how long the coordinator waits for the participants' acknowledgements
+    before answering, so the next balance read shows the transfer (it never changes the outcome)."""
 
 
 class Limits(_Strict):

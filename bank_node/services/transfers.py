@@ -79,6 +79,7 @@ class Transfers:
         self._resend = _Backoff(t.decision_resend_ms, t.retry_cap_ms)
         self._ask = _Backoff(t.status_query_ms, t.retry_cap_ms)
         self._active: set[str] = set()   # transfers a request thread is coordinating right now
+        self._ack_waiters: dict[str, threading.Event] = {}
         self._active_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,13 +105,21 @@ class Transfers:
             rec, effects = C.begin(transfer_id, initiator, fingerprint, legs, deadline_ms, now)
             tx.put_coordinated(rec)
         self._count("transfers_started")
+        applied = threading.Event()
         with self._active_lock:
             self._active.add(transfer_id)
+            self._ack_waiters[transfer_id] = applied
         try:
             rec = self._run_prepare(rec, effects)
+            # Read-your-writes: give the participants a moment to apply the decision, so that
+            # the balances a customer looks at next already show it. The outcome does not
+            # depend on this wait; a slow participant only makes it return earlier.
+            if rec["state"] != "preparing" and rec["pending_acks"] > 0:
+                applied.wait(self.config.timeouts.apply_wait_ms / 1000)
         finally:
             with self._active_lock:
                 self._active.discard(transfer_id)
+                self._ack_waiters.pop(transfer_id, None)
         return self._answer(rec)
 
     def _validate(self, initiator: str, body: Any, idem_key: str | None) -> tuple[str, list[dict], dict]:
@@ -427,6 +436,11 @@ class Transfers:
             rec, effects = C.on_ack(rec, msg.bank, msg.outcome)
             if effects:
                 tx.put_coordinated(rec)
+        if rec["pending_acks"] == 0:
+            with self._active_lock:
+                waiter = self._ack_waiters.get(msg.transfer_id)
+            if waiter is not None:
+                waiter.set()
 
     def _on_status_query(self, msg: P.StatusQuery) -> None:
         """From a participant in doubt. As coordinator: the decision, or presumed abort. As a

@@ -1,0 +1,190 @@
+"""Run a whole consortium of bank processes on this machine, and supervise them.
+
+Used by the one-command launcher (``python -m bank_node.launch``), by the integration tests
+and by the chaos workload: start every bank of a config as its own process, wait until each
+answers ``/api/health`` (a condition with a deadline, never a fixed sleep), and kill -9,
+pause, resume, restart or stop any of them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def http_json(method: str, url: str, body: dict | None = None, token: str | None = None,
+              headers: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
+    """A tiny JSON client on the standard library (the launcher must not need requests)."""
+    data = json.dumps(body).encode() if body is not None else None
+    h = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    h.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else {})
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"raw": raw.decode(errors="replace")}
+
+
+def write_config(path: Path, *, consortium: str, broker_url: str, banks: list[dict], **extra) -> Path:
+    doc = {"consortium": consortium, "broker_url": broker_url, "banks": banks, **extra}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@dataclass
+class BankProcess:
+    bank_id: str
+    url: str
+    config_path: Path
+    data_dir: Path
+    log_path: Path
+    env: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def start(self, extra_env: dict | None = None) -> None:
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bank_node", "--config", str(self.config_path), "--bank", self.bank_id,
+             "--data-dir", str(self.data_dir)],
+            cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def health(self, timeout: float = 2.0) -> dict | None:
+        try:
+            status, body = http_json("GET", f"{self.url}/api/health", timeout=timeout)
+            return body if status == 200 else None
+        except (OSError, ValueError):
+            return None
+
+    def wait_healthy(self, deadline_s: float = 30.0, need_broker: bool = True) -> dict:
+        end = time.monotonic() + deadline_s
+        delay = 0.02
+        while time.monotonic() < end:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"bank {self.bank_id} exited with {self.proc.returncode}; "
+                                   f"log: {self.log_path}\n{self.tail()}")
+            h = self.health()
+            if h and (not need_broker or h.get("broker") == "connected"):
+                return h
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        raise TimeoutError(f"bank {self.bank_id} not healthy after {deadline_s}s; log:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """kill -9: no goodbye, no flush. What it had committed must survive."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGKILL)
+        self.wait_exit()
+
+    def terminate(self, timeout: float = 15) -> int | None:
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.wait_exit()
+
+    def wait_exit(self, timeout: float = 15) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def pause(self) -> None:
+        if self.alive:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.alive:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+class Cluster:
+    """Several bank processes of one consortium config."""
+
+    def __init__(self, config_path: Path, data_root: Path, env: dict | None = None):
+        self.config_path = Path(config_path)
+        self.data_root = Path(data_root)
+        doc = yaml.safe_load(self.config_path.read_text())
+        self.doc = doc
+        self.namespace = doc.get("consortium", "consorcio")
+        self.banks: dict[str, BankProcess] = {}
+        for b in doc["banks"]:
+            host = b.get("host", "127.0.0.1")
+            self.banks[b["id"]] = BankProcess(
+                b["id"], f"http://{host}:{b['port']}", self.config_path, self.data_root / b["id"],
+                self.data_root / f"{b['id']}.log", env=dict(env or {}))
+
+    def __getitem__(self, bank_id: str) -> BankProcess:
+        return self.banks[bank_id]
+
+    def start(self, deadline_s: float = 60.0) -> "Cluster":
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        for b in self.banks.values():
+            b.start()
+        for b in self.banks.values():
+            b.wait_healthy(deadline_s)
+        return self
+
+    def restart(self, bank_id: str, extra_env: dict | None = None, deadline_s: float = 30.0) -> None:
+        b = self.banks[bank_id]
+        b.kill()
+        b.start(extra_env)
+        b.wait_healthy(deadline_s)
+
+    def stop(self) -> None:
+        for b in self.banks.values():
+            b.resume()
+            if b.alive:
+                b.proc.send_signal(signal.SIGTERM)
+        for b in self.banks.values():
+            b.terminate()

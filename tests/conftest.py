@@ -1,0 +1,100 @@
+"""Shared fixtures: a real broker for integration tests, and a consortium of bank processes.
+
+The broker is a testcontainers RabbitMQ when a Docker engine answers, else ``AMQP_URL``, else
+the local RabbitMQ on 127.0.0.1:5672. Every test gets its own consortium name (so its own
+exchanges and queues), its own ports and its own data folder, and everything it started is
+stopped and deleted at the end.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pika
+import pytest
+
+from bank_node.cluster import Cluster, free_ports, write_config
+from bank_node.domain.documents import make_cpf
+
+LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def _docker_engine_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def amqp_url():
+    if _docker_engine_answers():
+        from testcontainers.rabbitmq import RabbitMqContainer
+        with RabbitMqContainer("rabbitmq:3.13-management") as rmq:
+            p = rmq.get_connection_params()
+            yield f"amqp://guest:guest@{p.host}:{p.port}/%2F"
+        return
+    url = os.environ.get("AMQP_URL") or LOCAL_AMQP
+    try:
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"no RabbitMQ at {url} ({e}); start one with: rabbitmq-server -detached")
+    yield url
+
+
+def delete_namespace(url: str, namespace: str, bank_ids: list[str]) -> None:
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+    except Exception:  # noqa: BLE001
+        return
+    try:
+        ch = conn.channel()
+        for q in [f"{namespace}.bank.{b}" for b in bank_ids] + [f"{namespace}.dead"]:
+            ch.queue_delete(q)
+        for ex in (f"{namespace}.banks", f"{namespace}.dlx"):
+            ch.exchange_delete(ex)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def namespace():
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_cluster(tmp_path, amqp_url, namespace):
+    """Factory: make_cluster(banks=("alfa", "beta", "gama"), env=..., **config overrides)."""
+    made: list[Cluster] = []
+
+    def make(banks=("alfa", "beta", "gama"), env=None, start=True, **overrides) -> Cluster:
+        ports = free_ports(len(banks))
+        overrides.setdefault("timeouts", {"prepare_ttl_ms": 3000, "decision_resend_ms": 300,
+                                          "status_query_ms": 300, "retry_cap_ms": 1000})
+        overrides.setdefault("security", {"argon2_time_cost": 1, "argon2_memory_kib": 1024})
+        cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
+                           banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p}
+                                  for b, p in zip(banks, ports)], **overrides)
+        c = Cluster(cfg, tmp_path / "data", env=env)
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+        delete_namespace(amqp_url, namespace, list(c.banks))
+
+
+_cpf_counter = iter(range(100_000_000, 999_999_999, 7919))
+
+
+@pytest.fixture
+def new_cpf():
+    """A fresh valid CPF for every call."""
+    return lambda: make_cpf(f"{next(_cpf_counter):09d}")
