@@ -1,4 +1,4 @@
-"""python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR]
+"""python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR] [--host ADDR]
 
 Runs one bank on its configured port with waitress (a threaded production WSGI server).
 SIGTERM or SIGINT stops it gracefully: requests in flight finish, the broker connection closes.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -18,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="consorcio.yml", help="consortium file (default: consorcio.yml)")
     ap.add_argument("--bank", required=True, help="id of this bank in the consortium file")
     ap.add_argument("--data-dir", default=None, help="where the ledger lives (default: data/<bank>)")
+    ap.add_argument("--host", default=os.environ.get("BANK_HOST") or None,
+                    help="address to listen on, e.g. 0.0.0.0 in a container (default: env BANK_HOST, "
+                         "else the bank's host in the consortium file)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -35,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     from .api import create_app
     from .node import BankNode
 
+    host = args.host or bank.host
     node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}")
     app = create_app(node)
     try:
-        server = waitress.create_server(app, host=bank.host, port=bank.port, threads=config.http_threads,
+        server = waitress.create_server(app, host=host, port=bank.port, threads=config.http_threads,
                                         ident=f"consorcio-{bank.id}", channel_timeout=60)
     except OSError as e:
-        print(f"error: cannot listen on {bank.host}:{bank.port}: {e.strerror}", file=sys.stderr)
+        print(f"error: cannot listen on {host}:{bank.port}: {e.strerror}", file=sys.stderr)
         node.store.close()
         return 2
 
@@ -50,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     node.start()
-    logging.getLogger("bank_node").info("bank %s (%s) listening on %s", bank.id, bank.name, bank.url)
+    logging.getLogger("bank_node").info("bank %s (%s) listening on %s:%s (%s)", bank.id, bank.name,
+                                        host, bank.port, bank.url)
     try:
         server.run()
     except SystemExit:

@@ -7,17 +7,20 @@ pause, resume, restart or stop any of them.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -63,6 +66,23 @@ def write_config(path: Path, *, consortium: str, broker_url: str, banks: list[di
     return path
 
 
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies (prctl
+    PR_SET_PDEATHSIG), so a launcher killed with -9 leaves no orphaned bank behind.
+    libc is loaded here, in the parent: the child between fork and exec only makes one call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+    return arm
+
+
 @dataclass
 class BankProcess:
     bank_id: str
@@ -72,21 +92,51 @@ class BankProcess:
     log_path: Path
     env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    on_line: Callable[[str, str], None] | None = None
+    """If set, the bank's output is piped: each line is appended to ``log_path`` and handed to
+    ``on_line(bank_id, line)`` (the launcher prints it with a prefix). Else it goes to the file only."""
+    die_with_parent: bool = False
+    """Ask the kernel to stop the bank if the process that started it dies (Linux only)."""
+    _pump: threading.Thread | None = field(default=None, repr=False)
 
     def start(self, extra_env: dict | None = None) -> None:
         env = {**os.environ, **self.env, **(extra_env or {})}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env.setdefault("PYTHONUNBUFFERED", "1")
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bank_node", "--config", str(self.config_path), "--bank", self.bank_id,
-             "--data-dir", str(self.data_dir)],
-            cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        cmd = [sys.executable, "-m", "bank_node", "--config", str(self.config_path), "--bank", self.bank_id,
+               "--data-dir", str(self.data_dir)]
+        preexec = _parent_death_signal() if self.die_with_parent else None
+        if self.on_line is None:
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec)
+            log.close()
+            return
+        self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec)
+        self._pump = threading.Thread(target=self._pump_output, args=(self.proc,), daemon=True,
+                                      name=f"log-{self.bank_id}")
+        self._pump.start()
+
+    def _pump_output(self, proc: subprocess.Popen) -> None:
+        """Copy the bank's output to its log file and to ``on_line``, line by line, until EOF."""
+        with open(self.log_path, "ab") as log:
+            for raw in proc.stdout:
+                log.write(raw)
+                log.flush()
+                try:
+                    self.on_line(self.bank_id, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                except Exception:  # noqa: BLE001 - a broken sink must not stop the copy to the file
+                    pass
+        proc.stdout.close()
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def health(self, timeout: float = 2.0) -> dict | None:
         try:
@@ -128,10 +178,13 @@ class BankProcess:
         if self.proc is None:
             return None
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait(5)
+            code = self.proc.wait(5)
+        if self._pump is not None:
+            self._pump.join(5)  # the last lines of a stopping bank still reach the sink
+        return code
 
     def pause(self) -> None:
         if self.alive:
@@ -151,7 +204,8 @@ class BankProcess:
 class Cluster:
     """Several bank processes of one consortium config."""
 
-    def __init__(self, config_path: Path, data_root: Path, env: dict | None = None):
+    def __init__(self, config_path: Path, data_root: Path, env: dict | None = None, *,
+                 on_line: Callable[[str, str], None] | None = None, die_with_parent: bool = False):
         self.config_path = Path(config_path)
         self.data_root = Path(data_root)
         doc = yaml.safe_load(self.config_path.read_text())
@@ -162,18 +216,58 @@ class Cluster:
             host = b.get("host", "127.0.0.1")
             self.banks[b["id"]] = BankProcess(
                 b["id"], f"http://{host}:{b['port']}", self.config_path, self.data_root / b["id"],
-                self.data_root / f"{b['id']}.log", env=dict(env or {}))
+                self.data_root / f"{b['id']}.log", env=dict(env or {}), on_line=on_line,
+                die_with_parent=die_with_parent)
 
     def __getitem__(self, bank_id: str) -> BankProcess:
         return self.banks[bank_id]
 
-    def start(self, deadline_s: float = 60.0) -> "Cluster":
+    def start(self, deadline_s: float = 60.0, *, progress: Callable[[str, float], None] | None = None,
+              cancelled: Callable[[], bool] | None = None) -> "Cluster":
         self.data_root.mkdir(parents=True, exist_ok=True)
         for b in self.banks.values():
             b.start()
-        for b in self.banks.values():
-            b.wait_healthy(deadline_s)
+        self.wait_healthy(deadline_s, progress=progress, cancelled=cancelled)
         return self
+
+    def wait_healthy(self, deadline_s: float = 60.0, *, need_broker: bool = True,
+                     progress: Callable[[str, float], None] | None = None,
+                     cancelled: Callable[[], bool] | None = None) -> dict[str, dict]:
+        """Poll every bank's ``/api/health`` until all answer (with the broker connected).
+
+        ``progress(bank_id, seconds)`` is called once per bank as it turns healthy. Raises
+        RuntimeError naming the bank if one exits, TimeoutError naming the stragglers at the
+        deadline, and InterruptedError as soon as ``cancelled()`` is true (Ctrl-C in the launcher).
+        """
+        t0 = time.monotonic()
+        end = t0 + deadline_s
+        healthy: dict[str, dict] = {}
+        delay = 0.02
+        while True:
+            for b in self.banks.values():
+                if b.bank_id in healthy:
+                    continue
+                if b.proc is not None and b.proc.poll() is not None:
+                    raise RuntimeError(f"bank {b.bank_id} exited with {b.proc.returncode}; "
+                                       f"log: {b.log_path}\n{b.tail()}")
+                h = b.health(timeout=1.0)
+                if h and (not need_broker or h.get("broker") == "connected"):
+                    healthy[b.bank_id] = h
+                    if progress is not None:
+                        progress(b.bank_id, time.monotonic() - t0)
+            if len(healthy) == len(self.banks):
+                return healthy
+            if cancelled is not None and cancelled():
+                raise InterruptedError("stopped while waiting for the banks")
+            if time.monotonic() >= end:
+                late = [b for b in self.banks if b not in healthy]
+                raise TimeoutError(f"bank(s) {', '.join(late)} not healthy after {deadline_s:g}s; log:\n"
+                                   + "\n".join(self.banks[b].tail(15) for b in late))
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    def pids(self) -> dict[str, int]:
+        return {b.bank_id: b.pid for b in self.banks.values() if b.pid is not None}
 
     def restart(self, bank_id: str, extra_env: dict | None = None, deadline_s: float = 30.0) -> None:
         b = self.banks[bank_id]
