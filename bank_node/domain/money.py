@@ -10,7 +10,8 @@ from decimal import Decimal, InvalidOperation
 
 from .errors import InvalidAmount
 
-_AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?")
+# ASCII digits only: ``\d`` would also match "１０" or "١٠", which Decimal happily reads as 10.
+_AMOUNT = re.compile(r"[0-9]{1,13}(\.[0-9]{1,2})?")
 
 
 def parse_amount(value: object, *, limit_cents: int | None = None, field: str = "amount") -> int:
