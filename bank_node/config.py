@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(Exception):
@@ -104,17 +104,21 @@ class ConsortiumConfig(_Strict):
             raise ValueError("consortium name must be letters, digits, '.', '-' or '_'")
         return v
 
-    @model_validator(mode="after")
-    def _unique_banks(self) -> "ConsortiumConfig":
-        if not self.banks:
-            raise ValueError("banks: at least one bank is needed")
-        ids = [b.id for b in self.banks]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"banks: duplicate bank id in {ids}")
-        ports = [(b.host, b.port) for b in self.banks]
-        if len(set(ports)) != len(ports):
-            raise ValueError("banks: two banks share a host and port")
-        return self
+    @field_validator("banks")
+    @classmethod
+    def _unique_banks(cls, banks: list[Bank]) -> list[Bank]:
+        # A field validator (not a model one), so the error is reported at the key "banks".
+        if not banks:
+            raise ValueError("at least one bank is needed")
+        ids = [b.id for b in banks]
+        dup_ids = sorted({i for i in ids if ids.count(i) > 1})
+        if dup_ids:
+            raise ValueError(f"duplicate bank id {', '.join(dup_ids)}")
+        ports = [(b.host, b.port) for b in banks]
+        dup_ports = sorted({f"{h}:{p}" for h, p in ports if ports.count((h, p)) > 1})
+        if dup_ports:
+            raise ValueError(f"two banks share the address {', '.join(dup_ports)}")
+        return banks
 
     def bank(self, bank_id: str) -> Bank:
         for b in self.banks:
