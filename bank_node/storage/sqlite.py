@@ -327,7 +327,7 @@ class SqliteStore:
                 c.execute(f"PRAGMA user_version = {i + 1}")
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
 
     def schema_version(self) -> int:
@@ -343,15 +343,15 @@ class SqliteStore:
         try:
             yield SqliteTx(c)
         except sqlite3.Error as e:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise StorageError(str(e)) from e
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
         try:
             c.execute("COMMIT")
         except sqlite3.Error as e:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise StorageError(f"commit failed: {e}") from e
 
     def ping(self) -> bool:
@@ -370,6 +370,17 @@ class SqliteStore:
                     pass
             self._all_conns.clear()
         self._local = threading.local()
+
+
+def _rollback(c: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open. SQLite ends the transaction by itself on some
+    failures (disk full, I/O error, interrupt); a second ROLLBACK would then raise a bare
+    sqlite3 error that hides the real one and escapes the port untranslated."""
+    try:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 def _split_sql(script: str) -> list[str]:

@@ -1,0 +1,472 @@
+"""Contract test of the storage port (``bank_node/storage/port.py``).
+
+Every adapter in ``ADAPTERS`` runs the same contract: atomic transactions, an append-only
+journal the balance can be re-derived from, holds, idempotency records, 2PC records, and
+(for durable adapters) data that survives reopening. SQLite-only facts (pragmas, triggers,
+migrations) are tested at the end. To add an adapter, add a line to ``ADAPTERS``.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from bank_node.storage import sqlite as sqlite_adapter
+from bank_node.storage.port import StorageError, Store
+from bank_node.storage.sqlite import MIGRATIONS, SqliteStore
+
+ANA, BOB = "52998224725", "11144477735"
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    open: Callable[[Path], Store]  # open (or reopen) the store kept under this folder
+    durable: bool                  # does reopening the folder find the data again?
+
+
+ADAPTERS = [
+    Adapter("sqlite", lambda folder: SqliteStore(folder / "ledger.sqlite3"), durable=True),
+]
+
+
+@pytest.fixture(params=ADAPTERS, ids=lambda a: a.name)
+def adapter(request):
+    return request.param
+
+
+@pytest.fixture
+def store(adapter, tmp_path):
+    s = adapter.open(tmp_path)
+    yield s
+    s.close()
+
+
+def open_account(store, number="100000001", holders=(ANA,), kind="individual"):
+    with store.transaction() as tx:
+        for cpf in holders:
+            if tx.get_customer(cpf) is None:
+                tx.insert_customer(cpf, f"Cliente {cpf[:3]}", "hash", 1.0)
+        tx.insert_account(number, kind, list(holders), None, None, 1.0)
+    return number
+
+
+def balance(store, number):
+    with store.transaction(write=False) as tx:
+        return tx.get_account(number)["balance"]
+
+
+# --- customers, sessions, accounts -----------------------------------------------------------
+
+def test_customer_round_trip(store):
+    with store.transaction() as tx:
+        assert tx.get_customer(ANA) is None
+        tx.insert_customer(ANA, "Ana Souza", "argon2-hash", 5.0)
+    with store.transaction(write=False) as tx:
+        c = tx.get_customer(ANA)
+    assert (c["cpf"], c["name"], c["password_hash"]) == (ANA, "Ana Souza", "argon2-hash")
+    with store.transaction() as tx:
+        tx.update_password_hash(ANA, "new-hash")
+    with store.transaction(write=False) as tx:
+        assert tx.get_customer(ANA)["password_hash"] == "new-hash"
+
+
+def test_duplicate_customer_is_a_storage_error(store):
+    with store.transaction() as tx:
+        tx.insert_customer(ANA, "Ana", "h", 1.0)
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.insert_customer(ANA, "Ana de novo", "h", 1.0)
+    with store.transaction(write=False) as tx:
+        assert tx.get_customer(ANA)["name"] == "Ana"
+
+
+def test_sessions_are_revocable_once(store):
+    with store.transaction() as tx:
+        tx.insert_customer(ANA, "Ana", "h", 1.0)
+        tx.insert_session("tok", ANA, 1.0, 100.0)
+    with store.transaction() as tx:
+        s = tx.get_session("tok")
+        assert (s["cpf"], s["expires_at"], s["revoked_at"]) == (ANA, 100.0, None)
+        tx.revoke_session("tok", 7.0)
+        tx.revoke_session("tok", 9.0)  # a second logout keeps the first time
+    with store.transaction(write=False) as tx:
+        assert tx.get_session("tok")["revoked_at"] == 7.0
+        assert tx.get_session("other") is None
+
+
+def test_accounts_and_holders(store):
+    open_account(store, "100000001", (ANA, BOB), kind="joint")
+    open_account(store, "100000002", (BOB,))
+    with store.transaction(write=False) as tx:
+        acc = tx.get_account("100000001")
+        assert (acc["kind"], acc["status"], acc["balance"]) == ("joint", "open", 0)
+        assert tx.holders_of("100000001") == [ANA, BOB]
+        assert tx.account_numbers_of(ANA) == ["100000001"]
+        assert tx.account_numbers_of(BOB) == ["100000001", "100000002"]
+        assert tx.get_account("999") is None
+
+
+# --- journal ----------------------------------------------------------------------------------
+
+def test_balance_equals_the_sum_of_the_journal(store):
+    n = open_account(store)
+    moves = [("deposit", 100_00), ("withdrawal", -30_00), ("deposit", 5_55), ("transfer_out", -1_00),
+             ("transfer_in", 20_00)]
+    afters = []
+    with store.transaction() as tx:
+        for kind, amount in moves:
+            afters.append(tx.append_entry(n, kind, amount, 2.0, "t-1" if kind.startswith("transfer") else None))
+    assert afters == [100_00, 70_00, 75_55, 74_55, 94_55]
+    with store.transaction(write=False) as tx:
+        assert tx.get_account(n)["balance"] == 94_55
+        assert tx.journal_sum(n) == 94_55
+        entries = tx.statement(n, 100)
+    assert sum(e["amount"] for e in entries) == 94_55
+    assert [e["balance_after"] for e in entries] == list(reversed(afters)), "newest first"
+    assert [e["kind"] for e in entries][:2] == ["transfer_in", "transfer_out"]
+    assert entries[0]["transfer_id"] == "t-1" and entries[-1]["transfer_id"] is None
+
+
+def test_statement_limit_keeps_the_newest(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        for i in range(1, 6):
+            tx.append_entry(n, "deposit", i, float(i))
+    with store.transaction(write=False) as tx:
+        assert [e["amount"] for e in tx.statement(n, 2)] == [5, 4]
+
+
+def test_balance_never_goes_negative_in_storage(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        tx.append_entry(n, "deposit", 10_00, 1.0)
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.append_entry(n, "withdrawal", -10_01, 2.0)
+    with store.transaction(write=False) as tx:
+        assert tx.get_account(n)["balance"] == 10_00
+        assert tx.journal_sum(n) == 10_00
+
+
+def test_a_transfer_moves_an_account_at_most_once_per_kind(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        tx.append_entry(n, "transfer_in", 5_00, 1.0, "t-9")
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.append_entry(n, "transfer_in", 5_00, 2.0, "t-9")
+    assert balance(store, n) == 5_00
+
+
+def test_entry_on_a_missing_account_is_refused(store):
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.append_entry("404", "deposit", 1_00, 1.0)
+
+
+# --- holds ------------------------------------------------------------------------------------
+
+def test_holds_per_transfer_and_account(store):
+    a, b = open_account(store, "100000001"), open_account(store, "100000002")
+    with store.transaction() as tx:
+        tx.place_hold("t-1", a, 10_00, 1.0)
+        tx.place_hold("t-1", b, 3_00, 1.0)
+        tx.place_hold("t-2", a, 2_50, 1.0)
+    with store.transaction(write=False) as tx:
+        assert tx.holds_total(a) == 12_50
+        assert tx.holds_total(b) == 3_00
+        assert sorted((h["number"], h["amount"]) for h in tx.holds_of_transfer("t-1")) == [(a, 10_00), (b, 3_00)]
+        assert tx.counts()["holds"] == 3
+    with store.transaction() as tx:
+        tx.release_holds("t-1")
+        tx.release_holds("t-1")  # releasing twice is harmless
+    with store.transaction(write=False) as tx:
+        assert (tx.holds_total(a), tx.holds_total(b)) == (2_50, 0)
+        assert tx.holds_of_transfer("t-1") == []
+
+
+def test_one_hold_per_transfer_and_account(store):
+    a = open_account(store)
+    with store.transaction() as tx:
+        tx.place_hold("t-1", a, 10_00, 1.0)
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.place_hold("t-1", a, 10_00, 2.0)
+    with store.transaction(write=False) as tx:
+        assert tx.holds_total(a) == 10_00
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_a_hold_is_positive(store, amount):
+    a = open_account(store)
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.place_hold("t-1", a, amount, 1.0)
+
+
+# --- idempotency ------------------------------------------------------------------------------
+
+def test_idempotency_records(store):
+    body = {"number": "123", "balance": "10.00", "holders": [{"cpf": ANA, "name": "Ana"}]}
+    with store.transaction() as tx:
+        assert tx.get_idempotent(ANA, "k1") is None
+        tx.put_idempotent(ANA, "k1", "hash-1", 201, body, 1.0)
+    with store.transaction(write=False) as tx:
+        r = tx.get_idempotent(ANA, "k1")
+        assert (r["request_hash"], r["status"], r["body"]) == ("hash-1", 201, body)
+        assert tx.get_idempotent(BOB, "k1") is None, "keys are scoped"
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.put_idempotent(ANA, "k1", "hash-2", 201, {}, 2.0)
+    with store.transaction(write=False) as tx:
+        assert tx.get_idempotent(ANA, "k1")["request_hash"] == "hash-1"
+
+
+# --- two-phase commit records -----------------------------------------------------------------
+
+def participation(state="prepared", **kw):
+    return {"transfer_id": "t-1", "coordinator": "alfa", "state": state, "deadline_ms": 1000,
+            "initiator": ANA, "legs": [{"account": "1", "amount": 5, "direction": "debit"}],
+            "reasons": [], "peers": ["alfa", "beta"], "created_at": 1.0, "updated_at": 1.0, **kw}
+
+
+def coordination(state="preparing", **kw):
+    return {"transfer_id": "t-1", "initiator": ANA, "request_hash": "h", "state": state, "deadline_ms": 1000,
+            "legs": [{"bank": "beta", "account": "1", "amount": 5, "direction": "debit"}],
+            "participants": {"beta": {"vote": None, "acked": False}}, "failures": [], "pending_acks": 0,
+            "created_at": 1.0, "decided_at": None, **kw}
+
+
+def test_participation_round_trip_and_upsert(store):
+    with store.transaction() as tx:
+        tx.put_participant(participation())
+    with store.transaction() as tx:
+        assert tx.get_participant("t-1") == participation()
+        assert [p["transfer_id"] for p in tx.participations_in("prepared")] == ["t-1"]
+        tx.put_participant(participation("committed", updated_at=2.0))
+    with store.transaction(write=False) as tx:
+        assert tx.get_participant("t-1") == participation("committed", updated_at=2.0)
+        assert tx.participations_in("prepared") == []
+        assert tx.get_participant("t-2") is None
+
+
+def test_coordinated_round_trip_and_upsert(store):
+    with store.transaction() as tx:
+        tx.put_coordinated(coordination())
+    with store.transaction() as tx:
+        assert tx.get_coordinated("t-1") == coordination()
+        assert [r["transfer_id"] for r in tx.coordinated_preparing()] == ["t-1"]
+        tx.put_coordinated(coordination("committed", pending_acks=1, decided_at=3.0,
+                                        participants={"beta": {"vote": "yes", "acked": False}}))
+    with store.transaction(write=False) as tx:
+        rec = tx.get_coordinated("t-1")
+        assert (rec["state"], rec["pending_acks"], rec["participants"]["beta"]["vote"]) == ("committed", 1, "yes")
+        assert tx.coordinated_preparing() == []
+        assert [r["transfer_id"] for r in tx.coordinated_unacknowledged()] == ["t-1"]
+
+
+# --- atomicity ----------------------------------------------------------------------------------
+
+class Boom(Exception):
+    pass
+
+
+def test_a_transaction_that_raises_rolls_back_everything(store):
+    n = open_account(store)
+    with pytest.raises(Boom):  # the caller's exception goes on unchanged, not wrapped
+        with store.transaction() as tx:
+            tx.insert_customer(BOB, "Bob", "h", 1.0)
+            tx.insert_account("100000009", "individual", [BOB], None, None, 1.0)
+            tx.append_entry(n, "deposit", 50_00, 1.0)
+            tx.place_hold("t-1", n, 10_00, 1.0)
+            tx.put_idempotent(ANA, "k", "h", 201, {}, 1.0)
+            tx.put_participant(participation())
+            tx.put_coordinated(coordination())
+            raise Boom()
+    with store.transaction(write=False) as tx:
+        assert tx.get_customer(BOB) is None
+        assert tx.get_account("100000009") is None
+        assert tx.get_account(n)["balance"] == 0 and tx.statement(n, 10) == []
+        assert tx.holds_total(n) == 0
+        assert tx.get_idempotent(ANA, "k") is None
+        assert tx.get_participant("t-1") is None and tx.get_coordinated("t-1") is None
+
+
+def test_a_database_error_mid_transaction_rolls_back_the_earlier_writes(store):
+    n = open_account(store)
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.append_entry(n, "deposit", 50_00, 1.0)
+            tx.insert_customer(ANA, "Ana again", "h", 1.0)  # duplicate key
+    assert balance(store, n) == 0
+    with store.transaction() as tx:  # and the store is usable afterwards
+        tx.append_entry(n, "deposit", 1_00, 2.0)
+    assert balance(store, n) == 1_00
+
+
+def test_a_write_transaction_is_visible_to_other_threads_once_committed(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        tx.append_entry(n, "deposit", 7_00, 1.0)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(balance(store, n)))
+    t.start()
+    t.join(10)
+    assert seen == [7_00]
+
+
+# --- durability ---------------------------------------------------------------------------------
+
+def test_reopening_keeps_the_data(adapter, tmp_path):
+    if not adapter.durable:
+        pytest.skip(f"{adapter.name} keeps nothing across reopening")
+    s = adapter.open(tmp_path)
+    n = open_account(s)
+    with s.transaction() as tx:
+        tx.append_entry(n, "deposit", 123_45, 1.0)
+        tx.place_hold("t-1", n, 3_00, 1.0)
+        tx.put_idempotent(ANA, "k", "h", 201, {"balance": "123.45"}, 1.0)
+        tx.insert_session("tok", ANA, 1.0, 99.0)
+    s.close()
+    s = adapter.open(tmp_path)
+    try:
+        with s.transaction(write=False) as tx:
+            assert tx.get_account(n)["balance"] == 123_45
+            assert tx.journal_sum(n) == 123_45
+            assert tx.holds_total(n) == 3_00
+            assert tx.get_idempotent(ANA, "k")["body"] == {"balance": "123.45"}
+            assert tx.get_session("tok")["cpf"] == ANA
+        assert s.schema_version() == len(MIGRATIONS)
+    finally:
+        s.close()
+
+
+# --- SQLite only ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    s = SqliteStore(tmp_path / "ledger.sqlite3")
+    yield s
+    s.close()
+
+
+def test_fresh_database_is_at_the_latest_schema_version(sqlite_store):
+    assert sqlite_store.schema_version() == len(MIGRATIONS)
+
+
+def test_reopening_does_not_rerun_migrations(tmp_path):
+    SqliteStore(tmp_path / "l.sqlite3").close()
+    s = SqliteStore(tmp_path / "l.sqlite3")  # would fail with "table customers already exists"
+    assert s.schema_version() == len(MIGRATIONS)
+    s.close()
+
+
+def test_a_new_migration_upgrades_an_existing_database_and_keeps_its_data(tmp_path, monkeypatch):
+    s = SqliteStore(tmp_path / "l.sqlite3")
+    n = open_account(s)
+    with s.transaction() as tx:
+        tx.append_entry(n, "deposit", 9_00, 1.0)
+    s.close()
+    monkeypatch.setattr(sqlite_adapter, "MIGRATIONS",
+                        MIGRATIONS + ["CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);"])
+    s = SqliteStore(tmp_path / "l.sqlite3")
+    try:
+        assert s.schema_version() == len(MIGRATIONS) + 1
+        assert balance(s, n) == 9_00
+        with s.transaction() as tx:
+            tx.c.execute("INSERT INTO notes (text) VALUES ('ok')")
+    finally:
+        s.close()
+
+
+def test_a_failing_migration_changes_nothing(tmp_path, monkeypatch):
+    SqliteStore(tmp_path / "l.sqlite3").close()
+    monkeypatch.setattr(sqlite_adapter, "MIGRATIONS",
+                        MIGRATIONS + ["CREATE TABLE half (x INTEGER);\nCREATE TABLE broken (;"])
+    with pytest.raises(StorageError):
+        SqliteStore(tmp_path / "l.sqlite3")
+    monkeypatch.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS)
+    s = SqliteStore(tmp_path / "l.sqlite3")
+    try:
+        assert s.schema_version() == len(MIGRATIONS)
+        with s.transaction(write=False) as tx:
+            assert tx.c.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    finally:
+        s.close()
+
+
+def _pragmas(store) -> tuple:
+    with store.transaction(write=False) as tx:
+        return (tx.c.execute("PRAGMA journal_mode").fetchone()[0],
+                tx.c.execute("PRAGMA synchronous").fetchone()[0],
+                tx.c.execute("PRAGMA foreign_keys").fetchone()[0])
+
+
+def test_wal_and_synchronous_full_on_every_connection(sqlite_store, tmp_path):
+    assert _pragmas(sqlite_store) == ("wal", 2, 1)   # synchronous: 2 is FULL
+    other = []
+    t = threading.Thread(target=lambda: other.append(_pragmas(sqlite_store)))
+    t.start()
+    t.join(10)
+    assert other == [("wal", 2, 1)], "each thread's own connection is configured too"
+    open_account(sqlite_store)
+    assert (tmp_path / "ledger.sqlite3-wal").exists()
+
+
+def test_entries_are_append_only(sqlite_store, tmp_path):
+    n = open_account(sqlite_store)
+    with sqlite_store.transaction() as tx:
+        tx.append_entry(n, "deposit", 10_00, 1.0)
+    for sql in ("UPDATE entries SET amount = 999999", "DELETE FROM entries",
+                "UPDATE entries SET balance_after = 0 WHERE id = 1"):
+        with pytest.raises(StorageError, match="append-only"):
+            with sqlite_store.transaction() as tx:
+                tx.c.execute(sql)
+    raw = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            raw.execute("DELETE FROM entries")
+    finally:
+        raw.close()
+    with sqlite_store.transaction(write=False) as tx:
+        assert [(e["amount"], e["balance_after"]) for e in tx.statement(n, 10)] == [(10_00, 10_00)]
+
+
+def test_a_hold_on_a_missing_account_is_refused(sqlite_store):
+    with pytest.raises(StorageError):
+        with sqlite_store.transaction() as tx:
+            tx.place_hold("t-1", "404", 1_00, 1.0)
+
+
+def test_ping_and_close(sqlite_store):
+    assert sqlite_store.ping() is True
+    sqlite_store.close()
+    assert sqlite_store.ping() is True, "a closed store reopens its connection on demand"
+
+
+def test_a_failure_that_already_ended_the_transaction_still_comes_out_as_storage_error(sqlite_store):
+    """SQLite rolls back by itself on disk full or I/O errors; the port must still answer with
+    StorageError (a 503 at the API), never a bare sqlite3 error, and stay usable."""
+    n = open_account(sqlite_store)
+    with pytest.raises(StorageError):
+        with sqlite_store.transaction() as tx:
+            tx.append_entry(n, "deposit", 5_00, 1.0)
+            tx.c.execute("ROLLBACK")              # what SQLite does on SQLITE_FULL / SQLITE_IOERR
+            tx.c.execute("SELECT * FROM no_such_table")
+    with pytest.raises(StorageError):
+        with sqlite_store.transaction() as tx:
+            tx.append_entry(n, "deposit", 5_00, 1.0)
+            tx.c.execute("ROLLBACK")              # and the block then ends normally: COMMIT fails
+    with pytest.raises(Boom):
+        with sqlite_store.transaction() as tx:
+            tx.c.execute("ROLLBACK")
+            raise Boom()                          # the caller's own exception is not hidden
+    assert balance(sqlite_store, n) == 0
+    with sqlite_store.transaction() as tx:
+        tx.append_entry(n, "deposit", 1_00, 2.0)
+    assert balance(sqlite_store, n) == 1_00
