@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     node.start()
-    logging.getLogger("bank_node").info("bank %s (%s) listening on %s:%s (%s)", bank.id, bank.name,
-                                        host, bank.port, bank.url)
+    logging.getLogger("bank_node").info("bank %s (%s) listening on http://%s:%s", bank.id, bank.name,
+                                        host, bank.port)
     try:
         server.run()
     except SystemExit:

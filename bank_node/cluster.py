@@ -222,7 +222,8 @@ class Cluster:
     def __getitem__(self, bank_id: str) -> BankProcess:
         return self.banks[bank_id]
 
-    def start(self, deadline_s: float = 60.0, *, progress: Callable[[str, float], None] | None = None,
+    def start(self, deadline_s: float = 60.0, *,
+              progress: Callable[[list[str], list[str], float], None] | None = None,
               cancelled: Callable[[], bool] | None = None) -> "Cluster":
         self.data_root.mkdir(parents=True, exist_ok=True)
         for b in self.banks.values():
@@ -231,19 +232,23 @@ class Cluster:
         return self
 
     def wait_healthy(self, deadline_s: float = 60.0, *, need_broker: bool = True,
-                     progress: Callable[[str, float], None] | None = None,
+                     progress: Callable[[list[str], list[str], float], None] | None = None,
+                     progress_every_s: float = 5.0,
                      cancelled: Callable[[], bool] | None = None) -> dict[str, dict]:
         """Poll every bank's ``/api/health`` until all answer (with the broker connected).
 
-        ``progress(bank_id, seconds)`` is called once per bank as it turns healthy. Raises
-        RuntimeError naming the bank if one exits, TimeoutError naming the stragglers at the
-        deadline, and InterruptedError as soon as ``cancelled()`` is true (Ctrl-C in the launcher).
+        ``progress(ready, waiting, seconds)`` is called when a bank turns healthy and every
+        ``progress_every_s`` while some are still waiting. Raises RuntimeError naming the bank if
+        one exits, TimeoutError naming the stragglers at the deadline, and InterruptedError as
+        soon as ``cancelled()`` is true (Ctrl-C in the launcher).
         """
         t0 = time.monotonic()
         end = t0 + deadline_s
+        next_note = t0 + progress_every_s
         healthy: dict[str, dict] = {}
         delay = 0.02
         while True:
+            changed = False
             for b in self.banks.values():
                 if b.bank_id in healthy:
                     continue
@@ -253,8 +258,11 @@ class Cluster:
                 h = b.health(timeout=1.0)
                 if h and (not need_broker or h.get("broker") == "connected"):
                     healthy[b.bank_id] = h
-                    if progress is not None:
-                        progress(b.bank_id, time.monotonic() - t0)
+                    changed = True
+            now = time.monotonic()
+            if progress is not None and (changed or now >= next_note):
+                progress(list(healthy), [b for b in self.banks if b not in healthy], now - t0)
+                next_note = now + progress_every_s
             if len(healthy) == len(self.banks):
                 return healthy
             if cancelled is not None and cancelled():
@@ -275,10 +283,12 @@ class Cluster:
         b.start(extra_env)
         b.wait_healthy(deadline_s)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM every bank at once, then wait; one that outlives ``timeout`` is killed.
+        Exactly one SIGTERM each: a second one would land in the middle of a graceful shutdown."""
         for b in self.banks.values():
             b.resume()
             if b.alive:
                 b.proc.send_signal(signal.SIGTERM)
         for b in self.banks.values():
-            b.terminate()
+            b.wait_exit(timeout)

@@ -1,0 +1,382 @@
+"""python -m bank_node.launch [--config consorcio.yml] [--banks N] [--data-dir data]
+
+The whole consortium on one machine with one command (CONTRACT section 6): make sure a RabbitMQ
+answers on the configured broker URL (starting the local one, or installing Debian's package when
+running as root, or saying exactly what to run), start every bank as its own process, wait until
+each answers ``/api/health`` with its broker connected, print each bank's URL, stream every bank's
+log with its id in front, and on Ctrl-C / SIGTERM stop them all (and the broker, if this command
+started it) so that no process is left behind.
+
+Process supervision is :class:`bank_node.cluster.Cluster`, the same code the integration tests
+use, so what the README promises is what the tests exercise.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .cluster import Cluster
+from .config import ConfigError, ConsortiumConfig, load_config
+
+#: Bank ids for ``--banks N``, in order (the first three are those of consorcio.yml).
+BANK_IDS = ("alfa", "beta", "gama", "delta", "epsilon", "zeta", "eta", "teta", "iota", "capa", "lambda",
+            "mi", "ni", "csi", "omicron", "pi", "ro", "sigma", "tau", "ipsilon", "fi", "qui", "psi", "omega")
+COLORS = ("#1f6feb", "#2da44e", "#bf3989", "#d4a72c", "#8250df", "#cf222e", "#1b7c83", "#bc4c00")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
+SBIN_PATH = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
+
+
+class LaunchError(Exception):
+    """Why the consortium cannot start, in one line a person can act on."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers (unit-tested): the size of the consortium, free ports, what it takes to get a broker
+
+
+def consortium_of_size(doc: dict, n: int) -> dict:
+    """``doc`` (a parsed consorcio.yml) with ``n`` banks: ids alfa, beta, gama, delta, ...
+    on consecutive ports from the first bank's port (8001 by default); every other key is kept."""
+    if not 1 <= n <= len(BANK_IDS):
+        raise LaunchError(f"--banks must be from 1 to {len(BANK_IDS)}, not {n}", code=2)
+    first = (doc.get("banks") or [{}])[0]
+    host, base = first.get("host", "127.0.0.1"), int(first.get("port", 8001))
+    if base + n - 1 > 65535:
+        raise LaunchError(f"--banks {n} from port {base} goes past port 65535", code=2)
+    banks = [{"id": bank_id, "name": f"Banco {bank_id.capitalize()}", "host": host, "port": base + i,
+              "color": COLORS[i % len(COLORS)]} for i, bank_id in enumerate(BANK_IDS[:n])]
+    return {**doc, "banks": banks}
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """The reason ``host:port`` cannot be listened on, or None when a bank could take it."""
+    try:
+        # create_server sets SO_REUSEADDR like waitress, so a port in TIME_WAIT counts as free.
+        socket.create_server((host, port)).close()
+        return None
+    except OSError as e:
+        return os.strerror(e.errno) if e.errno else str(e)
+
+
+def busy_ports(config: ConsortiumConfig) -> list[str]:
+    """One phrase per bank whose port is taken, e.g. ``"port 8001 of bank alfa (Address already in use)"``."""
+    out = []
+    for b in config.banks:
+        why = port_in_use(b.host, b.port)
+        if why:
+            out.append(f"port {b.port} of bank {b.id} ({why})")
+    return out
+
+
+def broker_address(url: str) -> tuple[str, int, str]:
+    """(host, port, the URL without its password) of an AMQP URL."""
+    u = urllib.parse.urlsplit(url)
+    host = u.hostname or "localhost"
+    port = u.port or (5671 if u.scheme == "amqps" else 5672)
+    netloc = (f"{u.username}@" if u.username else "") + (f"[{host}]" if ":" in host else host) + f":{port}"
+    return host, port, urllib.parse.urlunsplit((u.scheme, netloc, u.path, "", ""))
+
+
+def plan_broker_start(host: str, port: int, *, server: str | None, is_root: bool,
+                      has_apt: bool) -> tuple[list[list[str]], str]:
+    """What to run to get a RabbitMQ answering on ``host:port`` here, and the one-line advice
+    to print if that fails. Raises LaunchError with exactly what to run when nothing can be done."""
+    where = f"{host}:{port}"
+    if host not in LOCAL_HOSTS:
+        raise LaunchError(f"no RabbitMQ answers at {where}; start that broker, or point AMQP_URL "
+                          f"(or broker_url in the config) at one that runs")
+    sudo = "" if is_root else "sudo "
+    start = f"{sudo}rabbitmq-server -detached"
+    if server is None:
+        install = f"{sudo}apt-get install -y rabbitmq-server"
+        if is_root and has_apt:
+            return ([["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "rabbitmq-server"],
+                     ["rabbitmq-server", "-detached"]], f"{install} && {start}")
+        raise LaunchError(f"no RabbitMQ answers at {where} and rabbitmq-server is not installed; run: "
+                          f"{install} && {start}   (or set AMQP_URL to a broker you have)")
+    return [[server, "-detached"]], start
+
+
+# ---------------------------------------------------------------------------------------------
+# The broker
+
+
+def amqp_answers(url: str, timeout: float = 3.0) -> tuple[bool, str]:
+    """True when an AMQP handshake with these credentials succeeds; else the reason."""
+    import pika
+    import pika.exceptions as px
+    try:
+        params = pika.URLParameters(url)
+        params.socket_timeout = timeout
+        params.stack_timeout = timeout + 2
+        params.connection_attempts = 1
+        params.retry_delay = 0
+        pika.BlockingConnection(params).close()
+        return True, ""
+    except (px.ProbableAuthenticationError, px.AuthenticationError):
+        return False, "the broker refused the credentials of the URL"
+    except px.ProbableAccessDeniedError:
+        return False, "the broker refused access to the URL's virtual host"
+    except Exception as e:  # noqa: BLE001 - every other failure means "not answering (yet)"
+        return False, str(e) or type(e).__name__
+
+
+def tcp_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The launcher
+
+
+class Launcher:
+    def __init__(self, args: argparse.Namespace, out=None):
+        self.args = args
+        self.out = out or sys.stdout
+        self.color = self.out.isatty() and not os.environ.get("NO_COLOR")
+        self._print_lock = threading.Lock()
+        self.stop_requested = threading.Event()
+        self.cluster: Cluster | None = None
+        self.started_broker: list[str] | None = None  # rabbitmqctl command that stops it
+        self.broker_env: dict[str, str] = {}
+        self._width = 4
+        self._colors: dict[str, str] = {}
+
+    # -- output --------------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
+
+    def bank_line(self, bank_id: str, line: str) -> None:
+        prefix = f"{bank_id:<{self._width}} |"
+        if self.color and bank_id in self._colors:
+            prefix = f"{self._colors[bank_id]}{prefix}\x1b[0m"
+        self.say(f"{prefix} {line}")
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_requested.is_set() and self.cluster is not None:
+            # A second Ctrl-C while stopping: do not wait for a graceful exit any longer.
+            # (os.write, not print: the main thread may hold the print lock right now.)
+            os.write(2, b"second stop request: killing the banks with SIGKILL\n")
+            for b in self.cluster.banks.values():
+                if b.alive:
+                    b.resume()
+                    b.proc.kill()
+            return
+        self.stop_requested.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def load(self) -> tuple[Path, ConsortiumConfig]:
+        path = Path(self.args.config).resolve()
+        try:
+            config = load_config(path)
+        except ConfigError as e:
+            raise LaunchError(str(e), code=2) from e
+        if self.args.banks is not None:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = consortium_of_size(raw, self.args.banks)
+            data_root = Path(self.args.data_dir).resolve()
+            data_root.mkdir(parents=True, exist_ok=True)
+            path = data_root / f"consorcio-{self.args.banks}-banks.yml"
+            path.write_text(f"# Written by python -m bank_node.launch --banks {self.args.banks} from "
+                            f"{self.args.config}; edit that file instead.\n" + yaml.safe_dump(doc, sort_keys=False),
+                            encoding="utf-8")
+            try:
+                config = load_config(path)
+            except ConfigError as e:
+                raise LaunchError(str(e), code=2) from e
+        return path, config
+
+    def ensure_broker(self, url: str) -> None:
+        host, port, shown = broker_address(url)
+        ok, why = amqp_answers(url)
+        if ok:
+            self.say(f"RabbitMQ answers at {shown}")
+            return
+        if tcp_answers(host, port):
+            # Something listens: a broker still booting, or one that refuses us. Never start a second.
+            self.wait_for_broker(url, shown, first_reason=why)
+            return
+        server = shutil.which("rabbitmq-server", path=os.environ.get("PATH", "") + os.pathsep + SBIN_PATH)
+        commands, advice = plan_broker_start(host, port, server=server, is_root=os.geteuid() == 0,
+                                             has_apt=shutil.which("apt-get") is not None)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        env["PATH"] = env.get("PATH", "") + os.pathsep + SBIN_PATH
+        if port != 5672:
+            env["RABBITMQ_NODE_PORT"] = str(port)
+        self.broker_env = env
+        for cmd in commands:
+            self.say(f"no RabbitMQ answers at {host}:{port}; running: {' '.join(cmd)}")
+            try:
+                done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                      timeout=900)
+                failed = done.returncode != 0
+                detail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] if failed else []
+            except (OSError, subprocess.TimeoutExpired) as e:
+                failed, detail = True, [str(e)]
+            if failed:
+                if cmd[-1] == "-detached" and amqp_answers(url)[0]:
+                    break  # the package's own service start won the race: a broker answers, that is all we need
+                raise LaunchError(f"`{' '.join(cmd)}` failed ({' '.join(detail) or 'no output'}); run: {advice}")
+        ctl = shutil.which("rabbitmqctl", path=env["PATH"])
+        self.started_broker = [ctl, "stop"] if ctl else None
+        self.wait_for_broker(url, shown)
+
+    def wait_for_broker(self, url: str, shown: str, first_reason: str = "") -> None:
+        t0 = time.monotonic()
+        end = t0 + self.args.wait
+        next_note = t0
+        why = first_reason
+        while True:
+            ok, why = amqp_answers(url)
+            if ok:
+                self.say(f"RabbitMQ answers at {shown} (after {time.monotonic() - t0:.1f}s)")
+                return
+            if self.stop_requested.is_set():
+                raise InterruptedError
+            now = time.monotonic()
+            if now >= end:
+                raise LaunchError(f"RabbitMQ at {shown} did not answer within {self.args.wait:g}s ({why})")
+            if now >= next_note:
+                self.say(f"waiting for RabbitMQ at {shown} ... ({now - t0:.0f}s)")
+                next_note = now + 5
+            self.stop_requested.wait(0.5)
+
+    def start_banks(self, config_path: Path, config: ConsortiumConfig) -> None:
+        data_root = Path(self.args.data_dir).resolve()
+        self._width = max(len(b.id) for b in config.banks)
+        self._colors = {b.id: "\x1b[38;2;{};{};{}m".format(*bytes.fromhex(b.color[1:])) for b in config.banks}
+        self.cluster = Cluster(config_path, data_root, on_line=self.bank_line, die_with_parent=True)
+        n = len(config.banks)
+        self.say(f"starting {n} bank{'s' if n > 1 else ''} of consortium {config.consortium!r}: "
+                 f"{', '.join(config.bank_ids)} (data and logs in {data_root})")
+
+        def progress(ready: list[str], waiting: list[str], elapsed: float) -> None:
+            if waiting:
+                self.say(f"[{len(ready)}/{n} healthy, {elapsed:.1f}s] waiting for {', '.join(waiting)}")
+            else:
+                self.say(f"[{n}/{n} healthy, {elapsed:.1f}s] every bank is up")
+
+        try:
+            self.cluster.start(self.args.wait, progress=progress, cancelled=self.stop_requested.is_set)
+        except (RuntimeError, TimeoutError) as e:
+            raise LaunchError(str(e).splitlines()[0]) from e
+
+    def banner(self, config: ConsortiumConfig) -> None:
+        _, _, shown = broker_address(config.broker_url)
+        name_w = max(len(b.name) for b in config.banks)
+        lines = ["", f"Consortium {config.consortium!r} is running ({len(config.banks)} banks, broker {shown}):"]
+        for b in config.banks:
+            lines.append(f"  {b.id:<{self._width}}  {b.name:<{name_w}}  {b.url}  (pid {self.cluster[b.id].pid})")
+        first = config.banks[0].url
+        lines += [f"Web UI at each URL; REST API under /api (try: curl {first}/api/health).",
+                  "Press Ctrl-C to stop every bank" + (" and the broker." if self.started_broker else "."), ""]
+        self.say("\n".join(lines))
+
+    def supervise(self) -> int:
+        """Until a stop is asked: report banks that exit on their own (the others keep running)."""
+        reported: set[str] = set()
+        while not self.stop_requested.wait(0.5):
+            for b in self.cluster.banks.values():
+                if b.bank_id not in reported and not b.alive:
+                    reported.add(b.bank_id)
+                    code = b.proc.returncode
+                    self.say(f"bank {b.bank_id} exited with code {code}; the others keep running. Restart it with:"
+                             f" python -m bank_node --config {b.config_path} --bank {b.bank_id}"
+                             f" --data-dir {b.data_dir}")
+            if len(reported) == len(self.cluster.banks):
+                self.say("every bank has exited; stopping")
+                return 1
+        return 0
+
+    def shutdown(self) -> None:
+        if self.cluster is not None:
+            alive = [b.bank_id for b in self.cluster.banks.values() if b.alive]
+            if alive:
+                self.say(f"stopping {', '.join(alive)} ...")
+            self.cluster.stop()
+            codes = ", ".join(f"{b.bank_id}={b.proc.returncode}" for b in self.cluster.banks.values()
+                              if b.proc is not None)
+            self.say(f"every bank has stopped (exit codes: {codes})")
+        if self.started_broker and not self.args.keep_broker:
+            self.say("stopping the RabbitMQ this command started (keep it running next time with --keep-broker)")
+            try:
+                subprocess.run(self.started_broker, env=self.broker_env, stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=120)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                self.say(f"could not stop RabbitMQ ({e}); stop it with: rabbitmqctl stop")
+
+    def run(self) -> int:
+        self.install_signal_handlers()
+        config_path, config = self.load()
+        taken = busy_ports(config)
+        if taken:
+            raise LaunchError(f"{'; '.join(taken)}: stop what listens there, or choose other ports in "
+                              f"{self.args.config}", code=2)
+        try:
+            self.ensure_broker(config.broker_url)
+            if self.stop_requested.is_set():
+                raise InterruptedError
+            self.start_banks(config_path, config)
+            self.banner(config)
+            return self.supervise()
+        except InterruptedError:
+            self.say("stop requested during start-up")
+            return 0
+        finally:
+            self.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bank_node.launch",
+                                 description="Run the whole consortium on this machine: a RabbitMQ if none "
+                                             "answers, then every bank as its own process. Ctrl-C stops all.")
+    ap.add_argument("--config", default="consorcio.yml", help="consortium file (default: consorcio.yml)")
+    ap.add_argument("--banks", type=int, default=None, metavar="N",
+                    help="run N banks (alfa, beta, gama, delta, ...) on ports from the config's first port "
+                         "upwards, keeping the rest of the config")
+    ap.add_argument("--data-dir", default="data", help="ledgers in DIR/<bank>/, logs in DIR/<bank>.log "
+                                                       "(default: data)")
+    ap.add_argument("--wait", type=float, default=90.0, metavar="SECONDS",
+                    help="how long to wait for the broker and for the banks to be healthy (default: 90)")
+    ap.add_argument("--keep-broker", action="store_true",
+                    help="leave a RabbitMQ started by this command running after the consortium stops")
+    args = ap.parse_args(argv)
+    launcher = Launcher(args)
+    try:
+        return launcher.run()
+    except LaunchError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return e.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
