@@ -1,0 +1,289 @@
+"""Portuguese (pt-BR, the default) and English for the customer's screens.
+
+The code and the templates speak English (``_("Open an account")``); ``PT_BR`` gives the
+Portuguese of each phrase. A phrase missing there falls back to English, and a unit test
+checks that no phrase of a template or of this module is missing.
+The language comes from a switch kept in the cookie session, else from the browser's
+Accept-Language, else pt-BR.
+"""
+from __future__ import annotations
+
+from flask import g, request, session
+
+LANGS = ("pt-BR", "en")
+DEFAULT_LANG = "pt-BR"
+
+
+def pick_language() -> str:
+    chosen = session.get("lang")
+    if chosen in LANGS:
+        return chosen
+    best = request.accept_languages.best_match(["pt-BR", "pt", "en"], default=DEFAULT_LANG)
+    return "en" if best == "en" else DEFAULT_LANG
+
+
+def current_lang() -> str:
+    return getattr(g, "lang", None) or DEFAULT_LANG
+
+
+def translate(text: str, lang: str | None = None, **params: object) -> str:
+    """The phrase in ``lang`` (default: this request's), with ``{placeholders}`` filled in.
+    The result is plain text: Jinja escapes it, and any user content inside it, on output."""
+    lang = lang or current_lang()
+    phrase = PT_BR.get(text, text) if lang == "pt-BR" else text
+    return phrase.format(**params) if params else phrase
+
+
+_ = translate
+
+# Why a leg or a transfer was refused, in a customer's words (codes from the participants'
+# votes and the coordinator: bank_node.domain.participant / coordinator).
+REASONS = {
+    "insufficient_funds": "insufficient funds",
+    "not_found": "account not found",
+    "forbidden": "you are not a holder of this account",
+    "account_closed": "account closed",
+    "timeout": "the bank did not answer in time",
+    "bank_unreachable": "the bank is out of reach right now",
+    "refused": "refused by the bank",
+    "coordinator_restarted": "interrupted by a restart of the bank; nothing was moved",
+    "aborted": "cancelled",
+    "error": "the bank could not process it",
+}
+
+# Domain error codes (bank_node.domain.errors) as a customer reads them.
+ERRORS = {
+    "invalid_credentials": "CPF or password is wrong.",
+    "unauthorized": "Please log in.",
+    "invalid_document": "This CPF or CNPJ is not valid: please check the number.",
+    "invalid_amount": "Invalid amount: use a positive number with at most two decimals, up to {limit}.",
+    "insufficient_funds": "Insufficient funds for this withdrawal.",
+    "already_exists": "This CPF is already registered at this bank: log in instead.",
+    "weak_password": "The password must have 8 to 256 characters.",
+    "holder_not_registered": "Every co-holder must be a customer of this bank.",
+    "not_found": "Not found among your accounts at this bank.",
+    "forbidden": "You are not allowed to do this.",
+    "account_closed": "This account is closed.",
+    "unknown_bank": "There is no such bank in the consortium.",
+    "idempotency_key_reused": "This form was already sent with other data: please fill it in again.",
+    "bank_unreachable": "The consortium cannot be reached right now. Please try again in a moment.",
+    "invalid_input": "Some data is not valid.",
+}
+
+
+def reason_text(code: str | None) -> str:
+    return translate(REASONS.get(code or "error", REASONS["error"]))
+
+
+def error_text(code: str | None, detail: str = "", **params: object) -> str:
+    """A domain error for the customer: the known codes in their language; for an unknown
+    code, the service's own (English) explanation rather than nothing."""
+    if code in ERRORS:
+        return translate(ERRORS[code], **params)
+    return translate("The request was refused: {detail}", detail=detail)
+
+
+PT_BR: dict[str, str] = {
+    'Dashboard': 'Painel',
+    'Hello, {name}': 'Olá, {name}',
+    'CPF': 'CPF',
+    'Transfer': 'Transferir',
+    'Open an account': 'Abrir conta',
+    'Total in every bank of the consortium:': 'Total em todos os bancos do consórcio:',
+    '(without the banks that did not answer)': '(sem os bancos que não responderam)',
+    'this bank': 'este banco',
+    '{bank} did not answer: its accounts cannot be shown right now. Reload the page in a moment.':
+        '{bank} não respondeu: as contas de lá não podem ser mostradas agora. Recarregue a página em instantes.',
+    'No account of yours at {bank}.': 'Você não tem conta em {bank}.',
+    'Account': 'Conta',
+    'Balance': 'Saldo',
+    'Available': 'Disponível',
+    'Statement': 'Extrato',
+    'Deposit or withdraw': 'Depositar ou sacar',
+    'Statement at {bank}': 'Extrato em {bank}',
+    'Back to the start': 'Voltar ao início',
+    'Skip to content': 'Pular para o conteúdo',
+    'Language': 'Idioma',
+    'Main menu': 'Menu principal',
+    'Log out': 'Sair',
+    '{bank}, a bank of the consortium.': '{bank}, um banco do consórcio.',
+    'Other banks:': 'Outros bancos:',
+    'Log in': 'Entrar',
+    'Log in to {bank}': 'Entrar — {bank}',
+    'Password': 'Senha',
+    'Not a customer of {bank} yet?': 'Ainda não é cliente de {bank}?',
+    'Register': 'Cadastre-se',
+    'Each bank of the consortium has its own customers: register at every bank where you want accounts.':
+        'Cada banco do consórcio tem seus próprios clientes: cadastre-se em cada banco onde quiser ter contas.',
+    'Deposit or withdraw at {bank}': 'Depositar ou sacar — {bank}',
+    'You have no account at {bank} yet.': 'Você ainda não tem conta em {bank}.',
+    'available': 'disponível',
+    'Operation': 'Operação',
+    'Deposit': 'Depósito',
+    'Withdrawal': 'Saque',
+    'Amount (R$)': 'Valor (R$)',
+    'Up to {limit} per operation.': 'Até {limit} por operação.',
+    'Confirm': 'Confirmar',
+    'Open an account at {bank}': 'Abrir conta — {bank}',
+    'Kind of account': 'Tipo de conta',
+    'Individual': 'Individual',
+    'Only you.': 'Só você.',
+    'Joint': 'Conjunta',
+    'You and one or more co-holders, each a customer of this bank.':
+        'Você e um ou mais cotitulares, todos clientes deste banco.',
+    'Business': 'Empresarial',
+    'A company (CNPJ), operated by you and any other representatives.':
+        'Uma empresa (CNPJ), movimentada por você e por outros representantes, se houver.',
+    'Co-holders and representatives': 'Cotitulares e representantes',
+    'CPFs of the other holders (joint) or representatives (business), one per line':
+        'CPFs dos outros titulares (conjunta) ou representantes (empresarial), um por linha',
+    'You are a holder already. Each CPF must belong to a customer of this bank.':
+        'Você já é titular. Cada CPF precisa ser de um cliente deste banco.',
+    'Company': 'Empresa',
+    'CNPJ': 'CNPJ',
+    'Company name': 'Razão social',
+    'Open the account': 'Abrir a conta',
+    'Become a customer of {bank}': 'Seja cliente — {bank}',
+    'Full name': 'Nome completo',
+    'Password (at least 8 characters)': 'Senha (pelo menos 8 caracteres)',
+    'Password again': 'Repita a senha',
+    'Already a customer?': 'Já é cliente?',
+    'Holders': 'Titulares',
+    'Entries': 'Lançamentos',
+    'No entries yet.': 'Nenhum lançamento ainda.',
+    'Date': 'Data',
+    'Description': 'Descrição',
+    'Amount': 'Valor',
+    'Balance after': 'Saldo após',
+    'Take money from one or more of your accounts, in any bank of the consortium, into one account. Either every part happens or none does.':
+        'Tire dinheiro de uma ou mais contas suas, em qualquer banco do consórcio, para uma conta. Ou tudo acontece, ou nada acontece.',
+    '1. Who receives it': '1. Quem recebe',
+    "Find the receiver's accounts by CPF": 'Buscar as contas de quem recebe pelo CPF',
+    'Search': 'Buscar',
+    'Destination account': 'Conta de destino',
+    'No account found for the CPF {cpf}.': 'Nenhuma conta encontrada para o CPF {cpf}.',
+    'These banks did not answer, so their accounts are missing here:':
+        'Estes bancos não responderam, então as contas de lá não aparecem:',
+    'Another account (bank and account number)': 'Outra conta (banco e número da conta)',
+    'Bank': 'Banco',
+    'Choose…': 'Escolha…',
+    'Account number': 'Número da conta',
+    '2. Where the money comes from': '2. De onde sai o dinheiro',
+    'Write an amount next to each account to use (at most {n} accounts). Leave the others empty.':
+        'Informe um valor ao lado de cada conta que quer usar (no máximo {n} contas). Deixe as outras em branco.',
+    '{bank} did not answer: its accounts cannot be used right now.':
+        '{bank} não respondeu: as contas de lá não podem ser usadas agora.',
+    'You have no account to take money from.': 'Você não tem conta de onde tirar dinheiro.',
+    'Total:': 'Total:',
+    'Review the transfer': 'Revisar a transferência',
+    '{bank} did not start this transfer, or it is not one of yours.':
+        'Esta transferência não foi iniciada em {bank}, ou não é sua.',
+    'A transfer is followed at the bank where it was started. See it there (you may have to log in):':
+        'Uma transferência é acompanhada no banco onde foi iniciada. Veja lá (talvez seja preciso entrar):',
+    'Back to the dashboard': 'Voltar ao painel',
+    'Confirm the transfer': 'Confira a transferência',
+    'To': 'Para',
+    'Holder not checked: make sure the bank and account number are right.':
+        'Titular não verificado: confira o banco e o número da conta.',
+    'From': 'De',
+    'Total': 'Total',
+    'Confirm transfer': 'Confirmar transferência',
+    'Cancel': 'Cancelar',
+    'Transfer done.': 'Transferência realizada.',
+    'Transfer not done: no money was moved.': 'Transferência não realizada: nenhum dinheiro foi movimentado.',
+    'Waiting for the banks to confirm… This page updates by itself.':
+        'Aguardando a confirmação dos bancos… Esta página se atualiza sozinha.',
+    'Reason:': 'Motivo:',
+    '{amount} debited': '{amount} debitados',
+    '{amount} credited': '{amount} creditados',
+    'nothing was debited': 'nada foi debitado',
+    'nothing was credited': 'nada foi creditado',
+    'waiting': 'aguardando',
+    'from account': 'da conta',
+    'to account': 'para a conta',
+    'Transfer id': 'Identificador da transferência',
+    'Started': 'Iniciada em',
+    'Decided': 'Decidida em',
+    'New transfer': 'Nova transferência',
+    'Request refused': 'Pedido recusado',
+    'Service unavailable': 'Serviço indisponível',
+    'The bank cannot answer right now; nothing was changed. Please try again in a moment.':
+        'O banco não consegue responder agora; nada foi alterado. Tente de novo em instantes.',
+    'Something went wrong': 'Algo deu errado',
+    'The page could not be shown ({code}).': 'Não foi possível mostrar a página ({code}).',
+    'Something went wrong on our side; nothing was changed. Please try again.':
+        'Algo deu errado do nosso lado; nada foi alterado. Tente de novo.',
+    'The form has expired': 'O formulário expirou',
+    'This page was open for too long or did not come from this bank. Please reload it and try again.':
+        'Esta página ficou aberta por muito tempo ou não veio deste banco. Recarregue-a e tente de novo.',
+    'You have logged out.': 'Você saiu.',
+    'Choose the kind of account.': 'Escolha o tipo de conta.',
+    'Choose one of your accounts at this bank.': 'Escolha uma das suas contas neste banco.',
+    'Write the amount to take from at least one of your accounts.':
+        'Informe o valor a tirar de pelo menos uma das suas contas.',
+    'A transfer has at most {n} source accounts.': 'Uma transferência tem no máximo {n} contas de origem.',
+    'Choose the destination account.': 'Escolha a conta de destino.',
+    'The two passwords are not the same.': 'As duas senhas não são iguais.',
+    'A joint account needs the CPF of at least one co-holder.':
+        'Uma conta conjunta precisa do CPF de pelo menos um cotitular.',
+    'Write the company name.': 'Informe a razão social.',
+    'Write the amount.': 'Informe o valor.',
+    'Choose the destination bank.': 'Escolha o banco de destino.',
+    'Choose the source accounts from the list.': 'Escolha as contas de origem na lista.',
+    'This confirmation has expired: please review the transfer again.':
+        'Esta confirmação expirou: revise a transferência de novo.',
+    'Not a customer of this bank yet (every holder must register here first): {cpfs}':
+        'Ainda não é cliente deste banco (todo titular precisa se cadastrar aqui antes): {cpfs}',
+    'This CNPJ is not valid: please check the number.': 'Este CNPJ não é válido: confira o número.',
+    'Account {number} ({kind}) is open at {bank}.': '{bank}: conta {number} ({kind}) aberta.',
+    'Insufficient funds: the available amount of this account is {available}.':
+        'Saldo insuficiente: o disponível desta conta é {available}.',
+    'Deposit of {amount} done.': 'Depósito de {amount} realizado.',
+    'Withdrawal of {amount} done.': 'Saque de {amount} realizado.',
+    'Write the destination account number.': 'Informe o número da conta de destino.',
+    'Welcome, {name}! Your registration at {bank} is done.':
+        'Bem-vindo(a), {name}! Seu cadastro em {bank} está feito.',
+    'The CPF {cpf} is not valid.': 'O CPF {cpf} não é válido.',
+    'Account not found': 'Conta não encontrada',
+    'There is no account with this number among yours at {bank}.':
+        'Não há conta com este número entre as suas em {bank}.',
+    'Balance: {balance}.': 'Saldo: {balance}.',
+    'This CPF is not valid: please check the number.': 'Este CPF não é válido: confira o número.',
+    'The destination cannot also be a source.': 'O destino não pode ser também uma origem.',
+    'insufficient funds': 'saldo insuficiente',
+    'account not found': 'conta não encontrada',
+    'you are not a holder of this account': 'você não é titular desta conta',
+    'account closed': 'conta encerrada',
+    'the bank did not answer in time': 'o banco não respondeu a tempo',
+    'the bank is out of reach right now': 'o banco está fora do ar no momento',
+    'refused by the bank': 'recusada pelo banco',
+    'interrupted by a restart of the bank; nothing was moved':
+        'interrompida por um reinício do banco; nada foi movimentado',
+    'cancelled': 'cancelada',
+    'the bank could not process it': 'o banco não conseguiu processar',
+    'CPF or password is wrong.': 'CPF ou senha incorretos.',
+    'Please log in.': 'Entre com seu CPF e senha.',
+    'This CPF or CNPJ is not valid: please check the number.': 'Este CPF ou CNPJ não é válido: confira o número.',
+    'Invalid amount: use a positive number with at most two decimals, up to {limit}.':
+        'Valor inválido: use um número positivo com no máximo duas casas decimais, até {limit}.',
+    'Insufficient funds for this withdrawal.': 'Saldo insuficiente para este saque.',
+    'This CPF is already registered at this bank: log in instead.':
+        'Este CPF já está cadastrado neste banco: entre com sua senha.',
+    'The password must have 8 to 256 characters.': 'A senha precisa ter de 8 a 256 caracteres.',
+    'Every co-holder must be a customer of this bank.': 'Todo cotitular precisa ser cliente deste banco.',
+    'Not found among your accounts at this bank.': 'Não encontrada entre as suas contas neste banco.',
+    'You are not allowed to do this.': 'Você não tem permissão para isso.',
+    'This account is closed.': 'Esta conta está encerrada.',
+    'There is no such bank in the consortium.': 'Não há esse banco no consórcio.',
+    'This form was already sent with other data: please fill it in again.':
+        'Este formulário já foi enviado com outros dados: preencha de novo.',
+    'The consortium cannot be reached right now. Please try again in a moment.':
+        'O consórcio não pode ser alcançado agora. Tente de novo em instantes.',
+    'Some data is not valid.': 'Alguns dados não são válidos.',
+    'Transfer sent': 'Transferência enviada',
+    'Transfer received': 'Transferência recebida',
+    'Transfer status': 'Situação da transferência',
+    'Transfer of {amount}': 'Transferência de {amount}',
+    'Transfer {id}': 'Transferência {id}',
+    'The request was refused: {detail}': 'O pedido foi recusado: {detail}',
+}
