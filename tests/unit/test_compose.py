@@ -1,0 +1,156 @@
+"""docker-compose.yml, the Dockerfile and consorcio.yml must agree (issue 6).
+
+No Docker engine runs on our machines, so these tests read the files as Docker would: one
+service per bank of consorcio.yml with the same id and port, each pointed at the compose broker,
+listening on 0.0.0.0, waiting for a healthy broker, with its own data volume and a healthcheck on
+/api/health. The healthcheck command itself is run against a stand-in /api/health.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bank_node.cluster import write_config
+from bank_node.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+BANK_IDS = load_config(ROOT / "consorcio.yml", env={}).bank_ids
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(ROOT / "consorcio.yml", env={})
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile():
+    # Join continuation lines so each instruction is one line.
+    return re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def instruction(dockerfile: str, name: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in dockerfile.splitlines() if line.upper().startswith(name + " ")]
+
+
+def test_one_service_per_bank_and_the_broker_nothing_else(config, compose):
+    assert set(compose["services"]) == {"rabbitmq", *config.bank_ids}
+
+
+def test_broker_has_the_management_ui_and_a_healthcheck(compose):
+    rabbit = compose["services"]["rabbitmq"]
+    assert rabbit["image"].startswith("rabbitmq:3-management")
+    assert "15672:15672" in [str(p) for p in rabbit.get("ports", [])]
+    test = rabbit["healthcheck"]["test"]
+    assert test[0] in ("CMD", "CMD-SHELL") and "rabbitmq-diagnostics" in " ".join(test)
+
+
+@pytest.mark.parametrize("bank_id", BANK_IDS)
+def test_each_bank_service_matches_its_bank_in_consorcio_yml(config, compose, bank_id):
+    bank = config.bank(bank_id)
+    svc = compose["services"][bank_id]
+    assert [str(p) for p in svc["ports"]] == [f"{bank.port}:{bank.port}"]
+    env = environment(svc)
+    assert env["BANK_ID"] == bank_id
+    assert env["BANK_HOST"] == "0.0.0.0", "inside a container the bank must listen on every interface"
+    amqp = urllib.parse.urlsplit(env["AMQP_URL"])
+    rabbit_env = environment(compose["services"]["rabbitmq"])
+    assert (amqp.scheme, amqp.hostname, amqp.port or 5672) == ("amqp", "rabbitmq", 5672)
+    assert (amqp.username, amqp.password) == (rabbit_env.get("RABBITMQ_DEFAULT_USER", "guest"),
+                                              rabbit_env.get("RABBITMQ_DEFAULT_PASS", "guest"))
+    assert svc["depends_on"] == {"rabbitmq": {"condition": "service_healthy"}}
+    assert "build" in svc or "image" in svc
+
+
+def test_every_bank_keeps_its_ledger_on_its_own_declared_volume(config, compose):
+    data_volumes = {}
+    for bank_id in config.bank_ids:
+        mounts = [str(v).split(":") for v in compose["services"][bank_id]["volumes"]]
+        data = [m[0] for m in mounts if len(m) >= 2 and m[1] == "/data"]
+        assert len(data) == 1, f"{bank_id}: exactly one volume on /data, got {mounts}"
+        data_volumes[bank_id] = data[0]
+        assert ["./consorcio.yml", "/app/consorcio.yml", "ro"] in mounts, f"{bank_id} must read the same consorcio.yml"
+    assert len(set(data_volumes.values())) == len(data_volumes), f"banks share a volume: {data_volumes}"
+    assert set(data_volumes.values()) <= set(compose.get("volumes") or {}), "named volumes must be declared"
+
+
+def test_every_bank_has_a_healthcheck_on_api_health_without_curl(config, compose, dockerfile):
+    for bank_id in config.bank_ids:
+        test = compose["services"][bank_id]["healthcheck"]["test"]
+        assert test[0] == "CMD" and "/api/health" in " ".join(test) and "curl" not in " ".join(test)
+    (hc,) = instruction(dockerfile, "HEALTHCHECK")
+    assert "/api/health" in hc and "urllib" in hc and "curl" not in hc
+
+
+def test_image_is_slim_python_non_root_with_data_on_a_volume(dockerfile):
+    assert instruction(dockerfile, "FROM") == ["python:3.11-slim"]
+    users = instruction(dockerfile, "USER")
+    assert users and users[-1] not in ("root", "0")
+    assert any("/data" in v for v in instruction(dockerfile, "VOLUME"))
+    cmd = json.loads(instruction(dockerfile, "CMD")[-1])
+    assert "--data-dir /data" in " ".join(cmd) and "bank_node" in " ".join(cmd)
+    env = " ".join(instruction(dockerfile, "ENV"))
+    assert "BANK_HOST=0.0.0.0" in env and "CONSORCIO_CONFIG=/app/consorcio.yml" in env
+
+
+def test_image_installs_every_runtime_requirement(dockerfile):
+    """The Dockerfile installs requirements.txt up to its "# Tests" line: the bank's imports must be above it."""
+    assert "/^# Tests/" in dockerfile
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    assert "# Tests" in lines
+    runtime = {re.split(r"[=<>~!\[ ]", l)[0].lower() for l in lines[:lines.index("# Tests")] if l and not l.startswith("#")}
+    assert {"flask", "waitress", "pika", "pydantic", "pyyaml", "argon2-cffi"} <= runtime
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = json.dumps({"status": self.server.answer}).encode() if self.path == "/api/health" else b"{}"
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("answer, healthy", [("ok", True), ("degraded", False)])
+def test_the_healthcheck_command_reads_the_bank_port_from_the_config(tmp_path, compose, dockerfile, answer, healthy):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    server.answer = answer
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = write_config(tmp_path / "c.yml", consortium="hc", broker_url="amqp://x/",
+                           banks=[{"id": BANK_IDS[0], "name": "A bank", "port": server.server_address[1]}])
+        env = dict(os.environ, BANK_ID=BANK_IDS[0], CONSORCIO_CONFIG=str(cfg), PYTHONPATH=str(ROOT))
+        commands = {"compose": compose["services"][BANK_IDS[0]]["healthcheck"]["test"][1:],
+                    "Dockerfile": json.loads(instruction(dockerfile, "HEALTHCHECK")[0].split(" CMD ", 1)[1])}
+        for where, cmd in commands.items():
+            assert cmd[0] == "python", f"{where}: {shlex.join(cmd)}"
+            done = subprocess.run([sys.executable, *cmd[1:]], env=env, capture_output=True, timeout=60)
+            assert (done.returncode == 0) == healthy, f"{where}: {done.stderr.decode()}"
+    finally:
+        server.shutdown()
+        server.server_close()
