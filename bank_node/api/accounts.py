@@ -34,7 +34,9 @@ def get_account(number):
 @login_required
 def statement(number):
     raw = request.args.get("limit", "100")
-    if not raw.isdigit() or not (1 <= int(raw) <= 1000):
+    # ASCII digits and a short string first: "²".isdigit() is true but int("²") raises, and
+    # int() refuses strings of more than 4300 digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not (1 <= int(raw) <= 1000):
         raise E.InvalidInput("limit must be a whole number from 1 to 1000")
     return jsonify(node().banking.statement(g.cpf, number, int(raw)))
 

@@ -48,7 +48,11 @@ def register_error_handlers(app: Flask) -> None:
         detail = e.description or e.name
         if e.code == 413:
             detail = "the request body is too large"
-        return problem(e.code or 500, code, e.name, detail)
+        resp = problem(e.code or 500, code, e.name, detail)
+        for name, value in e.get_headers():  # e.g. Allow on a 405
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):

@@ -18,7 +18,10 @@ def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict:
     (never mass-assigned), every required field present."""
     if request.mimetype != "application/json":
         raise E.DomainError("send the body as application/json", code="unsupported_media_type", status=415)
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack: not JSON we accept
+        data = None
     if data is None:
         raise E.DomainError("the body is not valid JSON", code="malformed_json", status=400)
     if not isinstance(data, dict):

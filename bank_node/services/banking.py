@@ -69,20 +69,39 @@ class Banking:
                    action: Callable[[Tx], tuple[int, Any]]) -> tuple[int, Any]:
         """Run ``action`` once per (scope, key): a retry with the same request gets the first
         answer back and has no second effect; the same key on another request is a 409.
-        Only successful answers are remembered: a refused request may be retried."""
-        with self.store.transaction() as tx:
-            if key is not None:
-                if not (1 <= len(key) <= 200) or not key.isprintable():
-                    raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
-                seen = tx.get_idempotent(scope, key)
-                if seen is not None:
-                    if seen["request_hash"] != fingerprint:
-                        raise E.IdempotencyMismatch("this Idempotency-Key was already used for a different request")
-                    return seen["status"], seen["body"]
-            status, body = action(tx)
-            if key is not None:
-                tx.put_idempotent(scope, key, fingerprint, status, body, self.clock())
-            return status, body
+
+        The first answer is remembered whatever it was: a success, or a refusal that depended
+        on the ledger (insufficient funds, not found...). Otherwise a refused withdrawal retried
+        after a deposit would move money the customer was told would not move (CONTRACT
+        section 5, exactly once). Input that fails validation never reaches this point."""
+        if key is not None and (not (1 <= len(key) <= 200) or not key.isprintable()):
+            raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
+        refused: E.DomainError | None = None
+        try:
+            with self.store.transaction() as tx:
+                if key is not None:
+                    seen = tx.get_idempotent(scope, key)
+                    if seen is not None:
+                        if seen["request_hash"] != fingerprint:
+                            raise E.IdempotencyMismatch(
+                                "this Idempotency-Key was already used for a different request")
+                        if seen["status"] >= 400:
+                            raise _replayed_refusal(seen["status"], seen["body"])
+                        return seen["status"], seen["body"]
+                try:
+                    status, body = action(tx)
+                except E.DomainError as e:
+                    refused = e
+                    raise  # rolls back whatever the action wrote
+                if key is not None:
+                    tx.put_idempotent(scope, key, fingerprint, status, body, self.clock())
+                return status, body
+        except E.DomainError as e:
+            if key is not None and e is refused:
+                with self.store.transaction() as tx:
+                    if tx.get_idempotent(scope, key) is None:
+                        tx.put_idempotent(scope, key, fingerprint, e.status, _refusal_record(e), self.clock())
+            raise
 
     # customers and sessions ------------------------------------------------------------------
     def register(self, cpf: str, name: str, password: str, idem_key: str | None = None) -> tuple[int, dict]:
@@ -111,8 +130,11 @@ class Banking:
         if not isinstance(password, str):
             raise E.InvalidInput("password must be a string")
         cust = self.customer(cpf) if cpf else None
+        # surrogatepass: a password with a lone surrogate cannot have been registered, so it
+        # is simply wrong (argon2 would otherwise fail to encode it and crash the request).
+        secret = password.encode("utf-8", "surrogatepass")
         try:
-            self.hasher.verify(cust["password_hash"] if cust else self._dummy_hash, password)
+            self.hasher.verify(cust["password_hash"] if cust else self._dummy_hash, secret)
             ok = cust is not None
         except (argon2_errors.VerificationError, argon2_errors.InvalidHashError):
             ok = False
@@ -282,6 +304,21 @@ class Banking:
         return out
 
 
+def _refusal_record(e: E.DomainError) -> dict:
+    return {"refused": type(e).__name__, "code": e.code, "title": e.title, "detail": e.detail, "extra": e.extra}
+
+
+def _replayed_refusal(status: int, rec: dict) -> E.DomainError:
+    """The stored refusal as the same exception type (callers such as the web UI catch
+    ``InsufficientFunds``); only types of the domain error module come back typed."""
+    cls = getattr(E, str(rec.get("refused", "")), None)
+    if not (isinstance(cls, type) and issubclass(cls, E.DomainError)):
+        cls = E.DomainError
+    err = cls(rec["detail"], code=rec["code"], status=status, **rec.get("extra", {}))
+    err.title = rec["title"]
+    return err
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -302,3 +339,7 @@ def _check_password(value: Any) -> None:
         raise E.InvalidInput("password must have at least 8 characters", code="weak_password")
     if len(value) > 256:
         raise E.InvalidInput("password must have at most 256 characters", code="weak_password")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800", legal in JSON
+        raise E.InvalidInput("password contains characters that are not valid text") from e
