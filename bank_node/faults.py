@@ -28,6 +28,10 @@ if _unknown:
     raise SystemExit(f"CONSORCIO_CRASH_AT names unknown crash points: {', '.join(sorted(_unknown))}")
 
 
+def armed(name: str) -> bool:
+    return name in _armed
+
+
 def crash_point(name: str) -> None:
     if name in _armed:
         sys.stderr.write(f"CRASH POINT {name}: killing myself with SIGKILL\n")

@@ -28,7 +28,7 @@ from ..domain import errors as E
 from ..domain import participant as PT
 from ..domain.documents import normalize_cpf
 from ..domain.money import format_cents, parse_amount, to_cents
-from ..faults import crash_point
+from ..faults import armed, crash_point
 from ..storage.port import Store
 from .banking import Banking, iso, request_fingerprint
 
@@ -270,25 +270,28 @@ class Transfers:
         return rec
 
     def _perform(self, rec: dict, effects: list) -> None:
-        sent = 0
+        sent: list[Future] = []
         for eff in effects:
             if isinstance(eff, C.SendDecision):
-                if sent == 1 and rec["state"] == "committed":
+                if len(sent) == 1 and rec["state"] == "committed" and armed("coordinator.after_some_decisions"):
+                    sent[0].result(timeout=5)  # make "sent to one participant" true before dying
                     crash_point("coordinator.after_some_decisions")
-                self._send_decision(rec["transfer_id"], eff.bank, eff.outcome)
-                sent += 1
+                sent.append(self._send_decision(rec["transfer_id"], eff.bank, eff.outcome))
         self._resend.sent(rec["transfer_id"], _now_ms())
 
-    def _send_decision(self, tid: str, bank: str, outcome: str) -> None:
+    def _send_decision(self, tid: str, bank: str, outcome: str) -> Future:
         """Fire and forget: a decision is re-sent until acknowledged, so a failed publish only
         needs a log line."""
         if self.broker is None:
-            return
+            f: Future = Future()
+            f.set_result(None)
+            return f
         fut = self.broker.publish(bank, P.encode(self.bank_id, P.Decision(transfer_id=tid, outcome=outcome)),
                                   persistent=True)
         self._count("decisions_sent", outcome=outcome)
         fut.add_done_callback(lambda f: f.exception() and log.info(
             "transfer %s: %s to %s not sent yet (%s); will retry", tid, outcome, bank, f.exception()))
+        return fut
 
     def _answer(self, rec: dict) -> tuple[int, dict]:
         view = self.view(rec)
