@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -229,3 +230,24 @@ def test_broker_start_plan_says_what_to_run_when_it_cannot_start_one():
     # A remote broker is never started from here.
     with pytest.raises(LaunchError, match="AMQP_URL"):
         plan_broker_start("rabbit.example", 5672, server="/usr/sbin/rabbitmq-server", is_root=True, has_apt=True)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's examples use curl")
+def test_the_readme_curl_examples_work_against_a_launched_consortium(consortium_file, launch, tmp_path):
+    """The README's API walk-through, run as written, only with this test's ports: every call
+    must succeed and the transfer must move the money."""
+    cfg, ports = consortium_file
+    launcher = launch("--config", str(cfg), "--data-dir", str(tmp_path / "data"))
+    urls = {b: url for b, (url, _) in launcher.wait_for(banner, 120, "URL line for every bank").items()}
+    readme = (ROOT / "README.md").read_text()
+    (script,) = re.findall(r"```bash\n(A=http://127\.0\.0\.1:8001.*?)```", readme, re.S)
+    assert "B=http://127.0.0.1:8002" in script
+    script = script.replace("A=http://127.0.0.1:8001", f"A={urls['alfa']}", 1)
+    script = script.replace("B=http://127.0.0.1:8002", f"B={urls['beta']}", 1)
+    # Any HTTP error fails the script, as any failing command does.
+    script = "set -euo pipefail\ncurl() { command curl --fail-with-body \"$@\"; }\n" + script
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.stdout.count('"status":"committed"') == 1, done.stdout
+    assert '"balance":"110.00"' in done.stdout, done.stdout  # 150.00 deposited, 40.00 sent to Beta
+    assert '"balance_after":"40.00"' in done.stdout, done.stdout
