@@ -1,0 +1,652 @@
+"""The web UI blueprint with Flask's test client: no broker, one bank node on a temporary folder.
+
+What a customer (or an attacker) would check: pages need a login, every form carries a CSRF
+token and a POST without it changes nothing, user content is shown as text, the language
+follows the browser or the switch, money and dates read the Brazilian way, and the pages keep
+the Content-Security-Policy (no inline script or style).
+"""
+from __future__ import annotations
+
+import ast
+import re
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import jinja2
+import pytest
+from jinja2 import nodes
+
+from bank_node.api import create_app
+from bank_node.config import ConsortiumConfig
+from bank_node.domain.documents import make_cnpj
+from bank_node.domain.errors import InvalidAmount
+from bank_node.node import BankNode
+from web_ui import formatting as F
+from web_ui import i18n, views
+
+PASSWORD = "senha-muito-boa"
+XSS = "<script>alert(1)</script>"
+WEB_UI = Path(__file__).resolve().parents[2] / "web_ui"
+
+
+def ui_config() -> ConsortiumConfig:
+    return ConsortiumConfig.model_validate({
+        "consortium": "unit-ui",
+        "broker_url": "amqp://guest:guest@127.0.0.1:1/%2F",
+        "security": {"argon2_time_cost": 1, "argon2_memory_kib": 1024},
+        "timeouts": {"apply_wait_ms": 0},
+        "banks": [{"id": "alfa", "name": "Banco Alfa", "port": 18101, "color": "#1f6feb"},
+                  {"id": "beta", "name": "Banco Beta", "port": 18102, "color": "#2da44e"},
+                  {"id": "gama", "name": "Banco Gama", "port": 18103, "color": "#bf3989"}],
+    })
+
+
+@pytest.fixture
+def ui_node(tmp_path):
+    n = BankNode(ui_config(), "alfa", tmp_path / "alfa", connect_broker=False)
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def app(ui_node):
+    return create_app(ui_node, testing=True)
+
+
+@pytest.fixture
+def browser(app):
+    """A test client that speaks pt-BR, like the default browser of the product."""
+    c = app.test_client()
+    c.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR,pt;q=0.9"
+    return c
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token in the page"
+    return m.group(1)
+
+
+def text_of(resp) -> str:
+    return resp.get_data(as_text=True)
+
+
+def post(client, path: str, data: dict, page: str | None = None):
+    """POST a form the way a browser would: with the CSRF token of a page of this session."""
+    token = csrf_of(text_of(client.get(page or "/entrar")))
+    return client.post(path, data={"csrf_token": token, **data})
+
+
+def register(client, cpf: str, name: str = "Ana Souza"):
+    r = post(client, "/cadastro", {"cpf": cpf, "name": name, "password": PASSWORD, "password2": PASSWORD},
+             page="/cadastro")
+    assert r.status_code == 302, text_of(r)[:2000]
+    return r
+
+
+def open_individual(client) -> str:
+    r = post(client, "/contas/nova", {"kind": "individual"}, page="/contas/nova")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/painel"), text_of(r)[:2000]
+    m = re.findall(r'data-number="(\d+)"', text_of(client.get("/painel")))
+    assert m
+    return m[-1]
+
+
+@pytest.fixture
+def ana(browser, new_cpf):
+    cpf = new_cpf()
+    register(browser, cpf)
+    return cpf
+
+
+# ----------------------------------------------------------------------------- login required
+@pytest.mark.parametrize("path", ["/painel", "/transferir", "/movimentar", "/contas/nova", "/contas/123456785",
+                                  "/transferencias/6b1c8a4e-2f6e-4a55-9d0f-3b4b0d1b9a11"])
+def test_pages_need_a_login_and_come_back_after_it(browser, new_cpf, path):
+    r = browser.get(path)
+    assert r.status_code == 302
+    assert r.headers["Location"].startswith("/entrar?next=")
+    assert path in r.headers["Location"].replace("%2F", "/")
+
+
+def test_login_sends_the_customer_back_where_they_were_going(app, new_cpf):
+    c = app.test_client()
+    cpf = new_cpf()
+    register(c, cpf)
+    post(c, "/sair", {}, page="/painel")
+    r = post(c, "/entrar", {"cpf": F.cpf(cpf), "password": PASSWORD, "next": "/movimentar"})
+    assert (r.status_code, r.headers["Location"]) == (302, "/movimentar")
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
+def test_login_never_redirects_to_another_site(app, new_cpf, target):
+    c = app.test_client()
+    cpf = new_cpf()
+    register(c, cpf)
+    post(c, "/sair", {}, page="/painel")
+    r = post(c, "/entrar", {"cpf": cpf, "password": PASSWORD, "next": target})
+    assert (r.status_code, r.headers["Location"]) == (302, "/painel")
+
+
+def test_the_polling_endpoint_answers_401_json_without_a_login(browser):
+    r = browser.get("/transferencias/6b1c8a4e-2f6e-4a55-9d0f-3b4b0d1b9a11/estado")
+    assert r.status_code == 401 and r.is_json
+
+
+def test_wrong_password_is_refused_without_saying_which_part_is_wrong(browser, ana):
+    post(browser, "/sair", {}, page="/painel")
+    r = post(browser, "/entrar", {"cpf": ana, "password": "not-the-password"})
+    assert r.status_code == 401
+    assert "CPF ou senha incorretos." in text_of(r)
+    assert browser.get("/painel").status_code == 302
+
+
+def test_logout_revokes_the_token_even_for_a_copied_cookie(app, browser, ana):
+    cookie_name = app.config["SESSION_COOKIE_NAME"]
+    stolen = browser.get_cookie(cookie_name).value
+    assert browser.get("/painel").status_code == 200
+    r = post(browser, "/sair", {}, page="/painel")
+    assert (r.status_code, r.headers["Location"]) == (302, "/entrar")
+    assert browser.get("/painel").status_code == 302
+    thief = app.test_client()
+    thief.set_cookie(cookie_name, stolen)
+    assert thief.get("/painel").status_code == 302
+
+
+def test_session_cookie_is_httponly_and_samesite(app, new_cpf):
+    c = app.test_client()
+    token = csrf_of(text_of(c.get("/cadastro")))
+    cpf = new_cpf()
+    r = c.post("/cadastro", data={"csrf_token": token, "cpf": cpf, "name": "Ana", "password": PASSWORD,
+                                  "password2": PASSWORD})
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+# ----------------------------------------------------------------------------- CSRF
+def test_post_without_csrf_token_is_refused_and_changes_nothing(browser, ana, ui_node):
+    number = open_individual(browser)
+    r = browser.post("/movimentar", data={"account": number, "op": "deposit", "amount": "50,00"})
+    assert r.status_code == 400
+    assert "O formulário expirou" in text_of(r)
+    r = browser.post("/movimentar", data={"csrf_token": "forged", "account": number, "op": "deposit",
+                                          "amount": "50,00"})
+    assert r.status_code == 400
+    assert ui_node.banking.account(ana, number)["balance"] == "0.00"
+
+
+def test_post_from_another_origin_is_refused_even_with_the_token(browser, ana, ui_node):
+    number = open_individual(browser)
+    token = csrf_of(text_of(browser.get("/movimentar")))
+    r = browser.post("/movimentar", headers={"Origin": "http://evil.example"},
+                     data={"csrf_token": token, "account": number, "op": "deposit", "amount": "5"})
+    assert r.status_code == 400
+    assert ui_node.banking.account(ana, number)["balance"] == "0.00"
+
+
+def test_logout_and_login_need_the_token_too(browser, ana):
+    assert browser.post("/sair").status_code == 400
+    assert browser.get("/painel").status_code == 200      # still logged in
+    assert browser.post("/entrar", data={"cpf": ana, "password": PASSWORD}).status_code == 400
+
+
+def test_login_rotates_the_csrf_token(app, new_cpf):
+    c = app.test_client()
+    before = csrf_of(text_of(c.get("/entrar")))
+    register(c, new_cpf())
+    assert csrf_of(text_of(c.get("/painel"))) != before
+
+
+class _Forms(HTMLParser):
+    """Collects every POST form with its hidden CSRF field, and anything the CSP would block."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms: list[dict] = []
+        self.inline_scripts = 0
+        self.inline_styles: list[str] = []
+        self.handlers: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.forms.append({"method": (a.get("method") or "get").lower(), "action": a.get("action"),
+                               "csrf": False})
+        if tag == "input" and a.get("name") == "csrf_token" and self.forms:
+            self.forms[-1]["csrf"] = bool(a.get("value"))
+        if tag == "script" and not a.get("src"):
+            self.inline_scripts += 1
+        if tag == "style" or "style" in a:
+            self.inline_styles.append(tag)
+        self.handlers += [k for k in a if k.startswith("on")]
+        for k in ("src", "href"):
+            v = a.get(k) or ""
+            if tag in ("script", "link", "img") and v.startswith(("http:", "https:", "//")):
+                self.external.append(v)
+
+
+def _forms_in(html: str) -> _Forms:
+    p = _Forms()
+    p.feed(html)
+    return p
+
+
+def _every_screen(browser, ui_node, cpf) -> dict[str, str]:
+    number = open_individual(browser)
+    post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "100"}, page="/movimentar")
+    pages = {p: text_of(browser.get(p)) for p in
+             ("/painel", "/transferir", f"/transferir?cpf={cpf}", "/movimentar", "/contas/nova",
+              f"/contas/{number}")}
+    token = csrf_of(pages["/painel"])
+    pages["review"] = text_of(browser.post("/transferir/revisar", data={
+        "csrf_token": token, f"amount.alfa.{number}": "1", "dest_bank": "beta", "dest_account": "123456785"}))
+    draft = re.search(r'name="draft" value="([^"]+)"', pages["review"]).group(1)
+    status = browser.post("/transferir/confirmar", data={"csrf_token": token, "draft": draft})
+    pages["status"] = text_of(browser.get(status.headers["Location"]))
+    post(browser, "/sair", {}, page="/painel")
+    pages["/entrar"] = text_of(browser.get("/entrar"))
+    pages["/cadastro"] = text_of(browser.get("/cadastro"))
+    return pages
+
+
+def test_every_post_form_of_every_screen_carries_the_csrf_token_and_no_inline_code(browser, ana, ui_node):
+    pages = _every_screen(browser, ui_node, ana)
+    for name, html in pages.items():
+        p = _forms_in(html)
+        posts = [f for f in p.forms if f["method"] == "post"]
+        assert posts, name                       # at least the language switch
+        assert all(f["csrf"] for f in posts), (name, posts)
+        assert p.inline_scripts == 0 and not p.inline_styles and not p.handlers, name
+        assert not p.external, (name, p.external)   # offline: every asset from the node
+
+
+def test_ui_pages_keep_the_content_security_policy(browser, ana):
+    r = browser.get("/painel")
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_assets_and_bank_colours_are_served_by_the_node(browser):
+    for path in ("/ui/static/app.css", "/ui/static/app.js"):
+        r = browser.get(path)
+        assert r.status_code == 200 and len(r.data) > 500, path
+    css = text_of(browser.get("/ui/banco.css"))
+    assert ":root{--bank:#1f6feb" in css
+    assert ".bank-beta{--bank:#2da44e" in css and ".bank-gama{--bank:#bf3989" in css
+
+
+def test_header_names_the_bank(browser):
+    html = text_of(browser.get("/entrar"))
+    assert re.search(r'<span class="brand-name">Banco Alfa</span>', html)
+    assert "<title>Entrar · Banco Alfa</title>" in html
+
+
+# ----------------------------------------------------------------------------- escaping
+def test_a_name_with_markup_is_shown_as_text_everywhere(browser, new_cpf):
+    cpf = new_cpf()
+    register(browser, cpf, name=XSS)
+    number = open_individual(browser)
+    for path in ("/painel", f"/contas/{number}", f"/transferir?cpf={cpf}"):
+        html = text_of(browser.get(path))
+        assert XSS not in html, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
+
+
+def test_a_company_name_with_markup_is_shown_as_text(browser, ana):
+    cnpj = make_cnpj("112223330001")
+    r = post(browser, "/contas/nova", {"kind": "business", "cnpj": cnpj, "company_name": '"><img src=x onerror=alert(1)>'},
+             page="/contas/nova")
+    assert r.status_code == 302
+    html = text_of(browser.get("/painel"))
+    assert "<img src=x" not in html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_a_searched_cpf_is_escaped_in_the_error(browser, ana):
+    html = text_of(browser.get("/transferir", query_string={"cpf": "<b>x</b>"}))
+    assert "<b>x</b>" not in html
+    assert "Este CPF não é válido" in html
+
+
+# ----------------------------------------------------------------------------- language
+def test_portuguese_by_default(app, ana):
+    c = app.test_client()
+    html = text_of(c.get("/entrar"))
+    assert '<html lang="pt-BR">' in html and "Entrar" in html
+
+
+def test_english_when_the_browser_asks_for_it(app):
+    c = app.test_client()
+    html = text_of(c.get("/entrar", headers={"Accept-Language": "en-US,en;q=0.9"}))
+    assert '<html lang="en">' in html and "Log in to Banco Alfa" in html
+    assert "Entrar" not in html
+
+
+def test_the_language_switch_is_kept_in_the_session_over_the_browser_language(browser, ana):
+    assert "Painel" in text_of(browser.get("/painel"))
+    r = post(browser, "/idioma", {"lang": "en", "next": "/painel"}, page="/painel")
+    assert (r.status_code, r.headers["Location"]) == (302, "/painel")
+    html = text_of(browser.get("/painel"))      # the client still sends Accept-Language: pt-BR
+    assert "Dashboard" in html and "Painel" not in html
+    # kept across logout and login, as a preference of this browser
+    post(browser, "/sair", {}, page="/painel")
+    assert "Log in to Banco Alfa" in text_of(browser.get("/entrar"))
+    post(browser, "/idioma", {"lang": "pt-BR"}, page="/entrar")
+    assert "Entrar — Banco Alfa" in text_of(browser.get("/entrar"))
+
+
+def test_an_unknown_language_is_ignored(browser):
+    post(browser, "/idioma", {"lang": "xx"})
+    assert '<html lang="pt-BR">' in text_of(browser.get("/entrar"))
+
+
+def _phrases_used() -> set[str]:
+    """Every phrase given to ``_`` in the templates and the Python code, plus the tables."""
+    found: set[str] = set()
+    env = jinja2.Environment()
+    for t in (WEB_UI / "templates").rglob("*.html"):
+        for call in env.parse(t.read_text()).find_all(nodes.Call):
+            if isinstance(call.node, nodes.Name) and call.node.name == "_" and call.args \
+                    and isinstance(call.args[0], nodes.Const):
+                found.add(call.args[0].value)
+    for p in WEB_UI.glob("*.py"):
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("_", "translate") \
+                    and n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str):
+                found.add(n.args[0].value)
+    found |= set(i18n.REASONS.values()) | set(i18n.ERRORS.values())
+    found |= set(views.KIND_LABELS.values()) | set(views.ENTRY_LABELS.values())
+    return found
+
+
+def test_every_phrase_has_its_portuguese():
+    used = _phrases_used()
+    assert len(used) > 100
+    missing = sorted(p for p in used if p not in i18n.PT_BR)
+    assert not missing, missing
+    for en, pt in i18n.PT_BR.items():
+        assert set(re.findall(r"{\w+}", en)) == set(re.findall(r"{\w+}", pt)), en
+
+
+# ----------------------------------------------------------------------------- formatting
+@pytest.mark.parametrize("value,lang,text", [
+    ("1234.56", "pt-BR", "R$ 1.234,56"), ("0.5", "pt-BR", "R$ 0,50"), ("-20.50", "pt-BR", "-R$ 20,50"),
+    ("1234567.00", "pt-BR", "R$ 1.234.567,00"), ("100000.00", "en", "R$ 100,000.00"), ("999", "en", "R$ 999.00"),
+])
+def test_money_reads_the_local_way(value, lang, text):
+    assert F.money(value, lang) == text
+
+
+@pytest.mark.parametrize("typed,amount", [
+    ("10", "10"), ("10,5", "10.5"), ("10.50", "10.50"), ("1.234,56", "1234.56"), ("1,234.56", "1234.56"),
+    ("R$ 1.234,56", "1234.56"), ("1.234", "1234"), ("1.234.567", "1234567"), (" 7 ", "7"), ("", None),
+    ("0,01", "0.01"),
+])
+def test_amounts_are_read_with_either_separator(typed, amount):
+    assert F.normalize_amount(typed) == amount
+
+
+@pytest.mark.parametrize("typed", ["abc", "1,2,3", "1.23.4", ",5", "5,", "1e3", "-5", "1,234,5", "12.345,678"])
+def test_unreadable_amounts_are_refused(typed):
+    with pytest.raises(InvalidAmount):
+        F.normalize_amount(typed)
+
+
+def test_the_domain_limits_apply_to_typed_amounts():
+    assert F.parse_user_amount("1.234,5", 10_000_000) == "1234.50"
+    with pytest.raises(InvalidAmount):
+        F.parse_user_amount("0,00", 10_000_000)
+    with pytest.raises(InvalidAmount):
+        F.parse_user_amount("100.000,01", 10_000_000)
+
+
+def test_documents_account_numbers_and_dates():
+    assert F.cpf("12345678909") == "123.456.789-09"
+    assert F.cnpj("11222333000181") == "11.222.333/0001-81"
+    assert F.account_number("123456785") == "12345678-5"
+    assert F.account_digits("12345678-5") == "123456785"
+    brt = timezone(timedelta(hours=-3))
+    assert F.local_datetime("2026-03-05T17:04:09.123Z", "pt-BR", brt) == "05/03/2026 14:04"
+    assert F.local_datetime("2026-03-05T17:04:09.123Z", "en", brt) == "Mar 5, 2026, 2:04 PM"
+    assert F.local_datetime(datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), "en", timezone.utc) == \
+        "Jan 1, 2026, 12:05 AM"
+
+
+def test_text_on_the_bank_colour_stays_readable():
+    assert F.text_on("#000000") == "#ffffff"
+    assert F.text_on("#ffffff") == "#000000"
+    assert F.text_on("#1f6feb") == "#ffffff"
+
+
+# ----------------------------------------------------------------------------- screens
+def test_register_errors_are_explained_and_keep_what_was_typed(browser, new_cpf):
+    html = text_of(post(browser, "/cadastro", {"cpf": "123.456.789-00", "name": "Ana", "password": PASSWORD,
+                                               "password2": PASSWORD}, page="/cadastro"))
+    assert "Este CPF ou CNPJ não é válido" in html and 'value="123.456.789-00"' in html
+    cpf = new_cpf()
+    html = text_of(post(browser, "/cadastro", {"cpf": cpf, "name": "Ana", "password": "curta", "password2": "curta"},
+                        page="/cadastro"))
+    assert "A senha precisa ter de 8 a 256 caracteres." in html
+    html = text_of(post(browser, "/cadastro", {"cpf": cpf, "name": "Ana", "password": PASSWORD, "password2": "x"},
+                        page="/cadastro"))
+    assert "As duas senhas não são iguais." in html
+
+
+def test_deposit_then_withdraw_with_brazilian_amounts(browser, ana, ui_node):
+    number = open_individual(browser)
+    r = post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "1.234,56", "idem": "a1"},
+             page="/movimentar")
+    assert (r.status_code, r.headers["Location"]) == (302, f"/contas/{number}")
+    html = text_of(browser.get(r.headers["Location"]))
+    assert "Depósito de R$ 1.234,56 realizado. Saldo: R$ 1.234,56." in html
+    r = post(browser, "/movimentar", {"account": number, "op": "withdraw", "amount": "34,56", "idem": "a2"},
+             page="/movimentar")
+    html = text_of(browser.get(r.headers["Location"]))
+    assert "-R$ 34,56" in html and 'id="balance">R$ 1.200,00<' in html
+    assert ui_node.banking.account(ana, number)["balance"] == "1200.00"
+
+
+def test_the_same_form_sent_twice_deposits_once(browser, ana, ui_node):
+    number = open_individual(browser)
+    html = text_of(browser.get("/movimentar"))
+    data = {"csrf_token": csrf_of(html), "idem": re.search(r'name="idem" value="([^"]+)"', html).group(1),
+            "account": number, "op": "deposit", "amount": "10"}
+    assert browser.post("/movimentar", data=data).status_code == 302
+    assert browser.post("/movimentar", data=data).status_code == 302
+    assert ui_node.banking.account(ana, number)["balance"] == "10.00"
+
+
+def test_withdrawal_over_the_available_amount_is_explained(browser, ana, ui_node):
+    number = open_individual(browser)
+    post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "10"}, page="/movimentar")
+    r = post(browser, "/movimentar", {"account": number, "op": "withdraw", "amount": "10,01"}, page="/movimentar")
+    assert r.status_code == 422
+    assert "Saldo insuficiente: o disponível desta conta é R$ 10,00." in text_of(r)
+    assert ui_node.banking.account(ana, number)["balance"] == "10.00"
+
+
+@pytest.mark.parametrize("amount,message", [("abc", "Valor inválido"), ("0", "Valor inválido"),
+                                            ("100.000,01", "até R$ 100.000,00"), ("", "Informe o valor.")])
+def test_bad_amounts_are_explained(browser, ana, amount, message):
+    number = open_individual(browser)
+    r = post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": amount}, page="/movimentar")
+    assert r.status_code == 422 and message in text_of(r)
+
+
+def test_someone_elses_account_is_not_found(app, browser, ana, new_cpf):
+    number = open_individual(browser)
+    other = app.test_client()
+    register(other, new_cpf(), "Bruno Lima")
+    assert other.get(f"/contas/{number}").status_code == 404
+    r = post(other, "/movimentar", {"account": number, "op": "withdraw", "amount": "1"}, page="/movimentar")
+    assert r.status_code == 422
+
+
+def test_joint_account_needs_registered_co_holders(app, browser, ana, new_cpf):
+    stranger = new_cpf()
+    r = post(browser, "/contas/nova", {"kind": "joint", "coholders": F.cpf(stranger)}, page="/contas/nova")
+    assert r.status_code == 422 and F.cpf(stranger) in text_of(r)
+    assert "Ainda não é cliente deste banco" in text_of(r)
+    r = post(browser, "/contas/nova", {"kind": "joint", "coholders": "111.111.111-11"}, page="/contas/nova")
+    assert "O CPF 111.111.111-11 não é válido." in text_of(r)
+    bruno = new_cpf()
+    register(app.test_client(), bruno, "Bruno Lima")
+    r = post(browser, "/contas/nova", {"kind": "joint", "coholders": F.cpf(bruno)}, page="/contas/nova")
+    assert r.status_code == 302
+    html = text_of(browser.get("/painel"))
+    assert "Conjunta" in html and "Ana Souza &amp; Bruno Lima" in html
+
+
+def test_business_account_with_cnpj_and_company_name(browser, ana):
+    r = post(browser, "/contas/nova", {"kind": "business", "cnpj": "11.222.333/0001-00", "company_name": "X"},
+             page="/contas/nova")
+    html = text_of(r)
+    assert "Este CNPJ não é válido" in html and "Informe a razão social." in html
+    cnpj = make_cnpj("112223330001")
+    r = post(browser, "/contas/nova", {"kind": "business", "cnpj": F.cnpj(cnpj), "company_name": "Padaria Pão Bom"},
+             page="/contas/nova")
+    assert r.status_code == 302
+    number = re.findall(r'data-number="(\d+)"', text_of(browser.get("/painel")))[-1]
+    html = text_of(browser.get(f"/contas/{number}"))
+    assert "Padaria Pão Bom" in html and F.cnpj(cnpj) in html and "Empresarial" in html
+
+
+def test_dashboard_groups_by_bank_and_says_which_banks_did_not_answer(browser, ana, ui_node, monkeypatch):
+    number = open_individual(browser)
+    real = ui_node.transfers.lookup
+
+    def lookup(requester, cpf):
+        found = real(requester, cpf)
+        found["accounts"].append({"bank": "beta", "bank_name": "Banco Beta", "number": "987654321",
+                                  "kind": "individual", "holder": "Ana Souza", "balance": "5.00",
+                                  "available": "4.00"})
+        found["unreachable_banks"] = ["gama"]
+        return found
+    monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
+    html = text_of(browser.get("/painel"))
+    sections = re.findall(r'<section class="bank-group bank-(\w+)".*?data-state="(\w+)"', html, re.S)
+    assert sections == [("alfa", "ok"), ("beta", "ok"), ("gama", "unreachable")]
+    assert "Banco Gama não respondeu" in html
+    assert f'href="/contas/{number}"' in html                     # statement here
+    assert 'href="http://127.0.0.1:18102/contas/987654321"' in html  # statement at the other bank
+    assert "R$ 5,00" in html and "R$ 4,00" in html
+    assert "(sem os bancos que não responderam)" in html
+
+
+def test_transfer_form_review_and_refused_result(browser, ana, ui_node):
+    number = open_individual(browser)
+    post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "100"}, page="/movimentar")
+    html = text_of(browser.get("/transferir"))
+    assert f'name="amount.alfa.{number}"' in html and 'id="transfer-total"' in html
+    token = csrf_of(html)
+    r = browser.post("/transferir/revisar", data={"csrf_token": token, f"amount.alfa.{number}": "12,50",
+                                                  "dest_bank": "beta", "dest_account": "12345678-5"})
+    review = text_of(r)
+    assert r.status_code == 200 and 'id="review-total">R$ 12,50<' in review
+    assert "Titular não verificado" in review
+    draft = re.search(r'name="draft" value="([^"]+)"', review).group(1)
+    r = browser.post("/transferir/confirmar", data={"csrf_token": token, "draft": draft})
+    assert r.status_code == 302 and r.headers["Location"] == f"/transferencias/{draft}"
+    html = text_of(browser.get(r.headers["Location"]))
+    # No broker in a unit test: the transfer aborts and nothing moves.
+    assert "Transferência não realizada: nenhum dinheiro foi movimentado." in html
+    assert "Banco Alfa:</strong>" in html and "nada foi debitado" in html
+    assert ui_node.banking.account(ana, number)["balance"] == "100.00"
+    # sending the confirmation again shows the same transfer, it does not make another
+    r = browser.post("/transferir/confirmar", data={"csrf_token": token, "draft": draft})
+    assert r.headers["Location"] == f"/transferencias/{draft}"
+
+
+def test_transfer_form_errors_keep_the_amounts(browser, ana):
+    number = open_individual(browser)
+    token = csrf_of(text_of(browser.get("/transferir")))
+    r = browser.post("/transferir/revisar", data={"csrf_token": token, f"amount.alfa.{number}": "abc"})
+    html = text_of(r)
+    assert r.status_code == 422 and 'value="abc"' in html and "Valor inválido" in html
+    assert "Escolha a conta de destino." in html
+    r = browser.post("/transferir/revisar", data={"csrf_token": token, f"amount.alfa.{number}": "",
+                                                  "dest_bank": "alfa", "dest_account": number})
+    assert "Informe o valor a tirar de pelo menos uma das suas contas." in text_of(r)
+    r = browser.post("/transferir/revisar", data={"csrf_token": token, f"amount.alfa.{number}": "1",
+                                                  "dest_bank": "alfa", "dest_account": number})
+    assert "O destino não pode ser também uma origem." in text_of(r)
+
+
+def test_destination_search_shows_masked_names_only(app, browser, ana, new_cpf):
+    bruno = new_cpf()
+    other = app.test_client()
+    register(other, bruno, "Bruno Carvalho Lima")
+    open_individual(other)
+    post(other, "/movimentar", {"account": re.findall(r'data-number="(\d+)"', text_of(other.get("/painel")))[0],
+                                "op": "deposit", "amount": "777"}, page="/movimentar")
+    html = text_of(browser.get("/transferir", query_string={"cpf": F.cpf(bruno)}))
+    assert "Bruno C*** L***" in html
+    assert "Carvalho" not in html and "777" not in html
+
+
+def test_a_pending_transfer_page_updates_itself(browser, ana, ui_node, monkeypatch):
+    tid = "6b1c8a4e-2f6e-4a55-9d0f-3b4b0d1b9a11"
+    state = {"status": "pending"}
+
+    def status(caller, transfer_id):
+        assert (caller, transfer_id) == (ana, tid)
+        return {"id": tid, "status": state["status"], "coordinator": "alfa", "created_at": "2026-03-05T17:04:09.123Z",
+                "amount": "10.00", "legs": [
+                    {"bank": "alfa", "account": "123456785", "amount": "10.00", "role": "source"},
+                    {"bank": "beta", "account": "987654321", "amount": "10.00", "role": "destination"}]}
+    monkeypatch.setattr(ui_node.transfers, "status", status)
+    html = text_of(browser.get(f"/transferencias/{tid}"))
+    assert f'data-poll-url="/transferencias/{tid}/estado"' in html
+    assert '<noscript><meta http-equiv="refresh" content="3"></noscript>' in html
+    assert "Aguardando a confirmação dos bancos" in html
+    assert browser.get(f"/transferencias/{tid}/estado").get_json() == {"id": tid, "status": "pending"}
+    state["status"] = "committed"
+    assert browser.get(f"/transferencias/{tid}/estado").get_json()["status"] == "committed"
+    html = text_of(browser.get(f"/transferencias/{tid}"))
+    assert "data-poll-url" not in html and "http-equiv" not in html
+    assert "Transferência realizada." in html and "R$ 10,00 debitados" in html and "R$ 10,00 creditados" in html
+
+
+def test_refusal_reasons_read_in_customer_words(browser, ana, ui_node, monkeypatch):
+    tid = "6b1c8a4e-2f6e-4a55-9d0f-3b4b0d1b9a12"
+    monkeypatch.setattr(ui_node.transfers, "status", lambda caller, t: {
+        "id": tid, "status": "aborted", "reason": "insufficient_funds", "created_at": "2026-03-05T17:04:09.123Z",
+        "amount": "30.00", "legs": [
+            {"bank": "alfa", "account": "123456785", "amount": "10.00", "role": "source"},
+            {"bank": "beta", "account": "111111116", "amount": "20.00", "role": "source",
+             "reason": "insufficient_funds"},
+            {"bank": "gama", "account": "987654321", "amount": "30.00", "role": "destination"}]})
+    html = re.sub(r"\s+", " ", text_of(browser.get(f"/transferencias/{tid}")))
+    assert "<strong>Banco Beta:</strong> saldo insuficiente" in html
+    assert "<strong>Banco Alfa:</strong> nada foi debitado" in html
+    assert 'id="general-reason"' not in html
+
+
+def test_a_transfer_started_at_another_bank_points_there(browser, ana):
+    tid = "6b1c8a4e-2f6e-4a55-9d0f-3b4b0d1b9a13"
+    r = browser.get(f"/transferencias/{tid}")
+    html = text_of(r)
+    assert r.status_code == 404
+    assert f'href="http://127.0.0.1:18102/transferencias/{tid}"' in html
+    assert f'href="http://127.0.0.1:18103/transferencias/{tid}"' in html
+    r = browser.get("/transferencias/not-a-uuid")
+    assert r.status_code == 404 and "http://127.0.0.1:18102/transferencias" not in text_of(r)
+
+
+def test_statement_links_transfer_ids_to_their_status(browser, ana, ui_node, monkeypatch):
+    number = open_individual(browser)
+    tid = "6b1c8a4e-2f6e-4a55-9d0f-3b4b0d1b9a14"
+    real = ui_node.banking.statement
+
+    def statement(caller, n, limit=100):
+        st = real(caller, n, limit)
+        st["entries"].insert(0, {"at": "2026-03-05T17:04:09.123Z", "kind": "transfer_out", "amount": "-5.00",
+                                 "balance_after": "0.00", "transfer_id": tid})
+        return st
+    monkeypatch.setattr(ui_node.banking, "statement", statement)
+    html = text_of(browser.get(f"/contas/{number}"))
+    assert f'href="/transferencias/{tid}"' in html
+    assert "Transferência enviada" in html and "-R$ 5,00" in html
