@@ -117,6 +117,11 @@ def plan_broker_start(host: str, port: int, *, server: str | None, is_root: bool
 # The broker
 
 
+REFUSED_CREDENTIALS = "the broker refused the user name or password of the URL"
+REFUSED_VHOST = "the broker refused access to the URL's virtual host"
+REFUSALS = (REFUSED_CREDENTIALS, REFUSED_VHOST)
+
+
 def amqp_answers(url: str, timeout: float = 3.0) -> tuple[bool, str]:
     """True when an AMQP handshake with these credentials succeeds; else the reason."""
     import pika
@@ -130,9 +135,9 @@ def amqp_answers(url: str, timeout: float = 3.0) -> tuple[bool, str]:
         pika.BlockingConnection(params).close()
         return True, ""
     except (px.ProbableAuthenticationError, px.AuthenticationError):
-        return False, "the broker refused the credentials of the URL"
+        return False, REFUSED_CREDENTIALS
     except px.ProbableAccessDeniedError:
-        return False, "the broker refused access to the URL's virtual host"
+        return False, REFUSED_VHOST
     except Exception as e:  # noqa: BLE001 - every other failure means "not answering (yet)"
         return False, str(e) or type(e).__name__
 
@@ -221,8 +226,10 @@ class Launcher:
         if ok:
             self.say(f"RabbitMQ answers at {shown}")
             return
+        if why in REFUSALS:
+            raise LaunchError(f"RabbitMQ at {shown}: {why}; fix the URL in AMQP_URL or broker_url")
         if tcp_answers(host, port):
-            # Something listens: a broker still booting, or one that refuses us. Never start a second.
+            # Something listens: a broker still booting, or not a broker at all. Never start a second.
             self.wait_for_broker(url, shown, first_reason=why)
             return
         server = shutil.which("rabbitmq-server", path=os.environ.get("PATH", "") + os.pathsep + SBIN_PATH)
@@ -260,6 +267,8 @@ class Launcher:
             if ok:
                 self.say(f"RabbitMQ answers at {shown} (after {time.monotonic() - t0:.1f}s)")
                 return
+            if why in REFUSALS:
+                raise LaunchError(f"RabbitMQ at {shown}: {why}; fix the URL in AMQP_URL or broker_url")
             if self.stop_requested.is_set():
                 raise InterruptedError
             now = time.monotonic()
