@@ -23,11 +23,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="address to listen on, e.g. 0.0.0.0 in a container (default: env BANK_HOST, "
                          "else the bank's host in the consortium file)")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("LOG_FORMAT", "json"),
+                    help="json (default; one event per line, with bank and transfer ids) or text")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format=f"%(asctime)s {args.bank} %(name)s %(levelname)s %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    from .logs import setup_logging
+    setup_logging(args.bank, args.log_level, args.log_format)
     try:
         config = load_config(args.config)
         bank = config.bank(args.bank)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from pathlib import Path
 
 from broker import BrokerClient
 from .config import ConsortiumConfig
+from .domain.money import format_cents
 from .metrics import Metrics
 from .services.banking import Banking
 from .services.transfers import Transfers
@@ -52,6 +54,24 @@ class BankNode:
         if self.broker is not None:
             self.broker.stop()
         self.store.close()
+
+    def refresh_gauges(self) -> None:
+        """Gauges are read from the ledger at scrape time, so they are never stale."""
+        counts = self.transfers.in_doubt()
+        self.metrics.in_doubt.set(counts["prepared_legs"] + counts["preparing"])
+        self.metrics.unacknowledged.set(counts["unacknowledged_decisions"])
+        self.metrics.holds.set(counts["holds"])
+        self.metrics.broker_up.set(1 if self.broker is not None and self.broker.connected else 0)
+        self.metrics.broker_reconnects.set(self.broker.reconnects if self.broker is not None else 0)
+
+    def operator_overview(self) -> dict:
+        now = time.time()
+        with self.store.transaction(write=False) as tx:
+            view = tx.operator_view(now)
+        for h in view["holds"]:
+            h["amount"] = format_cents(h["amount"])
+        broker = "connected" if self.broker is not None and self.broker.connected else "disconnected"
+        return {"bank": self.bank_id, "name": self.bank.name, "broker": broker, **view}
 
     def health(self) -> dict:
         db_ok = self.store.ping()

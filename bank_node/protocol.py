@@ -102,7 +102,28 @@ class LookupResult(_Msg):
     accounts: list[AccountSummary] = Field(default_factory=list, max_length=1000)
 
 
-Message = Annotated[Union[Prepare, VoteMsg, Decision, DecisionAck, StatusQuery, Lookup, LookupResult],
+class Audit(_Msg):
+    """Operator's request: your totals, so the consortium can check that its money adds up."""
+    type: Literal["audit"] = "audit"
+    deadline_ms: int
+
+
+class AuditResult(_Msg):
+    type: Literal["audit_result"] = "audit_result"
+    bank: BankId
+    accounts: int
+    balance_total: int
+    deposits_total: int
+    withdrawals_total: int
+    transfers_in_total: int
+    transfers_out_total: int
+    holds_total: int
+    in_doubt: int
+    unacknowledged: int
+
+
+Message = Annotated[Union[Prepare, VoteMsg, Decision, DecisionAck, StatusQuery, Lookup, LookupResult,
+                          Audit, AuditResult],
                     Field(discriminator="type")]
 
 

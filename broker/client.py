@@ -70,7 +70,8 @@ class BrokerClient:
     def __init__(self, url: str, namespace: str, bank_id: str,
                  handler: Callable[[Delivery], None] | None = None, *,
                  workers: int = 8, prefetch: int = 64, heartbeat: int = 30,
-                 max_backoff_s: float = 5.0, on_state: Callable[[bool], None] | None = None):
+                 max_backoff_s: float = 5.0, on_state: Callable[[bool], None] | None = None,
+                 own_queue: bool = True):
         self.url = url
         self.names = Names(namespace)
         self.bank_id = bank_id
@@ -79,6 +80,7 @@ class BrokerClient:
         self.heartbeat = heartbeat
         self.max_backoff_s = max_backoff_s
         self.on_state = on_state
+        self.own_queue = own_queue  # False for a pure client (the audit tool): RPC only, no bank queue
         self.reconnects = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"amqp-{bank_id}")
         self._stop = threading.Event()
@@ -171,7 +173,7 @@ class BrokerClient:
         reply = cons.queue_declare("", exclusive=True, auto_delete=True)
         self._reply_queue = reply.method.queue
         cons.basic_consume(self._reply_queue, self._on_reply, auto_ack=True)
-        if self.handler is not None:
+        if self.handler is not None and self.own_queue:
             cons.basic_consume(self.names.bank_queue(self.bank_id), self._on_delivery, auto_ack=False)
         self._pub, self._cons = pub, cons
         self._generation += 1
@@ -182,6 +184,8 @@ class BrokerClient:
         ch.exchange_declare(n.dead_letter_exchange, exchange_type="fanout", durable=True)
         ch.queue_declare(n.dead_letter_queue, durable=True, arguments={"x-max-length": DEAD_LETTER_MAX})
         ch.queue_bind(n.dead_letter_queue, n.dead_letter_exchange)
+        if not self.own_queue:
+            return
         q = n.bank_queue(self.bank_id)
         ch.queue_declare(q, durable=True, arguments={"x-dead-letter-exchange": n.dead_letter_exchange})
         ch.queue_bind(q, n.exchange, routing_key=self.bank_id)

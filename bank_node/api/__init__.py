@@ -4,13 +4,13 @@ Nothing connects at import time: ``create_app(node)`` receives a ready ``BankNod
 """
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 
 from .errors import register_error_handlers
 
 
 def create_app(node, *, testing: bool = False) -> Flask:
-    from . import accounts, consortium, customers, health, transfers
+    from . import accounts, consortium, customers, health, operator, transfers
     app = Flask(__name__)
     app.config.update(
         TESTING=testing,
@@ -24,14 +24,21 @@ def create_app(node, *, testing: bool = False) -> Flask:
     app.json.sort_keys = False
     app.extensions["bank_node"] = node
     register_error_handlers(app)
-    for bp in (customers.bp, accounts.bp, transfers.bp, consortium.bp, health.bp):
+    for bp in (customers.bp, accounts.bp, transfers.bp, consortium.bp, health.bp, operator.bp):
         app.register_blueprint(bp, url_prefix="/api")
+    app.register_blueprint(operator.pages)
     try:
         from web_ui import create_blueprint
     except ImportError:  # pragma: no cover - the UI is optional for API-only deployments
         create_blueprint = None
     if create_blueprint is not None:
         app.register_blueprint(create_blueprint())
+
+    @app.after_request
+    def count_request(resp):
+        rule = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        node.metrics.inc("http_requests", route=rule, method=request.method, status=str(resp.status_code))
+        return resp
 
     @app.after_request
     def security_headers(resp):

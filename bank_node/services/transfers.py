@@ -109,8 +109,11 @@ class Transfers:
         with self._active_lock:
             self._active.add(transfer_id)
             self._ack_waiters[transfer_id] = applied
+        started = time.monotonic()
         try:
             rec = self._run_prepare(rec, effects)
+            if self.metrics is not None:
+                self.metrics.transfer_seconds.observe(time.monotonic() - started)
             # Read-your-writes: give the participants a moment to apply the decision, so that
             # the balances a customer looks at next already show it. The outcome does not
             # depend on this wait; a slow participant only makes it return earlier.
@@ -266,6 +269,9 @@ class Transfers:
         if rec["state"] == "committed":
             crash_point("coordinator.after_commit_durable")
         self._count("transfers_decided", outcome=rec["state"])
+        log.info("transfer %s: decided %s%s", tid, rec["state"].upper(),
+                 "" if rec["state"] == "committed" else f" ({rec['failures'][0]['reason'] if rec['failures'] else '?'})",
+                 extra={"transfer_id": tid, "event": "decision"})
         self._perform(rec, effects)
         return rec
 
@@ -338,7 +344,7 @@ class Transfers:
             env = P.decode(d.body)
         except P.BadMessage as e:
             log.warning("rejected a malformed message (dead-lettered): %s", e)
-            self._count("messages_rejected")
+            self._count("messages_rejected", reason="malformed")
             d.reject(requeue=False)
             return
         for item in env.items:
@@ -356,6 +362,16 @@ class Transfers:
                 if d.reply_to and _now_ms() <= item.deadline_ms:
                     result = P.LookupResult(bank=self.bank_id, accounts=[
                         P.AccountSummary(**s) for s in self.banking.summaries_for(item.cpf, item.requester)])
+                    self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
+            elif isinstance(item, P.Audit):
+                if d.reply_to and _now_ms() <= item.deadline_ms:
+                    c = self.in_doubt()
+                    result = P.AuditResult(
+                        bank=self.bank_id, accounts=c["accounts"], balance_total=c["balance_total"],
+                        deposits_total=c["deposits_total"], withdrawals_total=c["withdrawals_total"],
+                        transfers_in_total=c["transfers_in_total"], transfers_out_total=c["transfers_out_total"],
+                        holds_total=c["holds_total"], in_doubt=c["prepared_legs"] + c["preparing"],
+                        unacknowledged=c["unacknowledged_decisions"])
                     self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
             else:
                 log.warning("unexpected %s message on the bank queue, dropped", item.type)
@@ -398,6 +414,9 @@ class Transfers:
             self._count("holds_placed", n=len(decision.holds))
             crash_point("participant.after_prepare_durable")
         v = decision.vote
+        self._count("votes_sent", vote="yes" if v.yes else "no")
+        log.info("transfer %s: voted %s", msg.transfer_id, "YES" if v.yes else "NO",
+                 extra={"transfer_id": msg.transfer_id, "event": "vote"})
         return P.VoteMsg(transfer_id=msg.transfer_id, bank=self.bank_id, vote="yes" if v.yes else "no",
                          reasons=[P.Reason(account=a, code=c) for a, c in v.reasons])
 
@@ -425,6 +444,10 @@ class Transfers:
                 tx.put_participant({**rec, "state": eff.new_state, "updated_at": now})
         if eff.apply_commit:
             crash_point("participant.after_commit_applied")
+        if eff.new_state:
+            self._count("decisions_applied", outcome=msg.outcome)
+            log.info("transfer %s: %s applied", msg.transfer_id, msg.outcome.upper(),
+                     extra={"transfer_id": msg.transfer_id, "event": "applied"})
         if eff.acknowledge and self.broker is not None:
             coordinator = rec["coordinator"] if rec else sender
             ack = P.DecisionAck(transfer_id=msg.transfer_id, bank=self.bank_id, outcome=msg.outcome)

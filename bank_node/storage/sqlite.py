@@ -255,6 +255,31 @@ class SqliteTx:
             "SELECT * FROM coordinated WHERE state != 'preparing' AND pending_acks > 0 ORDER BY decided_at")]
 
     # operator figures -----------------------------------------------------------------------
+    def operator_view(self, now: float) -> dict:
+        """Transfers by state, what is in doubt (with its age) and the holds in place."""
+        by = lambda sql: dict(self.c.execute(sql).fetchall())  # noqa: E731
+        in_doubt = [{"transfer_id": r["transfer_id"], "role": "coordinator", "state": r["state"],
+                     "age_s": now - r["created_at"], "coordinator": "(this bank)"}
+                    for r in self._all("SELECT transfer_id, state, created_at FROM coordinated "
+                                       "WHERE state = 'preparing' ORDER BY created_at")]
+        in_doubt += [{"transfer_id": r["transfer_id"], "role": "participant", "state": r["state"],
+                      "age_s": now - r["created_at"], "coordinator": r["coordinator"]}
+                     for r in self._all("SELECT transfer_id, state, created_at, coordinator FROM participations "
+                                        "WHERE state = 'prepared' ORDER BY created_at")]
+        unacked = [{"transfer_id": r["transfer_id"], "state": r["state"], "pending_acks": r["pending_acks"],
+                    "age_s": now - (r["decided_at"] or r["created_at"])}
+                   for r in self._all("SELECT transfer_id, state, pending_acks, decided_at, created_at "
+                                      "FROM coordinated WHERE state != 'preparing' AND pending_acks > 0 "
+                                      "ORDER BY decided_at LIMIT 1000")]
+        holds = [{"transfer_id": r["transfer_id"], "account": r["number"], "amount": r["amount"],
+                  "age_s": now - r["created_at"]}
+                 for r in self._all("SELECT transfer_id, number, amount, created_at FROM holds ORDER BY created_at")]
+        return {
+            "coordinated_by_state": by("SELECT state, COUNT(*) FROM coordinated GROUP BY state ORDER BY state"),
+            "participations_by_state": by("SELECT state, COUNT(*) FROM participations GROUP BY state ORDER BY state"),
+            "in_doubt": in_doubt, "unacknowledged": unacked, "holds": holds,
+        }
+
     def counts(self) -> dict:
         one = lambda sql: int(self.c.execute(sql).fetchone()[0])  # noqa: E731
         return {
@@ -269,6 +294,8 @@ class SqliteTx:
             "deposits_total": one("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'deposit'"),
             "withdrawals_total": one("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind = 'withdrawal'"),
             "journal_total": one("SELECT COALESCE(SUM(amount), 0) FROM entries"),
+            "transfers_in_total": one("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'transfer_in'"),
+            "transfers_out_total": one("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind = 'transfer_out'"),
         }
 
 

@@ -1,0 +1,71 @@
+"""What an operator needs to see: /metrics for Prometheus, and the operator view of this
+bank's transfers by state, those in doubt with their age, and the holds in place
+(GET /api/operator/overview as JSON, GET /operator as a page).
+
+The operator routes answer only with the operator token (``CONSORCIO_OPERATOR_TOKEN`` in the
+bank's environment) or, when no token is set, only to requests from this machine.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+
+from flask import Blueprint, Response, render_template_string, request
+
+from ..domain import errors as E
+from .util import node
+
+bp = Blueprint("operator", __name__)
+pages = Blueprint("operator_pages", __name__)
+
+
+def _operator_only() -> None:
+    token = os.environ.get("CONSORCIO_OPERATOR_TOKEN")
+    given = request.headers.get("X-Operator-Token", "")
+    if token:
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise E.Forbidden("operator token required (X-Operator-Token)")
+    elif request.remote_addr not in ("127.0.0.1", "::1"):
+        raise E.Forbidden("the operator view answers only on this machine unless CONSORCIO_OPERATOR_TOKEN is set")
+
+
+@pages.get("/metrics")
+def metrics():
+    _operator_only()
+    n = node()
+    n.refresh_gauges()
+    return Response(n.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/operator/overview")
+def overview():
+    _operator_only()
+    from flask import jsonify
+    return jsonify(node().operator_overview())
+
+
+_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8">
+<title>{{ o.name }} · operator</title>
+<h1>{{ o.name }} <small>({{ o.bank }})</small> · operator view</h1>
+<p>Broker: {{ o.broker }} · transfers in doubt: {{ o.in_doubt|length }} · holds: {{ o.holds|length }}</p>
+<h2>Coordinated transfers by state</h2>
+<table><tr><th>state</th><th>count</th></tr>
+{% for k, v in o.coordinated_by_state.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
+<h2>Legs by state (as participant)</h2>
+<table><tr><th>state</th><th>count</th></tr>
+{% for k, v in o.participations_by_state.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
+<h2>In doubt</h2>
+<table><tr><th>transfer</th><th>role</th><th>state</th><th>age (s)</th><th>coordinator</th></tr>
+{% for t in o.in_doubt %}<tr><td>{{ t.transfer_id }}</td><td>{{ t.role }}</td><td>{{ t.state }}</td>
+<td>{{ '%.1f'|format(t.age_s) }}</td><td>{{ t.coordinator }}</td></tr>{% else %}<tr><td colspan="5">none</td></tr>{% endfor %}</table>
+<h2>Holds</h2>
+<table><tr><th>transfer</th><th>account</th><th>amount</th><th>age (s)</th></tr>
+{% for h in o.holds %}<tr><td>{{ h.transfer_id }}</td><td>{{ h.account }}</td><td>{{ h.amount }}</td>
+<td>{{ '%.1f'|format(h.age_s) }}</td></tr>{% else %}<tr><td colspan="4">none</td></tr>{% endfor %}</table>
+</html>"""
+
+
+@pages.get("/operator")
+def page():
+    _operator_only()
+    return render_template_string(_PAGE, o=node().operator_overview())

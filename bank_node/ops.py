@@ -1,0 +1,162 @@
+"""Operator commands.
+
+    python -m bank_node.ops audit [--config consorcio.yml]
+        Asks every bank, through the broker, for its totals and prints whether the money of the
+        whole consortium adds up, bank by bank. Exit code 1 when it does not (or a bank is silent).
+
+    python -m bank_node.ops view --bank ID [--config consorcio.yml]
+        A bank's transfers by state, those in doubt with their age, and the holds in place
+        (the same figures as the page /operator of that bank).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, wait
+
+from broker import BrokerClient, BrokerError
+from . import protocol as P
+from .cluster import http_json
+from .config import ConfigError, ConsortiumConfig, load_config
+from .domain.money import format_cents
+
+AUDITOR = "auditor"
+
+
+def audit(config: ConsortiumConfig, timeout_s: float = 5.0) -> dict:
+    """Scatter an Audit to every bank and gather the answers until the deadline."""
+    client = BrokerClient(config.broker_url, config.consortium, AUDITOR, own_queue=False).start()
+    try:
+        if not client.wait_connected(timeout_s):
+            raise BrokerError(f"no broker at {config.broker_url}")
+        deadline = int(time.time() * 1000 + timeout_s * 1000)
+        body = P.encode(AUDITOR, P.Audit(deadline_ms=deadline))
+        asked = {}
+        for bank in config.bank_ids:
+            req = client.request(bank, body, expiration_ms=int(timeout_s * 1000))
+            asked[req.future] = (bank, req.correlation_id)
+        results: dict[str, P.AuditResult] = {}
+        while asked and time.time() * 1000 < deadline:
+            done, _ = wait(list(asked), timeout=deadline / 1000 - time.time(), return_when=FIRST_COMPLETED)
+            for fut in done:
+                bank, cid = asked.pop(fut)
+                try:
+                    res = next(i for i in P.decode(fut.result()).items if isinstance(i, P.AuditResult))
+                except (BrokerError, P.BadMessage, StopIteration):
+                    continue
+                if res.bank == bank:
+                    results[bank] = res
+        for _, cid in asked.values():
+            client.forget(cid)
+    finally:
+        client.stop()
+    return summarize(config, results)
+
+
+def summarize(config: ConsortiumConfig, results: dict) -> dict:
+    rows = []
+    for bank in config.bank_ids:
+        r = results.get(bank)
+        if r is None:
+            rows.append({"bank": bank, "answered": False})
+            continue
+        expected = r.deposits_total - r.withdrawals_total + r.transfers_in_total - r.transfers_out_total
+        rows.append({"bank": bank, "answered": True, "accounts": r.accounts, "balance": r.balance_total,
+                     "deposits": r.deposits_total, "withdrawals": r.withdrawals_total,
+                     "transfers_in": r.transfers_in_total, "transfers_out": r.transfers_out_total,
+                     "holds": r.holds_total, "in_doubt": r.in_doubt, "unacknowledged": r.unacknowledged,
+                     "adds_up": r.balance_total == expected})
+    answered = [r for r in rows if r["answered"]]
+    total = sum(r["balance"] for r in answered)
+    dep = sum(r["deposits"] for r in answered)
+    wd = sum(r["withdrawals"] for r in answered)
+    t_in = sum(r["transfers_in"] for r in answered)
+    t_out = sum(r["transfers_out"] for r in answered)
+    in_doubt = sum(r["in_doubt"] for r in answered)
+    all_answered = len(answered) == len(rows)
+    return {
+        "banks": rows, "all_answered": all_answered, "balance_total": total, "deposits_total": dep,
+        "withdrawals_total": wd, "transfers_in_total": t_in, "transfers_out_total": t_out,
+        "in_doubt": in_doubt,
+        "consortium_adds_up": all_answered and all(r["adds_up"] for r in answered)
+        and total == dep - wd and (t_in == t_out or in_doubt > 0),
+    }
+
+
+def print_audit(s: dict) -> None:
+    f = format_cents
+    print(f"{'bank':<10} {'accounts':>8} {'balance':>14} {'deposits':>14} {'withdrawals':>14} "
+          f"{'transfers in':>14} {'transfers out':>14} {'holds':>10} {'in doubt':>8}  verdict")
+    for r in s["banks"]:
+        if not r["answered"]:
+            print(f"{r['bank']:<10} {'(no answer)':>8}")
+            continue
+        print(f"{r['bank']:<10} {r['accounts']:>8} {f(r['balance']):>14} {f(r['deposits']):>14} "
+              f"{f(r['withdrawals']):>14} {f(r['transfers_in']):>14} {f(r['transfers_out']):>14} "
+              f"{f(r['holds']):>10} {r['in_doubt']:>8}  {'adds up' if r['adds_up'] else 'DOES NOT ADD UP'}")
+    print(f"consortium: balance {f(s['balance_total'])} = deposits {f(s['deposits_total'])} - withdrawals "
+          f"{f(s['withdrawals_total'])}; transfers in {f(s['transfers_in_total'])} / out "
+          f"{f(s['transfers_out_total'])}; in doubt {s['in_doubt']}")
+    print("RESULT:", "the consortium's money adds up" if s["consortium_adds_up"] else
+          ("NOT EVERY BANK ANSWERED" if not s["all_answered"] else "THE MONEY DOES NOT ADD UP"))
+
+
+def view(config: ConsortiumConfig, bank_id: str) -> dict:
+    bank = config.bank(bank_id)
+    headers = {}
+    if os.environ.get("CONSORCIO_OPERATOR_TOKEN"):
+        headers["X-Operator-Token"] = os.environ["CONSORCIO_OPERATOR_TOKEN"]
+    status, body = http_json("GET", f"{bank.url}/api/operator/overview", headers=headers, timeout=10)
+    if status != 200:
+        raise RuntimeError(f"{bank.url}: {status} {body.get('detail', body)}")
+    return body
+
+
+def print_view(o: dict) -> None:
+    print(f"{o['name']} ({o['bank']}) · broker {o['broker']}")
+    print("coordinated transfers by state:", ", ".join(f"{k} {v}" for k, v in o["coordinated_by_state"].items())
+          or "none")
+    print("legs by state (participant):", ", ".join(f"{k} {v}" for k, v in o["participations_by_state"].items())
+          or "none")
+    print(f"in doubt: {len(o['in_doubt'])}")
+    for t in o["in_doubt"]:
+        print(f"  {t['transfer_id']}  {t['role']:<11} {t['state']:<9} {t['age_s']:8.1f}s  coordinator {t['coordinator']}")
+    print(f"decisions not yet acknowledged: {len(o['unacknowledged'])}")
+    for t in o["unacknowledged"][:20]:
+        print(f"  {t['transfer_id']}  {t['state']:<9} waiting for {t['pending_acks']} bank(s), {t['age_s']:.1f}s")
+    print(f"holds: {len(o['holds'])}")
+    for h in o["holds"]:
+        print(f"  {h['transfer_id']}  account {h['account']}  {h['amount']:>12}  {h['age_s']:8.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bank_node.ops", description="Operator commands.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("audit", help="does the consortium's money add up? (asks every bank through the broker)")
+    a.add_argument("--config", default="consorcio.yml")
+    a.add_argument("--timeout", type=float, default=5.0)
+    v = sub.add_parser("view", help="a bank's transfers by state, those in doubt, its holds")
+    v.add_argument("--config", default="consorcio.yml")
+    v.add_argument("--bank", required=True)
+    args = ap.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        if args.cmd == "audit":
+            s = audit(config, args.timeout)
+            print_audit(s)
+            return 0 if s["consortium_adds_up"] else 1
+        print_view(view(config, args.bank))
+        return 0
+    except (BrokerError, RuntimeError, OSError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

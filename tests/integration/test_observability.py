@@ -1,0 +1,119 @@
+"""What an operator sees: /metrics moving, JSON logs that follow one transfer across banks,
+the operator view, and the consortium audit through the broker."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from bank_node import ops
+from bank_node.client import Customer
+from bank_node.cluster import ROOT
+from bank_node.config import load_config
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def busy(make_cluster, new_cpf):
+    cluster = make_cluster()
+    urls = {b: p.url for b, p in cluster.banks.items()}
+    ana = Customer(new_cpf(), "Ana Souza", urls)
+    acc = {}
+    for bank in urls:
+        ana.join(bank)
+        acc[bank] = ana.open_account(bank)
+        ana.deposit(bank, acc[bank], "100.00")
+    return cluster, ana, acc
+
+
+def metric(url: str, name: str, **labels) -> float:
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_move_after_a_transfer(busy):
+    cluster, ana, acc = busy
+    alfa, beta = cluster["alfa"].url, cluster["beta"].url
+    before = metric(alfa, "consorcio_transfers_decided_total", outcome="committed")
+    _, body = ana.transfer("alfa", [("beta", acc["beta"], "5.00")], ("gama", acc["gama"]))
+    assert body["status"] == "committed"
+    _, body = ana.transfer("alfa", [("beta", acc["beta"], "500.00")], ("gama", acc["gama"]))
+    assert body["status"] == "aborted"
+    assert metric(alfa, "consorcio_transfers_decided_total", outcome="committed") == before + 1
+    assert metric(alfa, "consorcio_transfers_decided_total", outcome="aborted") == 1
+    assert metric(alfa, "consorcio_prepares_sent_total") == 4
+    assert metric(alfa, "consorcio_votes_received_total", vote="no") == 1
+    assert metric(beta, "consorcio_votes_sent_total", vote="yes") == 1
+    assert metric(beta, "consorcio_holds_placed_total") == 1
+    assert metric(beta, "consorcio_decisions_applied_total", outcome="commit") == 1
+    assert metric(alfa, "consorcio_transfer_seconds_count") == 2
+    assert metric(alfa, "consorcio_broker_connected") == 1
+    assert metric(alfa, "consorcio_http_requests_total", method="POST", route="/api/transfers", status="201") == 2
+
+
+def test_one_transfer_can_be_followed_across_every_bank_log(busy):
+    cluster, ana, acc = busy
+    _, body = ana.transfer("alfa", [("beta", acc["beta"], "5.00")], ("gama", acc["gama"]))
+    tid = body["id"]
+
+    def events():
+        found = {}
+        for b in cluster.banks.values():
+            for line in b.log_path.read_text().splitlines():
+                if tid in line:
+                    rec = json.loads(line)  # every line is one JSON object
+                    assert rec["bank"] == b.bank_id
+                    found.setdefault(b.bank_id, set()).add(rec.get("event"))
+        return found if {"alfa", "beta", "gama"} <= set(found) and "applied" in found.get("gama", ()) else None
+    found = wait_until(events, 10, "the transfer in every log")
+    assert "decision" in found["alfa"] and "vote" in found["beta"] and "applied" in found["beta"]
+
+
+def test_operator_view_shows_holds_and_doubt(busy):
+    cluster, ana, acc = busy
+    cluster["gama"].pause()  # beta votes YES and holds; nobody decides until the deadline
+    try:
+        import threading
+        t = threading.Thread(target=ana.transfer, args=("alfa", [("beta", acc["beta"], "7.00")], ("gama", acc["gama"])))
+        t.start()
+        view = wait_until(lambda: (lambda o: o if o["holds"] else None)(ops.view(load_config(cluster.config_path), "beta")),
+                          10, "a hold at beta")
+        assert view["holds"][0]["amount"] == "7.00" and view["holds"][0]["account"] == acc["beta"]
+        assert view["in_doubt"][0]["role"] == "participant"
+        t.join(30)
+    finally:
+        cluster["gama"].resume()
+    out = subprocess.run([sys.executable, "-m", "bank_node.ops", "view", "--config", str(cluster.config_path),
+                          "--bank", "beta"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "holds:" in out.stdout and "in doubt:" in out.stdout
+
+
+def test_audit_agrees_after_transfers_and_catches_a_tampered_ledger(busy):
+    cluster, ana, acc = busy
+    for amount in ("10.00", "20.00", "30.00"):
+        ana.transfer("alfa", [("alfa", acc["alfa"], amount), ("beta", acc["beta"], "1.00")], ("gama", acc["gama"]))
+    ana.withdraw("gama", acc["gama"], "15.00")
+    out = subprocess.run([sys.executable, "-m", "bank_node.ops", "audit", "--config", str(cluster.config_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "the consortium's money adds up" in out.stdout
+    s = ops.audit(load_config(cluster.config_path))
+    assert s["balance_total"] == 300_00 - 15_00 and s["transfers_in_total"] == s["transfers_out_total"] == 63_00
+    # Money appearing from nowhere at beta is caught, bank by bank.
+    db = sqlite3.connect(cluster["beta"].data_dir / "beta.sqlite3")
+    db.execute("UPDATE accounts SET balance = balance + 100 WHERE number = ?", (acc["beta"],))
+    db.commit()
+    db.close()
+    s = ops.audit(load_config(cluster.config_path))
+    assert not s["consortium_adds_up"]
+    assert [r["bank"] for r in s["banks"] if not r["adds_up"]] == ["beta"]
