@@ -2,11 +2,10 @@
 (CONTRACT sections 5 and 6; issue 2)."""
 from __future__ import annotations
 
-from decimal import Decimal
-
 import signal
 import threading
 import time
+from decimal import Decimal
 
 import pytest
 
