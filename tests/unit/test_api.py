@@ -768,3 +768,41 @@ def test_make_cnpj_used_in_business_accounts_is_accepted(api, ana):
     number = api.open_account(ana["token"], [ana["cpf"]], kind="business", cnpj=make_cnpj("987654320001"),
                               company_name="Oficina Dois Irmãos")
     assert api.account(ana["token"], number)["cnpj"] == make_cnpj("987654320001")
+
+
+# ============================================================================ the remaining error codes
+
+def test_a_closed_account_refuses_deposits_and_withdrawals(api, node, ana, ana_acc):
+    with node.store.transaction() as tx:  # no route closes accounts yet: close it in the ledger
+        tx.c.execute("UPDATE accounts SET status = 'closed' WHERE number = ?", (ana_acc,))
+    assert_problem(api.deposit(ana["token"], ana_acc, "1.00"), 409, "account_closed")
+    assert_problem(api.withdraw(ana["token"], ana_acc, "1.00"), 409, "account_closed")
+    assert api.account(ana["token"], ana_acc)["balance"] == "100.00"
+
+
+def test_a_storage_failure_is_a_503_problem_and_says_nothing_changed(api, node, ana, ana_acc, monkeypatch):
+    from bank_node.storage.port import StorageError
+
+    def broken(*a, **kw):
+        raise StorageError("disk I/O error")
+    monkeypatch.setattr(node.store, "transaction", broken)
+    body = assert_problem(api.call("GET", "/api/accounts", token=ana["token"]), 503, "storage_unavailable")
+    assert "disk" not in body["detail"] and "nothing was changed" in body["detail"]
+
+
+def test_an_unexpected_error_is_a_500_problem_without_internals(api, node, ana, monkeypatch):
+    def boom(*a, **kw):
+        raise RuntimeError("secret internal state /etc/passwd")
+    monkeypatch.setattr(node.banking, "accounts_of", boom)
+    r = api.call("GET", "/api/accounts", token=ana["token"])
+    assert_problem(r, 500, "internal_error")
+    assert "secret" not in r.get_data(as_text=True)
+
+
+def test_a_broker_failure_is_a_503_bank_unreachable_problem(api, node, ana, monkeypatch):
+    from broker import BrokerError
+
+    def down(*a, **kw):
+        raise BrokerError("connection refused")
+    monkeypatch.setattr(node.transfers, "lookup", down)
+    assert_problem(api.call("GET", "/api/consortium/accounts", token=ana["token"]), 503, "bank_unreachable")
