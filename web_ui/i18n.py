@@ -94,13 +94,13 @@ PT_BR: dict[str, str] = {
     'this bank': 'este banco',
     '{bank} did not answer: its accounts cannot be shown right now. Reload the page in a moment.':
         '{bank} não respondeu: as contas de lá não podem ser mostradas agora. Recarregue a página em instantes.',
-    'No account of yours at {bank}.': 'Você não tem conta em {bank}.',
+    'No account of yours.': 'Nenhuma conta sua.',
     'Account': 'Conta',
     'Balance': 'Saldo',
     'Available': 'Disponível',
     'Statement': 'Extrato',
     'Deposit or withdraw': 'Depositar ou sacar',
-    'Statement at {bank}': 'Extrato em {bank}',
+    'Statement ({bank})': 'Extrato ({bank})',
     'Back to the start': 'Voltar ao início',
     'Skip to content': 'Pular para o conteúdo',
     'Language': 'Idioma',
@@ -111,12 +111,12 @@ PT_BR: dict[str, str] = {
     'Log in': 'Entrar',
     'Log in to {bank}': 'Entrar — {bank}',
     'Password': 'Senha',
-    'Not a customer of {bank} yet?': 'Ainda não é cliente de {bank}?',
+    'Not a customer yet?': 'Ainda não é cliente?',
     'Register': 'Cadastre-se',
     'Each bank of the consortium has its own customers: register at every bank where you want accounts.':
         'Cada banco do consórcio tem seus próprios clientes: cadastre-se em cada banco onde quiser ter contas.',
     'Deposit or withdraw at {bank}': 'Depositar ou sacar — {bank}',
-    'You have no account at {bank} yet.': 'Você ainda não tem conta em {bank}.',
+    'You have no account at this bank yet.': 'Você ainda não tem conta neste banco.',
     'available': 'disponível',
     'Operation': 'Operação',
     'Deposit': 'Depósito',
@@ -176,8 +176,8 @@ PT_BR: dict[str, str] = {
     'You have no account to take money from.': 'Você não tem conta de onde tirar dinheiro.',
     'Total:': 'Total:',
     'Review the transfer': 'Revisar a transferência',
-    '{bank} did not start this transfer, or it is not one of yours.':
-        'Esta transferência não foi iniciada em {bank}, ou não é sua.',
+    'This bank did not start this transfer, or it is not one of yours.':
+        'Esta transferência não foi iniciada neste banco, ou não é sua.',
     'A transfer is followed at the bank where it was started. See it there (you may have to log in):':
         'Uma transferência é acompanhada no banco onde foi iniciada. Veja lá (talvez seja preciso entrar):',
     'Back to the dashboard': 'Voltar ao painel',
@@ -241,12 +241,11 @@ PT_BR: dict[str, str] = {
     'Deposit of {amount} done.': 'Depósito de {amount} realizado.',
     'Withdrawal of {amount} done.': 'Saque de {amount} realizado.',
     'Write the destination account number.': 'Informe o número da conta de destino.',
-    'Welcome, {name}! Your registration at {bank} is done.':
-        'Bem-vindo(a), {name}! Seu cadastro em {bank} está feito.',
+    'Welcome, {name}! Your registration is done.': 'Bem-vindo(a), {name}! Seu cadastro está feito.',
     'The CPF {cpf} is not valid.': 'O CPF {cpf} não é válido.',
     'Account not found': 'Conta não encontrada',
-    'There is no account with this number among yours at {bank}.':
-        'Não há conta com este número entre as suas em {bank}.',
+    'There is no account with this number among yours at this bank.':
+        'Não há conta com este número entre as suas neste banco.',
     'Balance: {balance}.': 'Saldo: {balance}.',
     'This CPF is not valid: please check the number.': 'Este CPF não é válido: confira o número.',
     'The destination cannot also be a source.': 'O destino não pode ser também uma origem.',

@@ -98,8 +98,7 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
                     errors[field or "form"] = domain_message(e)
                 else:
                     start_session(answer)
-                    flash(_("Welcome, {name}! Your registration at {bank} is done.", name=answer["name"],
-                            bank=node().bank.name), "success")
+                    flash(_("Welcome, {name}! Your registration is done.", name=answer["name"]), "success")
                     return redirect(url_for("web_ui.dashboard"))
             return render("register.html", 422, form=form, errors=errors)
         return render("register.html", form=form, errors={})
@@ -195,8 +194,7 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
             st = node().banking.statement(g.user.cpf, number)
         except E.NotFound:
             return render("error.html", 404, title=_("Account not found"),
-                          message=_("There is no account with this number among yours at {bank}.",
-                                    bank=node().bank.name))
+                          message=_("There is no account with this number among yours at this bank."))
         return render("statement.html", account=st["account"], entries=st["entries"])
 
     @bp.route("/movimentar", methods=["GET", "POST"])
