@@ -240,8 +240,9 @@ class Launcher:
         if port != 5672:
             env["RABBITMQ_NODE_PORT"] = str(port)
         self.broker_env = env
+        self.say(f"no RabbitMQ answers at {host}:{port}; starting one")
         for cmd in commands:
-            self.say(f"no RabbitMQ answers at {host}:{port}; running: {' '.join(cmd)}")
+            self.say(f"running: {' '.join(cmd)}")
             try:
                 done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                       timeout=900)
@@ -250,8 +251,8 @@ class Launcher:
             except (OSError, subprocess.TimeoutExpired) as e:
                 failed, detail = True, [str(e)]
             if failed:
-                if cmd[-1] == "-detached" and amqp_answers(url)[0]:
-                    break  # the package's own service start won the race: a broker answers, that is all we need
+                if cmd[-1] == "-detached" and tcp_answers(host, port):
+                    break  # the package's own service start won the race: a broker is there, wait for it below
                 raise LaunchError(f"`{' '.join(cmd)}` failed ({' '.join(detail) or 'no output'}); run: {advice}")
         ctl = shutil.which("rabbitmqctl", path=env["PATH"])
         self.started_broker = [ctl, "stop"] if ctl else None
