@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import formatting as F
 from . import security, views
-from .i18n import LANGS, error_text, pick_language
+from .i18n import LANGS, current_lang, error_text, pick_language
 from .i18n import translate as _
 
 
@@ -67,7 +67,7 @@ def create_blueprint() -> Blueprint:
     def domain_error(e: DomainError):
         return views.render("error.html", e.status, title=_("Request refused"),
                             message=error_text(e.code, e.detail, limit=F.money(
-                                current_app.extensions["bank_node"].config.limits.max_amount, g.lang)))
+                                current_app.extensions["bank_node"].config.limits.max_amount, current_lang())))
 
     @bp.errorhandler(StorageError)
     @bp.errorhandler(BrokerError)

@@ -16,7 +16,7 @@ from bank_node.domain.documents import normalize_cnpj, normalize_cpf
 from bank_node.domain.money import to_cents
 
 from . import formatting as F
-from .i18n import LANGS, error_text, reason_text
+from .i18n import LANGS, current_lang, error_text, reason_text
 from .i18n import translate as _
 from .security import end_session, safe_next, start_session
 
@@ -39,7 +39,7 @@ def limit_cents() -> int:
 
 
 def domain_message(e: E.DomainError) -> str:
-    return error_text(e.code, e.detail, limit=F.money(node().config.limits.max_amount, g.lang))
+    return error_text(e.code, e.detail, limit=F.money(node().config.limits.max_amount, current_lang()))
 
 
 def bank_of(bank_id: str):
