@@ -20,7 +20,8 @@ from bank_node.domain.documents import format_cpf
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README shows these; SCREENSHOTS_DIR sends them elsewhere (a CI artifact folder, say).
+SHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or Path(__file__).resolve().parents[2] / "docs" / "screenshots")
 PASSWORD = "senha-muito-boa"
 XSS = "<script>alert(1)</script>"
 COLOURS = {"alfa": "#1f6feb", "beta": "#2da44e", "gama": "#bf3989"}
