@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from urllib.parse import urlparse
 
 import pytest
 import waitress
@@ -117,8 +118,9 @@ def test_withdrawals_and_prepares_see_each_others_holds(config, tmp_path):
             body = P.encode("beta", P.Prepare(transfer_id=tid, coordinator="beta", initiator=cpf,
                                               deadline_ms=deadline, peers=["alfa", "beta"],
                                               legs=[P.Leg(account=number, amount=10_00, direction="debit")]))
-            node.transfers.handle(Delivery(body=body, correlation_id=None, reply_to=None, user_id=None,
-                                           redelivered=False))
+            # user_id is what the broker stamps on a message: the connection's user (shared mode)
+            node.transfers.handle(Delivery(body=body, correlation_id=None, reply_to=None,
+                                           user_id=urlparse(config.broker_url).username, redelivered=False))
             with node.store.transaction(write=False) as tx:
                 return ("prepare", tx.get_participant(tid)["state"])
 
