@@ -351,8 +351,15 @@ class Chaos:
                 wrong.append((op.transfer_id, "committed at the coordinator, not applied"))
         verdicts["atomicity (all legs or none)"] = (not partial, f"{len(partial)} partially applied")
         verdicts["reported outcomes hold"] = (not wrong, f"{len(wrong)} contradictions" + (f": {wrong[:3]}" if wrong else ""))
+        doubt = {b: {"holds": len(l["holds"]), "unacknowledged": len(l["pending_acks"]),
+                     "prepared": sum(1 for v in l["participations"].values() if v == "prepared"),
+                     "preparing": sum(1 for v in l["coordinated"].values() if v == "preparing")}
+                 for b, l in led.items()}
+        doubt = {b: {k: v for k, v in d.items() if v} for b, d in doubt.items()}
+        doubt = {b: d for b, d in doubt.items() if d}
         verdicts["nothing in doubt 30 s after healing"] = (
-            quiet_after is not None, f"quiet after {quiet_after:.1f}s" if quiet_after is not None else "still in doubt")
+            quiet_after is not None,
+            f"quiet after {quiet_after:.1f}s" if quiet_after is not None else f"still in doubt: {doubt}")
         c = Counter()
         for op in ops:
             c[f"{op.kind}: {op.outcome}" + (f" -> {op.resolved}" if op.resolved else "")] += 1
@@ -411,6 +418,44 @@ def ensure_broker_running() -> None:
         _rabbitmqctl("start_app")
 
 
+class PrivateBroker:
+    """A RabbitMQ node of the run's own (its own name, ports and data), so that restarting
+    "the broker" disturbs nobody else on this machine. Needs rabbitmq-server installed; the
+    node runs as the rabbitmq user, as Debian's package sets it up."""
+
+    def __init__(self) -> None:
+        # Its own folder under /tmp: the rabbitmq user must be able to reach it.
+        self.dir = Path(tempfile.mkdtemp(prefix="consorcio-rmq-"))
+        self.port, self.dist_port = free_ports(2)
+        self.node = f"chaos{os.getpid()}{uuid.uuid4().hex[:4]}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def start(self, deadline_s: float = 90) -> "PrivateBroker":
+        if shutil.which("rabbitmq-server") is None:
+            raise RuntimeError("rabbitmq-server is not installed")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.dir)], capture_output=True)
+        env = {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_DIST_PORT": str(self.dist_port),
+               "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
+               "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"), "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+               "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "plugins"),
+               "RABBITMQ_PID_FILE": str(self.dir / "pid")}
+        subprocess.run(["rabbitmq-server", "-detached"], env=env, capture_output=True, timeout=60, cwd=str(self.dir))
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            out = subprocess.run(["rabbitmqctl", "-q", "-n", self.node, "await_startup", "--timeout", "10"],
+                                 capture_output=True, text=True)
+            if out.returncode == 0:
+                return self
+            time.sleep(0.5)  # noqa: the node is still booting; polled with a deadline
+        raise RuntimeError(f"private RabbitMQ node {self.node} did not start (logs in {self.dir / 'log'})")
+
+    def stop(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "-n", self.node, "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def delete_namespace(url: str, namespace: str, bank_ids: list[str]) -> None:
     import pika
     try:
@@ -454,8 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", default="kill,pause,connections,broker",
                     help="comma-separated: kill, pause, connections, broker (default: all)")
     ap.add_argument("--ttl-ms", type=int, default=1500, help="PREPARE TTL of the run's consortium")
-    ap.add_argument("--broker-node", help="rabbitmqctl node name of the run's broker (default: the local "
-                    "default node); the broker at AMQP_URL must be that node")
+    ap.add_argument("--broker-node", help="rabbitmqctl node name of the broker at AMQP_URL, whose restart "
+                    "is a fault. Without it, a run with the broker fault starts a private RabbitMQ node of "
+                    "its own, so that no other user of this machine's broker is disturbed")
     ap.add_argument("--json", help="write the summary as JSON to this file")
     ap.add_argument("--workdir", help="keep the run's config, data and logs here (default: a temp dir, deleted)")
     ap.add_argument("--quiet", action="store_true")
@@ -467,16 +513,27 @@ def main(argv: list[str] | None = None) -> int:
     if any(f in faults for f in ("connections", "broker")) and shutil.which("rabbitmqctl") is None:
         ap.error("the connections and broker faults need rabbitmqctl on this machine (or use --faults kill,pause)")
     url = os.environ.get("AMQP_URL") or LOCAL_AMQP
-    if args.broker_node:
-        BROKER_NODE[:] = ["-n", args.broker_node]
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="consorcio-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    private = None
+    if args.broker_node:
+        BROKER_NODE[:] = ["-n", args.broker_node]
+    elif "broker" in faults:
+        private = PrivateBroker()
+        if not args.quiet:
+            print(f"starting a private RabbitMQ node {private.node} on port {private.port} for the broker faults",
+                  flush=True)
+        private.start()
+        url = private.url
+        BROKER_NODE[:] = ["-n", private.node]
     chaos = Chaos(args.seed, args.duration, args.banks, args.clients, args.people, faults, url, workdir,
                   args.ttl_ms, args.quiet)
     try:
         summary = chaos.run()
     finally:
         chaos.close()
+        if private is not None:
+            private.stop()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     print_summary(summary)

@@ -11,6 +11,7 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -87,6 +88,19 @@ class Bank(_Strict):
         return f"http://{self.host}:{self.port}"
 
 
+class BrokerAuth(_Strict):
+    """How banks prove who they are on the broker.
+
+    ``shared``: every bank uses the user of ``broker_url`` (development only: banks cannot
+    tell each other apart). ``per_bank``: each bank connects as its own RabbitMQ user
+    ``<consortium>.<bank id>`` that may consume only its own queue, and every message's
+    broker-checked ``user_id`` must be the bank it claims to come from. Passwords come from
+    ``CONSORCIO_BROKER_PASSWORD`` or from ``secrets_file`` (bank id -> password; never
+    committed; the launcher generates it)."""
+    mode: Literal["shared", "per_bank"] = "shared"
+    secrets_file: str | None = None
+
+
 class ConsortiumConfig(_Strict):
     consortium: str = "consorcio"
     """Namespace of every exchange and queue, so several consortia can share one broker."""
@@ -95,6 +109,11 @@ class ConsortiumConfig(_Strict):
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
     security: Security = Security()
+    broker_auth: BrokerAuth = BrokerAuth()
+    cooperative_termination: bool = True
+    """A prepared participant whose coordinator is silent may adopt a decision from another
+    participant. Safe among banks that trust each other; with banks that do not, a lying peer
+    could split a transfer, so set it to false and only the coordinator's decision counts."""
     banks: list[Bank]
 
     @field_validator("consortium")
@@ -153,6 +172,10 @@ def load_config(path: str | os.PathLike, env: dict[str, str] | None = None) -> C
         raise ConfigError(f"{p}: expected a mapping at the top level")
     if env.get("AMQP_URL"):
         raw["broker_url"] = env["AMQP_URL"]
+    auth = raw.get("broker_auth")
+    if isinstance(auth, dict) and isinstance(auth.get("secrets_file"), str):
+        # A relative secrets file lives next to the configuration file.
+        auth["secrets_file"] = str((p.parent / auth["secrets_file"]).resolve())
     try:
         return ConsortiumConfig.model_validate(raw)
     except ValidationError as e:

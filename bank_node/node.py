@@ -8,6 +8,7 @@ from pathlib import Path
 
 from broker import BrokerClient
 from .config import ConsortiumConfig
+from .identity import broker_url_for
 from .domain.money import format_cents
 from .metrics import Metrics
 from .services.banking import Banking
@@ -29,7 +30,8 @@ class BankNode:
         self.secret_key = self._secret_key()
         self.metrics = Metrics()
         self.banking = Banking(config, bank_id, self.store)
-        self.broker = BrokerClient(config.broker_url, config.consortium, bank_id) if connect_broker else None
+        self.broker = BrokerClient(broker_url_for(config, bank_id), config.consortium, bank_id) \
+            if connect_broker else None
         self.transfers = Transfers(config, bank_id, self.store, self.banking, self.broker, self.metrics)
         if self.broker is not None:
             self.broker.handler = self.transfers.handle

@@ -21,13 +21,13 @@ from . import protocol as P
 from .cluster import http_json
 from .config import ConfigError, ConsortiumConfig, load_config
 from .domain.money import format_cents
+from .identity import AUDITOR, broker_url_for, expected_user
 
-AUDITOR = "auditor"
 
 
 def audit(config: ConsortiumConfig, timeout_s: float = 5.0) -> dict:
     """Scatter an Audit to every bank and gather the answers until the deadline."""
-    client = BrokerClient(config.broker_url, config.consortium, AUDITOR, own_queue=False).start()
+    client = BrokerClient(broker_url_for(config, AUDITOR), config.consortium, AUDITOR, own_queue=False).start()
     try:
         if not client.wait_connected(timeout_s):
             raise BrokerError(f"no broker at {config.broker_url}")
@@ -35,7 +35,8 @@ def audit(config: ConsortiumConfig, timeout_s: float = 5.0) -> dict:
         body = P.encode(AUDITOR, P.Audit(deadline_ms=deadline))
         asked = {}
         for bank in config.bank_ids:
-            req = client.request(bank, body, expiration_ms=int(timeout_s * 1000))
+            req = client.request(bank, body, expiration_ms=int(timeout_s * 1000),
+                                 expect_user=expected_user(config, bank))
             asked[req.future] = (bank, req.correlation_id)
         results: dict[str, P.AuditResult] = {}
         while asked and time.time() * 1000 < deadline:

@@ -26,6 +26,7 @@ import pika.exceptions as px
 
 from .errors import BrokerError, NotConnected, Rejected, Unroutable
 from .names import Names
+from .provision import username_in
 
 log = logging.getLogger("broker")
 
@@ -70,9 +71,10 @@ class BrokerClient:
     def __init__(self, url: str, namespace: str, bank_id: str,
                  handler: Callable[[Delivery], None] | None = None, *,
                  workers: int = 8, prefetch: int = 64, heartbeat: int = 30,
-                 max_backoff_s: float = 5.0, on_state: Callable[[bool], None] | None = None,
+                 max_backoff_s: float = 2.0, on_state: Callable[[bool], None] | None = None,
                  own_queue: bool = True):
         self.url = url
+        self.user = username_in(url)  # stamped as user_id on every message; the broker checks it
         self.names = Names(namespace)
         self.bank_id = bank_id
         self.handler = handler
@@ -82,6 +84,7 @@ class BrokerClient:
         self.on_state = on_state
         self.own_queue = own_queue  # False for a pure client (the audit tool): RPC only, no bank queue
         self.reconnects = 0
+        self.rejected_replies = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"amqp-{bank_id}")
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -91,7 +94,7 @@ class BrokerClient:
         self._cons = None
         self._generation = 0
         self._reply_queue: str | None = None
-        self._waiters: dict[str, Future] = {}
+        self._waiters: dict[str, tuple[Future, str | None]] = {}
         self._inflight: set[Future] = set()
         self._lock = threading.Lock()
 
@@ -195,7 +198,7 @@ class BrokerClient:
         with self._lock:
             waiters, self._waiters = self._waiters, {}
             inflight, self._inflight = self._inflight, set()
-        for f in list(waiters.values()) + list(inflight):
+        for f in [w[0] for w in waiters.values()] + list(inflight):
             if not f.done():
                 f.set_exception(err)
         conn, self._conn, self._pub, self._cons, self._reply_queue = self._conn, None, None, None, None
@@ -280,7 +283,7 @@ class BrokerClient:
             delivery_mode=pika.DeliveryMode.Persistent if persistent else pika.DeliveryMode.Transient,
             expiration=str(max(1, int(expiration_ms))) if expiration_ms is not None else None,
             correlation_id=correlation_id, reply_to=reply_to, headers=headers,
-            app_id=self.bank_id, timestamp=int(time.time()),
+            app_id=self.bank_id, timestamp=int(time.time()), user_id=self.user,
         )
 
         def run() -> None:
@@ -289,13 +292,15 @@ class BrokerClient:
             self._pub.basic_publish(exchange, routing_key, body, props, mandatory=True)
         return self._submit(run)
 
-    def request(self, bank_id: str, body: bytes, *, expiration_ms: int) -> PendingReply:
+    def request(self, bank_id: str, body: bytes, *, expiration_ms: int,
+                expect_user: str | None = None) -> PendingReply:
         """RPC: the waiter is registered under a fresh correlation id *before* publishing, so
-        a fast reply is never missed. Call ``forget`` on timeout."""
+        a fast reply is never missed. Call ``forget`` on timeout. With ``expect_user``, a reply
+        whose broker-checked user_id is not that user is dropped (someone else answering)."""
         cid = uuid.uuid4().hex
         fut: Future = Future()
         with self._lock:
-            self._waiters[cid] = fut
+            self._waiters[cid] = (fut, expect_user)
         reply_to = self._reply_queue
         if reply_to is None:
             self.forget(cid)
@@ -334,10 +339,17 @@ class BrokerClient:
     # consuming --------------------------------------------------------------------------------
     def _on_reply(self, ch, method, props, body: bytes) -> None:
         with self._lock:
-            fut = self._waiters.pop(props.correlation_id or "", None)
-        if fut is None:
+            waiter = self._waiters.get(props.correlation_id or "")
+            if waiter is not None and waiter[1] is not None and props.user_id != waiter[1]:
+                log.warning("reply for %s from user %r instead of %r dropped", props.correlation_id,
+                            props.user_id, waiter[1])
+                self.rejected_replies += 1
+                return
+            waiter = self._waiters.pop(props.correlation_id or "", None)
+        if waiter is None:
             log.debug("reply with unknown correlation id %r dropped (late or duplicate)", props.correlation_id)
             return
+        fut = waiter[0]
         if not fut.done():
             fut.set_result(body)
 

@@ -29,6 +29,7 @@ from ..domain import participant as PT
 from ..domain.documents import normalize_cpf
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..faults import armed, crash_point
+from ..identity import AUDITOR, expected_user
 from ..storage.port import Store
 from .banking import Banking, iso, request_fingerprint
 
@@ -195,7 +196,8 @@ class Transfers:
                                       for l in rec["legs"] if l["bank"] == eff.bank],
                                 peers=sorted(rec["participants"]))
                 req = self.broker.request(eff.bank, P.encode(self.bank_id, msg),
-                                          expiration_ms=max(1, rec["deadline_ms"] - _now_ms()))
+                                          expiration_ms=max(1, rec["deadline_ms"] - _now_ms()),
+                                          expect_user=expected_user(self.config, eff.bank))
                 pending[req.future] = eff.bank
                 cids.append(req.correlation_id)
                 self._count("prepares_sent")
@@ -343,17 +345,20 @@ class Transfers:
         try:
             env = P.decode(d.body)
         except P.BadMessage as e:
-            log.warning("rejected a malformed message (dead-lettered): %s", e)
-            self._count("messages_rejected", reason="malformed")
-            d.reject(requeue=False)
-            return
+            return self._refuse(d, "malformed", str(e))
+        refusal = self._check_sender(env, d.user_id)
+        if refusal:
+            return self._refuse(d, refusal, f"from {env.sender!r} as user {d.user_id!r}")
         for item in env.items:
             if isinstance(item, P.Prepare):
                 vote = self._on_prepare(item)
+                if vote is None:
+                    return self._refuse(d, "tampered", f"PREPARE {item.transfer_id} differs from the first one")
                 if d.reply_to:
                     self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, vote)))
             elif isinstance(item, P.Decision):
-                self._on_decision(item, env.sender)
+                if not self._on_decision(item, env.sender):
+                    return self._refuse(d, "not_coordinator", f"decision for {item.transfer_id} from {env.sender}")
             elif isinstance(item, P.DecisionAck):
                 self._on_decision_ack(item)
             elif isinstance(item, P.StatusQuery):
@@ -377,6 +382,36 @@ class Transfers:
                 log.warning("unexpected %s message on the bank queue, dropped", item.type)
         d.ack()
 
+    def _check_sender(self, env: P.Envelope, user_id: str | None) -> str | None:
+        """Who sent it, and may they send that? The broker guarantees user_id is the
+        connection's user; we check that user is the bank the message claims, and that the
+        bank has the role the message needs. Decisions are checked against the transfer."""
+        if env.sender not in self.config.bank_ids and env.sender != AUDITOR:
+            return "unknown_sender"
+        if user_id is None:
+            return "no_user_id"
+        if user_id != expected_user(self.config, env.sender):
+            return "wrong_user_id"
+        for item in env.items:
+            if env.sender == AUDITOR and not isinstance(item, P.Audit):
+                return "wrong_role"
+            if isinstance(item, P.Audit) and env.sender != AUDITOR:
+                return "wrong_role"
+            if isinstance(item, P.Prepare) and item.coordinator != env.sender:
+                return "not_coordinator"
+            if isinstance(item, (P.DecisionAck, P.StatusQuery)) and item.bank != env.sender:
+                return "wrong_role"
+            if isinstance(item, (P.VoteMsg, P.LookupResult, P.AuditResult)):
+                return "unexpected"  # answers travel on reply queues, never on a bank's queue
+        return None
+
+    def _refuse(self, d: Delivery, reason: str, detail: str) -> None:
+        """Count it, log it, dead-letter it: a refused message never has an effect and is
+        never redelivered to us."""
+        log.warning("refused an inter-bank message (%s): %s", reason, detail, extra={"event": "refused"})
+        self._count("messages_rejected", reason=reason)
+        d.reject(requeue=False)
+
     @staticmethod
     def _wait(fut: Future) -> None:
         try:
@@ -386,11 +421,17 @@ class Transfers:
             log.info("reply not delivered: %s", e)
 
     # participant ---------------------------------------------------------------------------
-    def _on_prepare(self, msg: P.Prepare) -> P.VoteMsg:
+    def _on_prepare(self, msg: P.Prepare) -> P.VoteMsg | None:
+        """None when the PREPARE replays a known transfer with other legs (tampered)."""
         legs = [PT.Leg(l.account, l.amount, l.direction) for l in msg.legs]
         now = time.time()
         with self.store.transaction() as tx:
             rec = tx.get_participant(msg.transfer_id)
+            if rec is not None and rec["legs"] and (
+                    rec["coordinator"] != msg.coordinator or rec["initiator"] != msg.initiator or
+                    rec["legs"] != [{"account": l.account, "amount": l.amount, "direction": l.direction}
+                                    for l in legs]):
+                return None
             accounts: dict[str, PT.AccountView | None] = {}
             if rec is None:
                 for leg in legs:
@@ -420,15 +461,22 @@ class Transfers:
         return P.VoteMsg(transfer_id=msg.transfer_id, bank=self.bank_id, vote="yes" if v.yes else "no",
                          reasons=[P.Reason(account=a, code=c) for a, c in v.reasons])
 
-    def _on_decision(self, msg: P.Decision, sender: str) -> None:
+    def _on_decision(self, msg: P.Decision, sender: str) -> bool:
+        """False when the sender may not decide this transfer: only its coordinator (or, with
+        cooperative termination, one of its participants)."""
         now = time.time()
         with self.store.transaction() as tx:
             rec = tx.get_participant(msg.transfer_id)
+            if rec is not None and rec["coordinator"] and sender != rec["coordinator"] and not (
+                    self.config.cooperative_termination and sender in rec["peers"]):
+                return False
             eff = PT.on_decision(rec["state"] if rec else None, msg.outcome)
             if eff.violation:
                 self.violations += 1
-                log.error("transfer %s: %s (from %s)", msg.transfer_id, eff.violation, sender)
-                return
+                self._count("messages_rejected", reason="violation")
+                log.error("transfer %s: %s (from %s)", msg.transfer_id, eff.violation, sender,
+                          extra={"transfer_id": msg.transfer_id, "event": "violation"})
+                return True
             if eff.apply_commit:
                 crash_point("participant.before_commit_applied")
                 for leg in rec["legs"]:
@@ -452,6 +500,7 @@ class Transfers:
             coordinator = rec["coordinator"] if rec else sender
             ack = P.DecisionAck(transfer_id=msg.transfer_id, bank=self.bank_id, outcome=msg.outcome)
             self._wait(self.broker.publish(coordinator, P.encode(self.bank_id, ack), persistent=True))
+        return True
 
     # coordinator, asynchronous part -------------------------------------------------------------
     def _on_decision_ack(self, msg: P.DecisionAck) -> None:
@@ -516,7 +565,8 @@ class Transfers:
             for bank in self.config.bank_ids:
                 if bank == self.bank_id:
                     continue
-                req = self.broker.request(bank, body, expiration_ms=ttl)
+                req = self.broker.request(bank, body, expiration_ms=ttl,
+                                          expect_user=expected_user(self.config, bank))
                 asked[req.future] = bank
                 cids.append(req.correlation_id)
             while asked:
@@ -621,6 +671,8 @@ class Transfers:
         self._count("status_queries_sent")
         to_coordinator = P.StatusQuery(transfer_id=tid, bank=self.bank_id)
         self.broker.publish(part["coordinator"], P.encode(self.bank_id, to_coordinator), persistent=True)
+        if not self.config.cooperative_termination:
+            return
         to_peer = P.StatusQuery(transfer_id=tid, bank=self.bank_id, deadline_ms=part["deadline_ms"])
         for peer in part["peers"]:
             if peer not in (self.bank_id, part["coordinator"]):

@@ -115,13 +115,19 @@ def test_same_transfer_id_replayed_has_no_second_effect(trio):
     assert ana.balance("beta", acc["beta"]) == "69.00"
 
 
+def _user(amqp_url: str) -> str:
+    """In the tests' shared-identity consortium every bank is the broker URL's user."""
+    return pika.URLParameters(amqp_url).credentials.username
+
+
 def _publish(amqp_url: str, queue: str, body: bytes, reply_to: str | None = None, cid: str | None = None):
     conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         ch = conn.channel()
         ch.confirm_delivery()
         ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2, reply_to=reply_to,
-                                                                correlation_id=cid), mandatory=True)
+                                                                correlation_id=cid, user_id=_user(amqp_url)),
+                         mandatory=True)
     finally:
         conn.close()
 
@@ -133,7 +139,8 @@ def _rpc(amqp_url: str, queue: str, body: bytes, timeout: float = 10) -> bytes:
         ch.confirm_delivery()
         q = ch.queue_declare("", exclusive=True).method.queue
         cid = uuid.uuid4().hex
-        ch.basic_publish("", queue, body, pika.BasicProperties(reply_to=q, correlation_id=cid), mandatory=True)
+        ch.basic_publish("", queue, body, pika.BasicProperties(reply_to=q, correlation_id=cid, user_id=_user(amqp_url)),
+                         mandatory=True)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             method, props, reply = ch.basic_get(q, auto_ack=True)

@@ -1,0 +1,111 @@
+"""Broker users and permissions for a consortium: one RabbitMQ user per bank.
+
+A bank's user may declare and consume only its own queue (and its private reply queues),
+publish only to the consortium's exchange and to reply queues, so no bank can read another
+bank's messages. Messages carry the AMQP ``user_id``, which the broker checks against the
+connection's user: a bank cannot claim to be another. Provisioning uses ``rabbitmqctl``
+(the local launcher and the tests); docker compose loads the same users from a definitions
+file instead.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import yaml
+
+from .errors import BrokerError
+from .names import Names
+
+
+def user_of(namespace: str, principal: str) -> str:
+    """The broker user of a bank (or of the auditor) in a consortium."""
+    return f"{namespace}.{principal}"
+
+
+def permissions(namespace: str, principal: str) -> tuple[str, str, str]:
+    """(configure, write, read) regexes for one bank's user."""
+    n = Names(namespace)
+    e = re.escape
+    own = e(n.bank_queue(principal))
+    shared = "|".join(e(x) for x in (n.exchange, n.dead_letter_exchange, n.dead_letter_queue))
+    configure = f"^({shared}|{own}|amq\\.gen-.*)$"
+    write = f"^({e(n.exchange)}|{e(n.dead_letter_exchange)}|{e(n.dead_letter_queue)}|{own}|amq\\.default|amq\\.gen-.*)$"
+    read = f"^({e(n.exchange)}|{e(n.dead_letter_exchange)}|{own}|amq\\.gen-.*)$"
+    return configure, write, read
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def username_in(url: str) -> str:
+    return unquote(urlsplit(url).username or "guest")
+
+
+def vhost_of(url: str) -> str:
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def load_passwords(path: Path) -> dict[str, str]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise BrokerError(f"{path}: cannot read the broker secrets: {e.strerror}") from e
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise BrokerError(f"{path}: expected a mapping of bank id to password")
+    return {str(k): v for k, v in data.items()}
+
+
+def ensure_passwords(path: Path, principals: list[str]) -> dict[str, str]:
+    """Development defaults: make a random password for every principal that has none, and
+    keep them in ``path`` (mode 600; never committed)."""
+    existing = load_passwords(path) if path.exists() else {}
+    changed = False
+    for p in principals:
+        if p not in existing:
+            existing[p] = secrets.token_urlsafe(24)
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(existing, sort_keys=True))
+        path.chmod(0o600)
+    return existing
+
+
+def _ctl(args: list[str], node: str | None) -> str:
+    cmd = ["rabbitmqctl", "-q"] + (["-n", node] if node else []) + args
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError as e:
+        raise BrokerError("rabbitmqctl is not installed: cannot create the banks' broker users") from e
+    if out.returncode != 0:
+        raise BrokerError(f"rabbitmqctl {args[0]}: {(out.stderr or out.stdout).strip()}")
+    return out.stdout
+
+
+def provision(namespace: str, passwords: dict[str, str], vhost: str = "/", node: str | None = None) -> None:
+    """Create (or update) one user per principal with its permissions, idempotently."""
+    existing = {line.split("\t")[0] for line in _ctl(["list_users"], node).splitlines()[1:] if line}
+    for principal, password in passwords.items():
+        user = user_of(namespace, principal)
+        if user in existing:
+            _ctl(["change_password", user, password], node)
+        else:
+            _ctl(["add_user", user, password], node)
+        _ctl(["set_permissions", "-p", vhost, user, *permissions(namespace, principal)], node)
+
+
+def deprovision(namespace: str, principals: list[str], node: str | None = None) -> None:
+    for p in principals:
+        try:
+            _ctl(["delete_user", user_of(namespace, p)], node)
+        except BrokerError:
+            pass

@@ -1,0 +1,176 @@
+"""Banks on the broker prove who they are (issue "trust no one").
+
+Each bank connects as its own RabbitMQ user, may consume only its own queue, and stamps
+every message with the broker-checked ``user_id``. A receiver refuses, counts and
+dead-letters any message with no user_id, with a user_id that is not the bank it claims to
+come from, or from a bank with no role in that transfer; a captured PREPARE replayed with an
+altered amount is refused too.
+"""
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+import urllib.request
+import uuid
+
+import pika
+import pytest
+
+from bank_node import ops
+from bank_node import protocol as P
+from bank_node.client import Customer
+from bank_node.config import load_config
+from broker.provision import deprovision, provision, user_of, with_credentials
+from tests.support import ledger, wait_until
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("rabbitmqctl") is None,
+                                 reason="provisioning broker users needs rabbitmqctl next to the broker")]
+
+PRINCIPALS = ["alfa", "beta", "gama", "auditor"]
+
+
+@pytest.fixture
+def secure(make_cluster, namespace, tmp_path, amqp_url, new_cpf):
+    passwords = {p: secrets.token_urlsafe(16) for p in PRINCIPALS}
+    provision(namespace, passwords)
+    secrets_file = tmp_path / "broker-secrets.yml"
+    secrets_file.write_text("".join(f"{k}: {v}\n" for k, v in passwords.items()))
+    try:
+        cluster = make_cluster(broker_auth={"mode": "per_bank", "secrets_file": str(secrets_file)},
+                               cooperative_termination=False)
+        urls = {b: p.url for b, p in cluster.banks.items()}
+        ana = Customer(new_cpf(), "Ana Souza", urls)
+        acc = {}
+        for bank in urls:
+            ana.join(bank)
+            acc[bank] = ana.open_account(bank)
+            ana.deposit(bank, acc[bank], "100.00")
+        yield cluster, ana, acc, passwords
+    finally:
+        deprovision(namespace, PRINCIPALS)
+
+
+def as_bank(amqp_url: str, namespace: str, principal: str, password: str) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.URLParameters(
+        with_credentials(amqp_url, user_of(namespace, principal), password)))
+
+
+def send(conn: pika.BlockingConnection, namespace: str, to: str, body: bytes, user_id: str | None,
+         reply_to: str | None = None) -> None:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish(f"{namespace}.banks", to, body,
+                     pika.BasicProperties(delivery_mode=2, user_id=user_id, reply_to=reply_to,
+                                          correlation_id=uuid.uuid4().hex), mandatory=True)
+
+
+def rejected(url: str, reason: str) -> float:
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(f'consorcio_messages_rejected_total{{reason="{reason}"}} '):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_transfers_work_with_one_identity_per_bank(secure):
+    cluster, ana, acc, _ = secure
+    _, body = ana.transfer("alfa", [("alfa", acc["alfa"], "10.00"), ("beta", acc["beta"], "5.00")],
+                           ("gama", acc["gama"]))
+    assert body["status"] == "committed"
+    assert ana.balance("gama", acc["gama"]) == "115.00"
+    s = ops.audit(load_config(cluster.config_path))
+    assert s["consortium_adds_up"] and s["all_answered"]
+
+
+def test_a_bank_cannot_read_another_banks_queue_nor_claim_its_identity(secure, amqp_url, namespace):
+    cluster, ana, acc, pw = secure
+    conn = as_bank(amqp_url, namespace, "gama", pw["gama"])
+    try:
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            conn.channel().basic_consume(f"{namespace}.bank.beta", lambda *a: None)
+        assert e.value.reply_code == 403
+    finally:
+        if conn.is_open:
+            conn.close()
+    conn = as_bank(amqp_url, namespace, "gama", pw["gama"])
+    try:
+        body = P.encode("alfa", P.Decision(transfer_id=str(uuid.uuid4()), outcome="abort"))
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            send(conn, namespace, "beta", body, user_id=user_of(namespace, "alfa"))
+        assert e.value.reply_code == 406  # the broker itself refuses a forged user_id
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_messages_with_a_false_or_missing_identity_have_no_effect_and_are_counted(secure, amqp_url, namespace):
+    cluster, ana, acc, pw = secure
+    beta = cluster["beta"].url
+    # A PREPARE that would hold 50.00 at beta, "from alfa" — sent by gama under its own user.
+    prepare = P.Prepare(transfer_id=str(uuid.uuid4()), coordinator="alfa", initiator=ana.cpf,
+                        deadline_ms=int(time.time() * 1000) + 10_000,
+                        legs=[P.Leg(account=acc["beta"], amount=5000, direction="debit")], peers=["alfa", "beta"])
+    body = P.encode("alfa", prepare)
+    conn = as_bank(amqp_url, namespace, "gama", pw["gama"])
+    try:
+        send(conn, namespace, "beta", body, user_id=user_of(namespace, "gama"))
+        send(conn, namespace, "beta", body, user_id=None)
+    finally:
+        conn.close()
+    # ... and by guest, the broker's all-powerful default user.
+    guest = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        send(guest, namespace, "beta", body, user_id="guest")
+    finally:
+        guest.close()
+    wait_until(lambda: rejected(beta, "wrong_user_id") >= 2 and rejected(beta, "no_user_id") >= 1, 10,
+               "refusals counted at beta")
+    assert not ledger(cluster.data_root, "beta")["holds"]
+    assert prepare.transfer_id not in ledger(cluster.data_root, "beta")["participations"]
+    assert ana.account("beta", acc["beta"])["available"] == "100.00"
+
+
+def test_only_the_coordinator_decides_and_a_replayed_prepare_cannot_be_altered(secure, amqp_url, namespace):
+    cluster, ana, acc, pw = secure
+    beta = cluster["beta"].url
+    # A transfer that aborts at gama's leg (insufficient funds) while beta holds 20.00: beta
+    # must end aborted whatever gama says.
+    gama_is_short = ("gama", acc["gama"], "500.00")
+    _, body = ana.transfer("alfa", [("beta", acc["beta"], "20.00"), gama_is_short], ("alfa", acc["alfa"]))
+    assert body["status"] == "aborted"
+    aborted_tid = body["id"]
+    _, body = ana.transfer("alfa", [("beta", acc["beta"], "20.00")], ("gama", acc["gama"]))
+    assert body["status"] == "committed"
+    committed_tid = body["id"]
+
+    gama = as_bank(amqp_url, namespace, "gama", pw["gama"])
+    alfa = as_bank(amqp_url, namespace, "alfa", pw["alfa"])
+    try:
+        # gama, a participant but not the coordinator, tries to decide: refused
+        # (cooperative termination is off in this consortium).
+        send(gama, namespace, "beta", P.encode("gama", P.Decision(transfer_id=aborted_tid, outcome="commit")),
+             user_id=user_of(namespace, "gama"))
+        # alfa's own credentials replay the committed PREPARE with a bigger amount: refused.
+        altered = P.Prepare(transfer_id=committed_tid, coordinator="alfa", initiator=ana.cpf,
+                            deadline_ms=int(time.time() * 1000) + 10_000,
+                            legs=[P.Leg(account=acc["beta"], amount=9000, direction="debit")],
+                            peers=["alfa", "beta", "gama"])
+        send(alfa, namespace, "beta", P.encode("alfa", altered), user_id=user_of(namespace, "alfa"))
+        # ... and with another account: refused as well.
+        other = altered.model_copy(update={"legs": [P.Leg(account="123456789", amount=2000, direction="debit")]})
+        send(alfa, namespace, "beta", P.encode("alfa", other), user_id=user_of(namespace, "alfa"))
+        # alfa replays a COMMIT for the transfer it aborted: beta applies nothing.
+        send(alfa, namespace, "beta", P.encode("alfa", P.Decision(transfer_id=aborted_tid, outcome="commit")),
+             user_id=user_of(namespace, "alfa"))
+    finally:
+        gama.close()
+        alfa.close()
+    wait_until(lambda: rejected(beta, "not_coordinator") >= 1 and rejected(beta, "tampered") >= 2
+               and rejected(beta, "violation") >= 1, 10, "refusals counted at beta")
+    led = ledger(cluster.data_root, "beta")
+    assert led["participations"][aborted_tid] == "aborted"
+    assert not led["holds"]
+    assert ana.balance("beta", acc["beta"]) == "80.00"
+    assert ana.balance("gama", acc["gama"]) == "120.00"
