@@ -98,6 +98,15 @@ class Transfers:
         now = time.time()
         deadline_ms = _now_ms() + self.ttl_ms
         with self.store.transaction() as tx:
+            if idem_key is not None:
+                # The key names one request: the same key with another body (another id
+                # included) is refused, whatever the body's id says.
+                keyed = tx.get_idempotent(initiator, f"transfer:{idem_key}")
+                if keyed is not None:
+                    if keyed["request_hash"] != fingerprint or keyed["body"]["id"] != transfer_id:
+                        raise E.IdempotencyMismatch("this Idempotency-Key was already used for a different transfer")
+                else:
+                    tx.put_idempotent(initiator, f"transfer:{idem_key}", fingerprint, 201, {"id": transfer_id}, now)
             seen = tx.get_coordinated(transfer_id)
             if seen is not None:
                 if seen["initiator"] != initiator or seen["request_hash"] != fingerprint:
@@ -118,7 +127,8 @@ class Transfers:
             # Read-your-writes: give the participants a moment to apply the decision, so that
             # the balances a customer looks at next already show it. The outcome does not
             # depend on this wait; a slow participant only makes it return earlier.
-            if rec["state"] != "preparing" and rec["pending_acks"] > 0:
+            if rec["state"] != "preparing" and rec["pending_acks"] > 0 and \
+                    self.broker is not None and self.broker.connected:
                 applied.wait(self.config.timeouts.apply_wait_ms / 1000)
         finally:
             with self._active_lock:

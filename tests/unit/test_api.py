@@ -756,8 +756,6 @@ def client_health(api) -> dict:
     return r.get_json()
 
 
-@pytest.mark.xfail(strict=True, reason="bank_node/services/transfers.py: after an abort that no participant can "
-                   "acknowledge (no broker), submit() still waits the whole apply_wait_ms for acknowledgements")
 def test_transfer_without_a_broker_answers_at_once(tmp_path, new_cpf):
     from .conftest import Api
     node = BankNode(make_config(timeouts={"apply_wait_ms": 2000}), "alfa", tmp_path / "d", connect_broker=False)
@@ -818,8 +816,6 @@ def test_a_broker_failure_is_a_503_bank_unreachable_problem(api, node, ana, monk
     assert_problem(api.call("GET", "/api/consortium/accounts", token=ana["token"]), 503, "bank_unreachable")
 
 
-@pytest.mark.xfail(strict=True, reason="bank_node/services/transfers.py: when the body carries an id, the "
-                   "Idempotency-Key is ignored, so the same key with another body starts a second transfer")
 def test_transfer_same_idempotency_key_with_another_body_is_409(api, ana, ana_acc):
     body = {"id": str(uuid.uuid4()), "sources": [{"bank": "alfa", "account": ana_acc, "amount": "2.00"}],
             "destination": {"bank": "beta", "account": "123456789"}}
