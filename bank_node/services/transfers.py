@@ -342,12 +342,29 @@ class Transfers:
         with self.store.transaction(write=False) as tx:
             rec = tx.get_coordinated(transfer_id) if isinstance(transfer_id, str) else None
             if rec is None:
-                raise E.NotFound("no such transfer coordinated by this bank")
+                return self._participant_view(tx, caller, transfer_id)
             allowed = rec["initiator"] == caller or any(
                 leg["bank"] == self.bank_id and caller in tx.holders_of(leg["account"]) for leg in rec["legs"])
         if not allowed:
-            raise E.NotFound("no such transfer coordinated by this bank")
+            raise E.NotFound("no such transfer at this bank")
         return self.view(rec)
+
+    def _participant_view(self, tx, caller: str, transfer_id: Any) -> dict:
+        """A transfer coordinated elsewhere, seen from this bank: its legs here and their state,
+        for the initiator or a holder of one of those legs."""
+        part = tx.get_participant(transfer_id) if isinstance(transfer_id, str) else None
+        if part is None or not part["legs"] or not (
+                part["initiator"] == caller or any(caller in tx.holders_of(l["account"]) for l in part["legs"])):
+            raise E.NotFound("no such transfer at this bank")
+        status = {"prepared": "pending", "committed": "committed", "aborted": "aborted"}[part["state"]]
+        out = {"id": transfer_id, "status": status, "coordinator": part["coordinator"],
+               "created_at": iso(part["created_at"]),
+               "legs": [{"bank": self.bank_id, "account": l["account"], "amount": format_cents(l["amount"]),
+                         "role": "source" if l["direction"] == "debit" else "destination"} for l in part["legs"]],
+               "partial": True}
+        if status == "aborted":
+            out["reason"] = part["reasons"][0][1] if part["reasons"] else "aborted"
+        return out
 
     # ===================================================================== message handling
     def handle(self, d: Delivery) -> None:

@@ -50,6 +50,10 @@ def test_two_source_transfer_commits_with_exact_balances(trio):
         assert st["entries"][0]["transfer_id"] == body["id"]
     _, seen = ana.call("alfa", "GET", f"/api/transfers/{body['id']}", expect=200)
     assert seen["status"] == "committed"
+    # A participant bank shows its own legs of it to their holder.
+    _, there = ana.call("gama", "GET", f"/api/transfers/{body['id']}", expect=200)
+    assert (there["status"], there["coordinator"], there["partial"]) == ("committed", "alfa", True)
+    assert there["legs"] == [{"bank": "gama", "account": acc["gama"], "amount": "35.50", "role": "destination"}]
     assert no_holds_anywhere(cluster)
 
 
