@@ -9,9 +9,14 @@ file instead.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import os
 import re
 import secrets
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -91,16 +96,35 @@ def _ctl(args: list[str], node: str | None) -> str:
     return out.stdout
 
 
-def provision(namespace: str, passwords: dict[str, str], vhost: str = "/", node: str | None = None) -> None:
-    """Create (or update) one user per principal with its permissions, idempotently."""
-    existing = {line.split("\t")[0] for line in _ctl(["list_users"], node).splitlines()[1:] if line}
-    for principal, password in passwords.items():
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    salt = salt if salt is not None else secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def definitions(namespace: str, passwords: dict[str, str], vhost: str = "/") -> dict:
+    """Users and permissions as a RabbitMQ definitions document (``rabbitmqctl
+    import_definitions``, or ``load_definitions`` in a container's rabbitmq.conf)."""
+    users, perms = [], []
+    for principal, password in sorted(passwords.items()):
         user = user_of(namespace, principal)
-        if user in existing:
-            _ctl(["change_password", user, password], node)
-        else:
-            _ctl(["add_user", user, password], node)
-        _ctl(["set_permissions", "-p", vhost, user, *permissions(namespace, principal)], node)
+        users.append({"name": user, "password_hash": password_hash(password),
+                      "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []})
+        configure, write, read = permissions(namespace, principal)
+        perms.append({"user": user, "vhost": vhost, "configure": configure, "write": write, "read": read})
+    return {"users": users, "vhosts": [{"name": vhost}], "permissions": perms}
+
+
+def provision(namespace: str, passwords: dict[str, str], vhost: str = "/", node: str | None = None) -> None:
+    """Create (or update) one user per principal with its permissions, idempotently, in one
+    ``import_definitions`` (a rabbitmqctl call costs seconds)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(definitions(namespace, passwords, vhost), f)
+    try:
+        os.chmod(f.name, 0o644)  # the broker's own user reads it
+        _ctl(["import_definitions", f.name], node)
+    finally:
+        os.unlink(f.name)
 
 
 def deprovision(namespace: str, principals: list[str], node: str | None = None) -> None:

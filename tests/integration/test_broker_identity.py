@@ -31,25 +31,36 @@ pytestmark = [pytest.mark.integration,
 PRINCIPALS = ["alfa", "beta", "gama", "auditor"]
 
 
+@pytest.fixture(scope="module")
+def namespace():
+    """One namespace (and so one set of broker users) for the module: rabbitmqctl is slow.
+    Each test still gets its own cluster, ports and data; queues are deleted between tests."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def passwords(namespace, tmp_path_factory):
+    pw = {p: secrets.token_urlsafe(16) for p in PRINCIPALS}
+    provision(namespace, pw)
+    secrets_file = tmp_path_factory.mktemp("secrets") / "broker-secrets.yml"
+    secrets_file.write_text("".join(f"{k}: {v}\n" for k, v in pw.items()))
+    yield pw, secrets_file
+    deprovision(namespace, PRINCIPALS)
+
+
 @pytest.fixture
-def secure(make_cluster, namespace, tmp_path, amqp_url, new_cpf):
-    passwords = {p: secrets.token_urlsafe(16) for p in PRINCIPALS}
-    provision(namespace, passwords)
-    secrets_file = tmp_path / "broker-secrets.yml"
-    secrets_file.write_text("".join(f"{k}: {v}\n" for k, v in passwords.items()))
-    try:
-        cluster = make_cluster(broker_auth={"mode": "per_bank", "secrets_file": str(secrets_file)},
-                               cooperative_termination=False)
-        urls = {b: p.url for b, p in cluster.banks.items()}
-        ana = Customer(new_cpf(), "Ana Souza", urls)
-        acc = {}
-        for bank in urls:
-            ana.join(bank)
-            acc[bank] = ana.open_account(bank)
-            ana.deposit(bank, acc[bank], "100.00")
-        yield cluster, ana, acc, passwords
-    finally:
-        deprovision(namespace, PRINCIPALS)
+def secure(make_cluster, passwords, new_cpf):
+    pw, secrets_file = passwords
+    cluster = make_cluster(broker_auth={"mode": "per_bank", "secrets_file": str(secrets_file)},
+                           cooperative_termination=False)
+    urls = {b: p.url for b, p in cluster.banks.items()}
+    ana = Customer(new_cpf(), "Ana Souza", urls)
+    acc = {}
+    for bank in urls:
+        ana.join(bank)
+        acc[bank] = ana.open_account(bank)
+        ana.deposit(bank, acc[bank], "100.00")
+    return cluster, ana, acc, pw
 
 
 def as_bank(amqp_url: str, namespace: str, principal: str, password: str) -> pika.BlockingConnection:
