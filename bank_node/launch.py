@@ -205,20 +205,43 @@ class Launcher:
             config = load_config(path)
         except ConfigError as e:
             raise LaunchError(str(e), code=2) from e
-        if self.args.banks is not None:
+        per_bank_without_secrets = config.broker_auth.mode == "per_bank" and not config.broker_auth.secrets_file
+        if self.args.banks is not None or per_bank_without_secrets:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-            doc = consortium_of_size(raw, self.args.banks)
             data_root = Path(self.args.data_dir).resolve()
             data_root.mkdir(parents=True, exist_ok=True)
-            path = data_root / f"consorcio-{self.args.banks}-banks.yml"
-            path.write_text(f"# Written by python -m bank_node.launch --banks {self.args.banks} from "
-                            f"{self.args.config}; edit that file instead.\n" + yaml.safe_dump(doc, sort_keys=False),
-                            encoding="utf-8")
+            doc, name = raw, "consorcio.yml"
+            if self.args.banks is not None:
+                doc, name = consortium_of_size(raw, self.args.banks), f"consorcio-{self.args.banks}-banks.yml"
+            if per_bank_without_secrets:
+                # Development passwords of the banks' broker users, kept with the data (never committed).
+                doc = {**doc, "broker_auth": {**raw["broker_auth"], "secrets_file": str(data_root / "broker-secrets.yml")}}
+            path = data_root / name
+            path.write_text(f"# Written by python -m bank_node.launch from {self.args.config}; edit that file "
+                            f"instead.\n" + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
             try:
                 config = load_config(path)
             except ConfigError as e:
                 raise LaunchError(str(e), code=2) from e
         return path, config
+
+    def ensure_bank_users(self, config: ConsortiumConfig) -> None:
+        """broker_auth.mode per_bank: one RabbitMQ user per bank and for the auditor, with
+        development passwords generated into the secrets file when missing (rabbitmqctl)."""
+        if config.broker_auth.mode != "per_bank":
+            return
+        from broker.errors import BrokerError
+        from broker.provision import ensure_passwords, provision, vhost_of
+        from .identity import AUDITOR
+        secrets_path = Path(config.broker_auth.secrets_file)
+        try:
+            passwords = ensure_passwords(secrets_path, [*config.bank_ids, AUDITOR])
+            provision(config.consortium, passwords, vhost=vhost_of(config.broker_url))
+        except BrokerError as e:
+            raise LaunchError(f"cannot create the banks' broker users (broker_auth: per_bank): {e}; create them "
+                              f"with rabbitmqctl as root, passwords in {secrets_path}") from e
+        self.say(f"broker users {config.consortium}.<bank> ready for {', '.join(config.bank_ids)} "
+                 f"(passwords in {secrets_path})")
 
     def ensure_broker(self, url: str) -> None:
         host, port, shown = broker_address(url)
@@ -353,6 +376,7 @@ class Launcher:
                               f"{self.args.config}", code=2)
         try:
             self.ensure_broker(config.broker_url)
+            self.ensure_bank_users(config)
             if self.stop_requested.is_set():
                 raise InterruptedError
             self.start_banks(config_path, config)

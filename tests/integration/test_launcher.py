@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bank_node.cluster import ROOT, free_ports, http_json, write_config
 from bank_node.config import load_config
@@ -251,3 +252,31 @@ def test_the_readme_curl_examples_work_against_a_launched_consortium(consortium_
     assert done.stdout.count('"status":"committed"') == 1, done.stdout
     assert '"balance":"110.00"' in done.stdout, done.stdout  # 150.00 deposited, 40.00 sent to Beta
     assert '"balance_after":"40.00"' in done.stdout, done.stdout
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None,
+                    reason="per-bank broker users are created with rabbitmqctl")
+def test_launcher_gives_each_bank_its_own_broker_user_when_per_bank(tmp_path, amqp_url, namespace, launch):
+    from broker.provision import deprovision
+    ports = dict(zip(BANKS, free_ports(len(BANKS))))
+    cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
+                       banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p} for b, p in ports.items()],
+                       security={"argon2_time_cost": 1, "argon2_memory_kib": 1024},
+                       broker_auth={"mode": "per_bank"})
+    try:
+        launcher = launch("--config", str(cfg), "--data-dir", str(tmp_path / "data"))
+        launcher.wait_for(banner, 120, "URL line for every bank")
+
+        secrets_file = tmp_path / "data" / "broker-secrets.yml"
+        assert secrets_file.stat().st_mode & 0o777 == 0o600
+        assert set(yaml.safe_load(secrets_file.read_text())) == {*BANKS, "auditor"}
+        users = subprocess.run(["rabbitmqctl", "-q", "list_connections", "user"], capture_output=True, text=True,
+                               timeout=60, env=dict(os.environ, PATH=os.environ["PATH"] + ":/usr/sbin:/sbin"))
+        connected = set(users.stdout.split())
+        assert {f"{namespace}.{b}" for b in BANKS} <= connected, users.stdout + users.stderr
+
+        launcher.proc.send_signal(signal.SIGINT)
+        assert launcher.wait_exit(60) == 0, launcher.output
+    finally:
+        deprovision(namespace, [*BANKS, "auditor"])
+        delete_namespace(amqp_url, namespace, list(BANKS))
