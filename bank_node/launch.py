@@ -5,7 +5,8 @@ answers on the configured broker URL (starting the local one, or installing Debi
 running as root, or saying exactly what to run), start every bank as its own process, wait until
 each answers ``/api/health`` with its broker connected, print each bank's URL, stream every bank's
 log with its id in front, and on Ctrl-C / SIGTERM stop them all (and the broker, if this command
-started it) so that no process is left behind.
+started it) so that no process is left behind. With ``broker_auth: {mode: per_bank}`` it also
+creates each bank's own broker user (development passwords in a secrets file beside the data).
 
 Process supervision is :class:`bank_node.cluster.Cluster`, the same code the integration tests
 use, so what the README promises is what the tests exercise.
