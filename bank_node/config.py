@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -41,18 +41,45 @@ class Timeouts(_Strict):
     before answering, so the next balance read shows the transfer (it never changes the outcome)."""
 
 
+def _money_limit(v: Decimal | None) -> Decimal | None:
+    if v is not None and (not v.is_finite() or v <= 0 or v.as_tuple().exponent < -2):
+        raise ValueError("must be a positive amount with at most two decimals")
+    return v
+
+
 class Limits(_Strict):
     max_amount: Decimal = Decimal("100000.00")
     """Largest amount of one deposit, withdrawal or transfer leg."""
+    daily_max_amount: Decimal = Decimal("200000.00")
+    """Per account and per day: the most that may be deposited, and separately the most that
+    may leave it (withdrawals, transfer debits, and the holds of transfers still pending)."""
+    day_utc_offset_min: int = Field(-180, ge=-14 * 60, le=14 * 60)
+    """Where the limits' day starts: minutes from UTC (Brasília time, UTC-3, by default)."""
     max_transfer_legs: int = Field(8, ge=1, le=64)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
-    @field_validator("max_amount")
-    @classmethod
-    def _positive(cls, v: Decimal) -> Decimal:
-        if not v.is_finite() or v <= 0 or v.as_tuple().exponent < -2:
-            raise ValueError("must be a positive amount with at most two decimals")
-        return v
+    _positive = field_validator("max_amount", "daily_max_amount")(_money_limit)
+
+    @model_validator(mode="after")
+    def _daily_covers_one_operation(self) -> "Limits":
+        if self.daily_max_amount < self.max_amount:
+            raise ValueError(f"daily_max_amount ({self.daily_max_amount}) must be at least max_amount "
+                             f"({self.max_amount}), or one allowed operation could never be made")
+        return self
+
+
+class BankLimits(_Strict):
+    """A bank's own money limits, each falling back to the consortium's ``limits``."""
+    max_amount: Decimal | None = None
+    daily_max_amount: Decimal | None = None
+
+    _positive = field_validator("max_amount", "daily_max_amount")(_money_limit)
+
+
+# OWASP's argon2id configurations (Password Storage Cheat Sheet), all equally strong:
+# (memory KiB, iterations), parallelism 1. A setting is strong enough when it is at least one
+# of them in both memory and iterations.
+OWASP_ARGON2ID = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
 
 
 class Security(_Strict):
@@ -60,6 +87,25 @@ class Security(_Strict):
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_kib: int = Field(19456, ge=8)
     argon2_parallelism: int = Field(1, ge=1)
+    allow_weak_hashing_for_tests: bool = False
+    """Accept argon2 settings weaker than OWASP's in a configuration file. Only for test
+    consortia, where hashing a password at full cost for every customer would be slow."""
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    """Failed logins of one CPF within ``login_window_s`` before its logins are refused (429)."""
+    login_max_failures_per_address: int = Field(20, ge=1, le=100_000)
+    """Failed logins from one client address (any CPF) within the window before it is refused."""
+    login_window_s: int = Field(300, ge=1, le=24 * 3600)
+    register_max_per_address: int = Field(20, ge=1, le=100_000)
+    """Registrations one client address may attempt within ``register_window_s``."""
+    register_window_s: int = Field(3600, ge=1, le=24 * 3600)
+
+    def hashing_weaknesses(self) -> list[str]:
+        """What makes the argon2id settings weaker than OWASP's minimum (empty when none)."""
+        out = []
+        if not any(self.argon2_memory_kib >= m and self.argon2_time_cost >= t for m, t in OWASP_ARGON2ID):
+            out.append(f"argon2_memory_kib={self.argon2_memory_kib} with argon2_time_cost={self.argon2_time_cost} "
+                       "is below OWASP's minimum (19456 KiB with 2 iterations, or an equivalent pair)")
+        return out
 
 
 class Bank(_Strict):
@@ -68,6 +114,8 @@ class Bank(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     color: str = "#1f6feb"
+    limits: BankLimits = BankLimits()
+    """This bank's own money limits; what is left out falls back to the consortium's."""
 
     @field_validator("id")
     @classmethod
@@ -139,6 +187,22 @@ class ConsortiumConfig(_Strict):
             raise ValueError(f"two banks share the address {', '.join(dup_ports)}")
         return banks
 
+    @model_validator(mode="after")
+    def _bank_limits_consistent(self) -> "ConsortiumConfig":
+        for b in self.banks:
+            lim = self.limits_for(b.id)
+            if lim.daily_max_amount < lim.max_amount:
+                raise ValueError(f"banks: {b.id}: limits.daily_max_amount ({lim.daily_max_amount}) must be at least "
+                                 f"max_amount ({lim.max_amount})")
+        return self
+
+    def limits_for(self, bank_id: str) -> Limits:
+        """The money limits a bank applies to its own accounts: its ``limits`` entry in
+        ``banks``, falling back to the consortium's ``limits``."""
+        own = self.bank(bank_id).limits
+        update = {k: v for k, v in own.model_dump().items() if v is not None}
+        return self.limits.model_copy(update=update) if update else self.limits
+
     def bank(self, bank_id: str) -> Bank:
         for b in self.banks:
             if b.id == bank_id:
@@ -158,8 +222,17 @@ def _describe(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+WEAK_HASHING_ENV = "CONSORCIO_ALLOW_WEAK_HASHING_FOR_TESTS"
+
+
 def load_config(path: str | os.PathLike, env: dict[str, str] | None = None) -> ConsortiumConfig:
-    """Read and validate ``path``; ``AMQP_URL`` in ``env`` (default: os.environ) wins."""
+    """Read and validate ``path``; ``AMQP_URL`` in ``env`` (default: os.environ) wins.
+
+    This is how every bank process and the launcher read their configuration, so it is also
+    where production rules are enforced: argon2id settings weaker than OWASP's are refused
+    unless the file says ``security.allow_weak_hashing_for_tests: true`` (or the environment
+    has CONSORCIO_ALLOW_WEAK_HASHING_FOR_TESTS=1, for test suites that start banks from
+    configuration files they do not write themselves)."""
     env = os.environ if env is None else env
     p = Path(path)
     try:
@@ -177,6 +250,11 @@ def load_config(path: str | os.PathLike, env: dict[str, str] | None = None) -> C
         # A relative secrets file lives next to the configuration file.
         auth["secrets_file"] = str((p.parent / auth["secrets_file"]).resolve())
     try:
-        return ConsortiumConfig.model_validate(raw)
+        config = ConsortiumConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{p}: invalid configuration:\n{_describe(e)}") from e
+    weak = config.security.hashing_weaknesses()
+    if weak and not (config.security.allow_weak_hashing_for_tests or env.get(WEAK_HASHING_ENV) == "1"):
+        raise ConfigError(f"{p}: invalid configuration:\n" + "\n".join(f"  security: {w}" for w in weak)
+                          + "\n  (a test consortium may set security.allow_weak_hashing_for_tests: true)")
+    return config

@@ -16,9 +16,15 @@ import pika
 import pytest
 
 from bank_node.cluster import Cluster, free_ports, write_config
+from bank_node.config import WEAK_HASHING_ENV
 from bank_node.domain.documents import make_cpf
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+# Banks started by tests hash passwords cheaply. make_cluster says so in the file it writes
+# (security.allow_weak_hashing_for_tests); this covers the tests that write their own file
+# with cheap argon2 settings (the launcher's), since a bank refuses them otherwise.
+os.environ.setdefault(WEAK_HASHING_ENV, "1")
 
 
 def _docker_engine_answers() -> bool:
@@ -75,7 +81,8 @@ def make_cluster(tmp_path, amqp_url, namespace):
         ports = free_ports(len(banks))
         overrides.setdefault("timeouts", {"prepare_ttl_ms": 3000, "decision_resend_ms": 300,
                                           "status_query_ms": 300, "retry_cap_ms": 1000})
-        overrides.setdefault("security", {"argon2_time_cost": 1, "argon2_memory_kib": 1024})
+        overrides.setdefault("security", {"argon2_time_cost": 1, "argon2_memory_kib": 1024,
+                                          "allow_weak_hashing_for_tests": True})
         cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
                            banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p}
                                   for b, p in zip(banks, ports)], **overrides)

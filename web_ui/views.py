@@ -73,7 +73,8 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
         form = {"cpf": request.form.get("cpf", "")}
         if request.method == "POST":
             try:
-                answer = node().banking.login(request.form.get("cpf", ""), request.form.get("password", ""))
+                answer = node().banking.login(request.form.get("cpf", ""), request.form.get("password", ""),
+                                              client=request.remote_addr)
             except E.DomainError as e:
                 return render("login.html", 401, form=form, error=domain_message(e), next=nxt)
             start_session(answer)
@@ -90,8 +91,8 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
                 errors["password2"] = _("The two passwords are not the same.")
             else:
                 try:
-                    node().banking.register(form["cpf"], form["name"], password)
-                    answer = node().banking.login(form["cpf"], password)
+                    node().banking.register(form["cpf"], form["name"], password, client=request.remote_addr)
+                    answer = node().banking.login(form["cpf"], password, client=request.remote_addr)
                 except E.DomainError as e:
                     field = {"invalid_document": "cpf", "weak_password": "password",
                              "already_exists": "cpf"}.get(e.code, "name" if "name" in e.detail else None)

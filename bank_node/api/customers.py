@@ -1,7 +1,7 @@
 """Registration and sessions: POST /api/customers, POST /api/sessions, DELETE /api/sessions/current."""
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, g, jsonify, request
 
 from .util import idempotency_key, json_body, login_required, node
 
@@ -11,14 +11,16 @@ bp = Blueprint("customers", __name__)
 @bp.post("/customers")
 def register():
     data = json_body({"cpf", "name", "password"}, {"cpf", "name", "password"})
-    status, body = node().banking.register(data["cpf"], data["name"], data["password"], idempotency_key())
+    status, body = node().banking.register(data["cpf"], data["name"], data["password"], idempotency_key(),
+                                           client=request.remote_addr)
     return jsonify(body), status
 
 
 @bp.post("/sessions")
 def login():
     data = json_body({"cpf", "password"}, {"cpf", "password"})
-    return jsonify(node().banking.login(data["cpf"], data["password"])), 201
+    # The throttle (per CPF and per address) lives in the service, so the web UI gets it too.
+    return jsonify(node().banking.login(data["cpf"], data["password"], client=request.remote_addr)), 201
 
 
 @bp.delete("/sessions/current")

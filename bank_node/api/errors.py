@@ -11,7 +11,7 @@ from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
 from broker import BrokerError
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, TooManyAttempts
 from ..storage.port import StorageError
 
 log = logging.getLogger("api")
@@ -30,7 +30,10 @@ def problem(status: int, code: str, title: str, detail: str, **extra) -> Respons
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(e: DomainError):
-        return problem(e.status, e.code, e.title, e.detail, **e.extra)
+        resp = problem(e.status, e.code, e.title, e.detail, **e.extra)
+        if isinstance(e, TooManyAttempts):
+            resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
 
     @app.errorhandler(StorageError)
     def _storage(e: StorageError):

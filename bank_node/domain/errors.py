@@ -85,3 +85,22 @@ class BankUnreachable(DomainError):
     code = "bank_unreachable"
     status = 503
     title = "Bank unreachable"
+
+
+class DailyLimitExceeded(Conflict):
+    """The account's allowance for the day would be exceeded; it depends on what was already
+    moved today, hence a 409 (like insufficient funds) and not a 422."""
+    code = "daily_limit_exceeded"
+    title = "Daily limit exceeded"
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed logins (or registrations) in a short time: try again after
+    ``retry_after`` seconds, which the API sends as the Retry-After header."""
+    code = "too_many_attempts"
+    status = 429
+    title = "Too many attempts"
+
+    def __init__(self, detail: str, *, retry_after: int, **kw):
+        super().__init__(detail, retry_after=retry_after, **kw)
+        self.retry_after = retry_after

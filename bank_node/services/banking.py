@@ -21,7 +21,9 @@ from ..config import ConsortiumConfig
 from ..domain import errors as E
 from ..domain.documents import mask_name, normalize_cnpj, normalize_cpf
 from ..domain.money import format_cents, parse_amount, to_cents
+from ..domain.passwords import check_password
 from ..storage.port import Store, Tx
+from .throttle import SlidingWindow
 
 ACCOUNT_KINDS = ("individual", "joint", "business")
 
@@ -62,7 +64,14 @@ class Banking:
         self.hasher = PasswordHasher(time_cost=sec.argon2_time_cost, memory_cost=sec.argon2_memory_kib,
                                      parallelism=sec.argon2_parallelism)
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
-        self.limit_cents = to_cents(config.limits.max_amount)
+        self.limits = config.limits_for(bank_id)
+        self.limit_cents = to_cents(self.limits.max_amount)
+        self.daily_limit_cents = to_cents(self.limits.daily_max_amount)
+        # Throttles read self.clock at each call, so a test that moves the clock moves them too.
+        now = lambda: self.clock()  # noqa: E731
+        self._login_by_cpf = SlidingWindow(sec.login_max_failures, sec.login_window_s, clock=now)
+        self._login_by_client = SlidingWindow(sec.login_max_failures_per_address, sec.login_window_s, clock=now)
+        self._register_by_client = SlidingWindow(sec.register_max_per_address, sec.register_window_s, clock=now)
 
     # idempotency ---------------------------------------------------------------------------
     def idempotent(self, scope: str, key: str | None, fingerprint: str,
@@ -104,10 +113,18 @@ class Banking:
             raise
 
     # customers and sessions ------------------------------------------------------------------
-    def register(self, cpf: str, name: str, password: str, idem_key: str | None = None) -> tuple[int, dict]:
+    def register(self, cpf: str, name: str, password: str, idem_key: str | None = None,
+                 client: str | None = None) -> tuple[int, dict]:
+        """``client`` is the caller's network address: each address may attempt only so many
+        registrations per window (each costs an argon2 hash, and mass sign-ups are abuse)."""
         cpf = normalize_cpf(cpf)
         name = _clean_name(name, "name")
-        _check_password(password)
+        check_password(password, cpf)
+        if client is not None:
+            wait_s = self._register_by_client.take(client)
+            if wait_s:
+                raise E.TooManyAttempts(f"too many registrations from your address; try again in {wait_s} s",
+                                        retry_after=wait_s)
         fingerprint = request_fingerprint("register", cpf, name, hashlib.sha256(password.encode()).hexdigest())
         password_hash = self.hasher.hash(password)
 
@@ -122,13 +139,20 @@ class Banking:
         with self.store.transaction(write=False) as tx:
             return tx.get_customer(cpf)
 
-    def login(self, cpf: str, password: str) -> dict:
+    def login(self, cpf: str, password: str, client: str | None = None) -> dict:
+        """Check the password and open a session. Throttled (issue 7): after
+        ``security.login_max_failures`` failures for one CPF, or
+        ``login_max_failures_per_address`` from one ``client`` address, within
+        ``login_window_s``, every login is refused with TooManyAttempts (429, Retry-After)
+        before the password is even checked, so guessing stays slow whatever the guess. The
+        refusal is the same whether the CPF is registered or not. A success resets its CPF."""
         try:
             cpf = normalize_cpf(cpf)
         except E.InvalidDocument:
             cpf = None
         if not isinstance(password, str):
             raise E.InvalidInput("password must be a string")
+        self._count_login_attempt(cpf, client)
         cust = self.customer(cpf) if cpf else None
         # surrogatepass: a password with a lone surrogate cannot have been registered, so it
         # is simply wrong (argon2 would otherwise fail to encode it and crash the request).
@@ -140,6 +164,9 @@ class Banking:
             ok = False
         if not ok:
             raise E.Unauthorized("CPF or password is wrong", code="invalid_credentials")
+        self._login_by_cpf.reset(cpf)
+        if client is not None:
+            self._login_by_client.forgive(client)
         token = secrets.token_urlsafe(32)
         now = self.clock()
         expires = now + self.config.security.session_ttl_s
@@ -148,6 +175,21 @@ class Banking:
                 tx.update_password_hash(cpf, self.hasher.hash(password))
             tx.insert_session(_token_hash(token), cpf, now, expires)
         return {"token": token, "expires_at": iso(expires), "cpf": cpf, "name": cust["name"]}
+
+    def _count_login_attempt(self, cpf: str | None, client: str | None) -> None:
+        """Count this attempt as a failure in advance (a success takes it back), atomically
+        with the check, so concurrent guesses cannot all slip in under the limit."""
+        windows = [(w, k) for w, k in ((self._login_by_cpf, cpf), (self._login_by_client, client)) if k]
+        taken = []
+        for window, key in windows:
+            wait_s = window.take(key)
+            if wait_s:
+                for w, k in taken:
+                    w.forgive(k)
+                whom = "this CPF" if window is self._login_by_cpf else "your address"
+                raise E.TooManyAttempts(f"too many failed logins for {whom}; try again in {wait_s} s",
+                                        retry_after=wait_s)
+            taken.append((window, key))
 
     def authenticate(self, token: str) -> Session:
         if not token or len(token) > 200:
@@ -251,6 +293,26 @@ class Banking:
             } for e in tx.statement(number, limit)]
             return {"account": self._view(tx, number), "entries": entries}
 
+    # daily limits ---------------------------------------------------------------------------
+    def day_start(self, now: float) -> float:
+        """When today began, in the limits' time zone (``limits.day_utc_offset_min``)."""
+        offset = self.limits.day_utc_offset_min * 60
+        return (now + offset) // 86400 * 86400 - offset
+
+    def debited_today(self, tx: Tx, number: str) -> int:
+        """What left the account today, plus every hold of a transfer still pending: the
+        figure a withdrawal or a transfer debit must fit, with itself, in the daily limit."""
+        return tx.day_totals(number, self.day_start(self.clock()))["debits"] + tx.holds_total(number)
+
+    def _check_daily(self, used: int, cents: int, what: str) -> None:
+        if used + cents > self.daily_limit_cents:
+            left = max(0, self.daily_limit_cents - used)
+            raise E.DailyLimitExceeded(
+                f"{what} of this account are limited to {format_cents(self.daily_limit_cents)} a day: "
+                f"{format_cents(used)} already used today (pending transfers included), "
+                f"{format_cents(left)} left", limit=format_cents(self.daily_limit_cents),
+                remaining=format_cents(left))
+
     def deposit(self, caller: str, number: str, amount: Any, idem_key: str | None = None) -> tuple[int, dict]:
         cents = parse_amount(amount, limit_cents=self.limit_cents)
 
@@ -258,6 +320,7 @@ class Banking:
             acc = self._owned(tx, caller, number)
             if acc["status"] != "open":
                 raise E.AccountClosed("this account is closed")
+            self._check_daily(tx.day_totals(number, self.day_start(self.clock()))["deposits"], cents, "deposits")
             tx.append_entry(number, "deposit", cents, self.clock())
             return 201, self._view(tx, number)
         return self.idempotent(caller, idem_key, request_fingerprint("deposit", number, cents), action)
@@ -273,6 +336,7 @@ class Banking:
             if available < cents:
                 raise E.InsufficientFunds(
                     f"available amount is {format_cents(available)}, less than {format_cents(cents)}")
+            self._check_daily(self.debited_today(tx, number), cents, "withdrawals and transfers out")
             tx.append_entry(number, "withdrawal", -cents, self.clock())
             return 201, self._view(tx, number)
         return self.idempotent(caller, idem_key, request_fingerprint("withdraw", number, cents), action)
@@ -330,16 +394,3 @@ def _clean_name(value: Any, field: str) -> str:
     if not (2 <= len(v) <= 120) or not v.isprintable():
         raise E.InvalidInput(f"{field} must be 2 to 120 printable characters")
     return v
-
-
-def _check_password(value: Any) -> None:
-    if not isinstance(value, str):
-        raise E.InvalidInput("password must be a string")
-    if len(value) < 8:
-        raise E.InvalidInput("password must have at least 8 characters", code="weak_password")
-    if len(value) > 256:
-        raise E.InvalidInput("password must have at most 256 characters", code="weak_password")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800", legal in JSON
-        raise E.InvalidInput("password contains characters that are not valid text") from e

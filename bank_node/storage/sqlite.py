@@ -189,6 +189,13 @@ class SqliteTx:
         return self._all("SELECT id, at, kind, amount, balance_after, transfer_id FROM entries "
                          "WHERE number = ? ORDER BY id DESC LIMIT ?", (number, limit))
 
+    def day_totals(self, number, since) -> dict:
+        """Deposits and debits (withdrawals, transfers out) of one account since ``since``."""
+        r = self._one("SELECT COALESCE(SUM(CASE WHEN kind = 'deposit' THEN amount END), 0) AS deposits,"
+                      " COALESCE(SUM(CASE WHEN amount < 0 THEN -amount END), 0) AS debits"
+                      " FROM entries WHERE number = ? AND at >= ?", (number, since))
+        return {"deposits": int(r["deposits"]), "debits": int(r["debits"])}
+
     def journal_sum(self, number) -> int:
         r = self._one("SELECT COALESCE(SUM(amount), 0) AS s FROM entries WHERE number = ?", (number,))
         return int(r["s"])
