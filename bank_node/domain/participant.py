@@ -31,6 +31,9 @@ class AccountView:
     status: str
     holders: frozenset[str]
     available: int
+    debited_today: int = 0
+    """What already left the account today plus the holds of its pending transfers: the
+    part of the daily limit that is used up."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,14 @@ class PrepareDecision:
     holds: tuple[tuple[str, int], ...] = ()  # (account, amount) to place, debits only
 
 
-def check_legs(legs: list[Leg], accounts: dict[str, AccountView | None], initiator: str) -> list[tuple[str, str]]:
+def check_legs(legs: list[Leg], accounts: dict[str, AccountView | None], initiator: str, *,
+               max_amount: int | None = None, daily_limit: int | None = None) -> list[tuple[str, str]]:
     """Every reason this bank refuses a leg: the account exists and is open, the initiator is a
     holder of every debited account (authorization per leg, checked here and not only at the
-    coordinator), and each debit is covered by the available amount."""
+    coordinator), each debit is covered by the available amount, is within this bank's
+    per-operation limit (``amount_over_limit``), and fits in what is left of the account's
+    daily limit (``daily_limit_exceeded``). The limits are this bank's own: the bank that
+    holds the account enforces them, whatever the coordinator allowed."""
     failures: list[tuple[str, str]] = []
     need: dict[str, int] = {}
     for leg in legs:
@@ -61,15 +68,20 @@ def check_legs(legs: list[Leg], accounts: dict[str, AccountView | None], initiat
         elif leg.direction == "debit":
             if initiator not in acc.holders:
                 failures.append((leg.account, "forbidden"))
-            else:
-                need[leg.account] = need.get(leg.account, 0) + leg.amount
-                if acc.available < need[leg.account]:
-                    failures.append((leg.account, "insufficient_funds"))
+                continue
+            need[leg.account] = need.get(leg.account, 0) + leg.amount
+            if acc.available < need[leg.account]:
+                failures.append((leg.account, "insufficient_funds"))
+            elif max_amount is not None and leg.amount > max_amount:
+                failures.append((leg.account, "amount_over_limit"))
+            elif daily_limit is not None and acc.debited_today + need[leg.account] > daily_limit:
+                failures.append((leg.account, "daily_limit_exceeded"))
     return failures
 
 
 def on_prepare(state: str | None, stored_reasons: list, legs: list[Leg], initiator: str,
-               deadline_ms: int, now_ms: int, accounts: dict[str, AccountView | None]) -> PrepareDecision:
+               deadline_ms: int, now_ms: int, accounts: dict[str, AccountView | None], *,
+               max_amount: int | None = None, daily_limit: int | None = None) -> PrepareDecision:
     """Rule 3 and rule 6: check, hold, record prepared, then vote YES; else NO and remember it.
 
     A redelivered PREPARE gets the first answer again and writes nothing (rule 2)."""
@@ -79,7 +91,7 @@ def on_prepare(state: str | None, stored_reasons: list, legs: list[Leg], initiat
         return PrepareDecision(Vote(False, tuple((a, c) for a, c in stored_reasons)))
     if now_ms > deadline_ms:
         return PrepareDecision(Vote(False, (("*", "timeout"),)), new_state="aborted")
-    failures = check_legs(legs, accounts, initiator)
+    failures = check_legs(legs, accounts, initiator, max_amount=max_amount, daily_limit=daily_limit)
     if failures:
         return PrepareDecision(Vote(False, tuple(failures)), new_state="aborted")
     holds = tuple((leg.account, leg.amount) for leg in legs if leg.direction == "debit")

@@ -465,9 +465,13 @@ class Transfers:
                     acc = tx.get_account(leg.account)
                     accounts[leg.account] = None if acc is None else PT.AccountView(
                         acc["number"], acc["status"], frozenset(tx.holders_of(leg.account)),
-                        acc["balance"] - tx.holds_total(leg.account))
+                        acc["balance"] - tx.holds_total(leg.account),
+                        self.banking.debited_today(tx, leg.account) if leg.direction == "debit" else 0)
+            # The limits are this bank's own (its entry in consorcio.yml), whoever coordinates.
             decision = PT.on_prepare(rec["state"] if rec else None, rec["reasons"] if rec else [], legs,
-                                     msg.initiator, msg.deadline_ms, _now_ms(), accounts)
+                                     msg.initiator, msg.deadline_ms, _now_ms(), accounts,
+                                     max_amount=self.banking.limit_cents,
+                                     daily_limit=self.banking.daily_limit_cents)
             if decision.new_state:
                 tx.put_participant({
                     "transfer_id": msg.transfer_id, "coordinator": msg.coordinator, "state": decision.new_state,
