@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         node.store.close()
         return 2
 
+    import faulthandler
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: every thread's stack in the log
+
     def stop(signum, frame):
         raise SystemExit(0)
     signal.signal(signal.SIGTERM, stop)

@@ -38,7 +38,8 @@ def run(transfers: int, clients: int, banks: int, legs: int, amqp_url: str, work
                        banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p}
                               for b, p in zip(ids, free_ports(banks))],
                        http_threads=max(24, clients + 8),
-                       security={"argon2_time_cost": 1, "argon2_memory_kib": 1024})
+                       security={"argon2_time_cost": 1, "argon2_memory_kib": 1024,
+                                     "allow_weak_hashing_for_tests": True})
     cluster = Cluster(cfg, workdir / "data")
     try:
         cluster.start()

@@ -118,9 +118,10 @@ class Chaos:
         cfg = write_config(workdir / "consorcio.yml", consortium=self.namespace, broker_url=amqp_url,
                            banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p}
                                   for b, p in zip(self.bank_ids, ports)],
-                           timeouts={"prepare_ttl_ms": ttl_ms, "decision_resend_ms": 300,
-                                     "status_query_ms": 300, "retry_cap_ms": 1500, "apply_wait_ms": 500},
-                           security={"argon2_time_cost": 1, "argon2_memory_kib": 1024})
+                           timeouts={"prepare_ttl_ms": ttl_ms, "decision_resend_ms": 500,
+                                     "status_query_ms": 500, "retry_cap_ms": 2000, "apply_wait_ms": 500},
+                           security={"argon2_time_cost": 1, "argon2_memory_kib": 1024,
+                                     "allow_weak_hashing_for_tests": True})
         self.cluster = Cluster(cfg, workdir / "data")
         self.urls = {b: p.url for b, p in self.cluster.banks.items()}
         self.people = [Customer(make_cpf(f"{300000000 + 7919 * i:09d}"), f"Cliente {i}", self.urls)

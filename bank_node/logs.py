@@ -37,5 +37,7 @@ def setup_logging(bank_id: str, level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every failed reconnect attempt as an ERROR with a traceback; the broker client
+    # reports the connection state itself, once per attempt.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)

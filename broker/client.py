@@ -24,7 +24,7 @@ from typing import Callable
 import pika
 import pika.exceptions as px
 
-from .errors import BrokerError, NotConnected, Rejected, Unroutable
+from .errors import BrokerError, NotConnected, NotSent, Rejected, Unroutable
 from .names import Names
 from .provision import username_in
 
@@ -90,7 +90,8 @@ class BrokerClient:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: pika.BlockingConnection | None = None
-        self._pub = None
+        self._pub = None   # confirm mode: a publish returns once the broker took the message
+        self._fast = None  # no confirms: for messages the protocol re-sends until answered
         self._cons = None
         self._generation = 0
         self._reply_queue: str | None = None
@@ -170,6 +171,7 @@ class BrokerClient:
         self._conn = conn
         pub = conn.channel()
         pub.confirm_delivery()
+        fast = conn.channel()
         cons = conn.channel()
         cons.basic_qos(prefetch_count=self.prefetch)
         self._declare(cons)
@@ -178,7 +180,7 @@ class BrokerClient:
         cons.basic_consume(self._reply_queue, self._on_reply, auto_ack=True)
         if self.handler is not None and self.own_queue:
             cons.basic_consume(self.names.bank_queue(self.bank_id), self._on_delivery, auto_ack=False)
-        self._pub, self._cons = pub, cons
+        self._pub, self._fast, self._cons = pub, fast, cons
         self._generation += 1
 
     def _declare(self, ch) -> None:
@@ -201,7 +203,8 @@ class BrokerClient:
         for f in [w[0] for w in waiters.values()] + list(inflight):
             if not f.done():
                 f.set_exception(err)
-        conn, self._conn, self._pub, self._cons, self._reply_queue = self._conn, None, None, None, None
+        conn, self._conn, self._reply_queue = self._conn, None, None
+        self._pub = self._fast = self._cons = None
         if conn is not None:
             try:
                 if conn.is_open:
@@ -263,21 +266,31 @@ class BrokerClient:
     # publishing -----------------------------------------------------------------------------
     def publish(self, bank_id: str, body: bytes, *, persistent: bool = True, expiration_ms: int | None = None,
                 correlation_id: str | None = None, reply_to: str | None = None,
-                headers: dict | None = None) -> Future:
-        """Publish to a bank's queue with mandatory=True and a publisher confirm. The future
-        resolves once the broker has taken responsibility for the message (for a persistent
-        one: written it to disk), or fails with Unroutable / NotConnected."""
+                headers: dict | None = None, confirm: bool = True) -> Future:
+        """Publish to a bank's queue.
+
+        confirm=True: mandatory, with a publisher confirm; the future resolves once the broker
+        has taken responsibility for the message (a persistent one: on disk), or fails with
+        Unroutable / NotConnected. The I/O thread waits for each confirm, so this costs a round
+        trip (and, persistent, the broker's fsync).
+
+        confirm=False: for messages the protocol re-sends until they are answered (decisions,
+        acknowledgements, questions, replies): handed to the socket without waiting, so a
+        backlog of re-sends after an outage can never starve the I/O thread."""
         return self._publish_to(self.names.exchange, bank_id, body, persistent=persistent,
                                 expiration_ms=expiration_ms, correlation_id=correlation_id,
-                                reply_to=reply_to, headers=headers)
+                                reply_to=reply_to, headers=headers, confirm=confirm)
 
     def reply(self, reply_to: str, correlation_id: str | None, body: bytes) -> Future:
-        """Answer an RPC on its requester's private reply queue (default exchange)."""
-        return self._publish_to("", reply_to, body, persistent=False, correlation_id=correlation_id)
+        """Answer an RPC on its requester's private reply queue (default exchange). A lost
+        reply is a timeout for the requester (for a vote: an abort), so no confirm."""
+        return self._publish_to("", reply_to, body, persistent=False, correlation_id=correlation_id,
+                                confirm=False)
 
     def _publish_to(self, exchange: str, routing_key: str, body: bytes, *, persistent: bool,
                     expiration_ms: int | None = None, correlation_id: str | None = None,
-                    reply_to: str | None = None, headers: dict | None = None) -> Future:
+                    reply_to: str | None = None, headers: dict | None = None,
+                    confirm: bool = True) -> Future:
         props = pika.BasicProperties(
             content_type="application/json",
             delivery_mode=pika.DeliveryMode.Persistent if persistent else pika.DeliveryMode.Transient,
@@ -287,9 +300,10 @@ class BrokerClient:
         )
 
         def run() -> None:
-            if self._pub is None:
+            ch = self._pub if confirm else self._fast
+            if ch is None:
                 raise NotConnected("not connected to the broker")
-            self._pub.basic_publish(exchange, routing_key, body, props, mandatory=True)
+            ch.basic_publish(exchange, routing_key, body, props, mandatory=confirm)
         return self._submit(run)
 
     def request(self, bank_id: str, body: bytes, *, expiration_ms: int,
@@ -304,7 +318,7 @@ class BrokerClient:
         reply_to = self._reply_queue
         if reply_to is None:
             self.forget(cid)
-            fut.set_exception(NotConnected("not connected to the broker"))
+            fut.set_exception(NotSent("not connected to the broker"))
             return PendingReply(cid, fut)
         sent = self.publish(bank_id, body, persistent=False, expiration_ms=expiration_ms,
                             correlation_id=cid, reply_to=reply_to)
@@ -314,7 +328,9 @@ class BrokerClient:
             if exc is not None:
                 self.forget(cid)
                 if not fut.done():
-                    fut.set_exception(exc)
+                    # Distinguish "never left" (the addressee cannot have it) from a failure
+                    # after the broker took the request.
+                    fut.set_exception(exc if isinstance(exc, NotSent) else NotSent(str(exc)))
         sent.add_done_callback(on_sent)
         return PendingReply(cid, fut)
 

@@ -9,10 +9,14 @@ class NotConnected(BrokerError):
     """No connection to the broker right now (it is down, or we are reconnecting)."""
 
 
-class Unroutable(BrokerError):
+class NotSent(BrokerError):
+    """The message never reached any queue: its addressee cannot have seen it."""
+
+
+class Unroutable(NotSent):
     """The broker could route the message to no queue: the addressed bank has never started
     (or its queue was deleted). Published with mandatory=True, so this fails at once."""
 
 
-class Rejected(BrokerError):
+class Rejected(NotSent):
     """The broker refused the message (a publisher-confirm nack)."""

@@ -57,8 +57,10 @@ def _decide(rec: dict, outcome: Outcome, now: float) -> tuple[dict, list[Effect]
     rec["decided_at"] = now
     effects: list[Effect] = [Persist()]
     for bank, p in sorted(rec["participants"].items()):
-        if outcome == "abort" and p["vote"] == "no":
-            p["acked"] = True  # it voted NO: it already recorded the abort on its own
+        if outcome == "abort" and p["vote"] in ("no", "unsent"):
+            # It voted NO (and recorded the abort on its own), or its PREPARE never left:
+            # either way it holds nothing for this transfer and needs no decision.
+            p["acked"] = True
         else:
             effects.append(SendDecision(bank, outcome))
     rec["pending_acks"] = sum(1 for p in rec["participants"].values() if not p["acked"])
@@ -105,6 +107,18 @@ def on_error(rec: dict, bank: str | None, reason: str, now: float) -> tuple[dict
         return rec, []
     rec = copy.deepcopy(rec)
     rec["failures"].append({"bank": bank or "*", "account": "*", "reason": reason})
+    return _decide(rec, "abort", now)
+
+
+def on_unsent(rec: dict, bank: str, now: float) -> tuple[dict, list[Effect]]:
+    """The PREPARE for ``bank`` never reached the broker (no connection, no queue): ABORT, and
+    that bank, which cannot have prepared, is not sent the decision (no re-send storm of
+    ABORTs for transfers nobody saw after a broker outage)."""
+    if rec["state"] != "preparing" or bank not in rec["participants"]:
+        return rec, []
+    rec = copy.deepcopy(rec)
+    rec["participants"][bank]["vote"] = "unsent"
+    rec["failures"].append({"bank": bank, "account": "*", "reason": "bank_unreachable"})
     return _decide(rec, "abort", now)
 
 

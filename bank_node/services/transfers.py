@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
-from broker import BrokerClient, BrokerError, Delivery, Unroutable
+from broker import BrokerClient, BrokerError, Delivery, NotSent
 from .. import protocol as P
 from ..config import ConsortiumConfig
 from ..domain import coordinator as C
@@ -37,6 +37,8 @@ log = logging.getLogger("transfers")
 
 STATUS_GRACE_MS = 500     # a participant waits this long past the deadline before asking
 PUBLISH_WAIT_S = 5.0      # how long a handler waits for a publisher confirm
+RESENDS_PER_PASS = 500    # transfers whose decision is re-sent per resolver pass (5 passes a second)
+BATCH = 256               # protocol messages per AMQP message when they travel in bulk
 
 
 def _now_ms() -> int:
@@ -238,8 +240,8 @@ class Transfers:
     def _on_vote_future(self, rec: dict, bank: str, fut: Future) -> tuple[dict, list]:
         try:
             body = fut.result()
-        except Unroutable:
-            return C.on_error(rec, bank, "bank_unreachable", time.time())
+        except NotSent:  # no connection, or no queue for that bank: it cannot have prepared
+            return C.on_unsent(rec, bank, time.time())
         except BrokerError:
             return C.on_error(rec, bank, "bank_unreachable", time.time())
         try:
@@ -304,8 +306,10 @@ class Transfers:
             f: Future = Future()
             f.set_result(None)
             return f
+        # Re-sent until acknowledged, so no need to wait for a confirm (unless a crash point
+        # needs the message to have reached the broker before the process dies).
         fut = self.broker.publish(bank, P.encode(self.bank_id, P.Decision(transfer_id=tid, outcome=outcome)),
-                                  persistent=True)
+                                  persistent=True, confirm=armed("coordinator.after_some_decisions"))
         self._count("decisions_sent", outcome=outcome)
         fut.add_done_callback(lambda f: f.exception() and log.info(
             "transfer %s: %s to %s not sent yet (%s); will retry", tid, outcome, bank, f.exception()))
@@ -376,20 +380,27 @@ class Transfers:
         refusal = self._check_sender(env, d.user_id)
         if refusal:
             return self._refuse(d, refusal, f"from {env.sender!r} as user {d.user_id!r}")
+        outbox: dict[str, list] = {}  # replies that travel as messages, batched per bank
+        refused = 0
         for item in env.items:
             if isinstance(item, P.Prepare):
                 vote = self._on_prepare(item)
                 if vote is None:
-                    return self._refuse(d, "tampered", f"PREPARE {item.transfer_id} differs from the first one")
-                if d.reply_to:
+                    refused += self._refuse_item("tampered", f"PREPARE {item.transfer_id} differs from the first one")
+                elif d.reply_to:
                     self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, vote)))
             elif isinstance(item, P.Decision):
-                if not self._on_decision(item, env.sender):
-                    return self._refuse(d, "not_coordinator", f"decision for {item.transfer_id} from {env.sender}")
+                ok, ack = self._on_decision(item, env.sender)
+                if not ok:
+                    refused += self._refuse_item("not_coordinator", f"decision for {item.transfer_id} from {env.sender}")
+                elif ack is not None:
+                    outbox.setdefault(ack[0], []).append(ack[1])
             elif isinstance(item, P.DecisionAck):
                 self._on_decision_ack(item)
             elif isinstance(item, P.StatusQuery):
-                self._on_status_query(item)
+                answer = self._on_status_query(item)
+                if answer is not None:
+                    outbox.setdefault(item.bank, []).append(answer)
             elif isinstance(item, P.Lookup):
                 if d.reply_to and _now_ms() <= item.deadline_ms:
                     result = P.LookupResult(bank=self.bank_id, accounts=[
@@ -407,7 +418,27 @@ class Transfers:
                     self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
             else:
                 log.warning("unexpected %s message on the bank queue, dropped", item.type)
-        d.ack()
+        # After every local commit above: acknowledgements and answers, one message per bank.
+        for bank, items in outbox.items():
+            for fut in self._send_batches(bank, items):
+                self._wait(fut)
+        if refused and refused == len(env.items):
+            d.reject(requeue=False)  # nothing in it was acceptable: dead-letter it
+        else:
+            d.ack()
+
+    def _send_batches(self, bank: str, items: list) -> list[Future]:
+        """Messages the protocol re-sends until answered, many per envelope, no confirm."""
+        futs = []
+        for i in range(0, len(items), BATCH):
+            futs.append(self.broker.publish(bank, P.encode(self.bank_id, *items[i:i + BATCH]),
+                                            persistent=True, confirm=False))
+        return futs
+
+    def _refuse_item(self, reason: str, detail: str) -> int:
+        log.warning("refused an inter-bank message (%s): %s", reason, detail, extra={"event": "refused"})
+        self._count("messages_rejected", reason=reason)
+        return 1
 
     def _check_sender(self, env: P.Envelope, user_id: str | None) -> str | None:
         """Who sent it, and may they send that? The broker guarantees user_id is the
@@ -492,22 +523,23 @@ class Transfers:
         return P.VoteMsg(transfer_id=msg.transfer_id, bank=self.bank_id, vote="yes" if v.yes else "no",
                          reasons=[P.Reason(account=a, code=c) for a, c in v.reasons])
 
-    def _on_decision(self, msg: P.Decision, sender: str) -> bool:
-        """False when the sender may not decide this transfer: only its coordinator (or, with
-        cooperative termination, one of its participants)."""
+    def _on_decision(self, msg: P.Decision, sender: str) -> tuple[bool, tuple[str, P.DecisionAck] | None]:
+        """Apply a decision; returns (accepted, the acknowledgement to send and to whom).
+        Not accepted when the sender may not decide this transfer: only its coordinator (or,
+        with cooperative termination, one of its participants)."""
         now = time.time()
         with self.store.transaction() as tx:
             rec = tx.get_participant(msg.transfer_id)
             if rec is not None and rec["coordinator"] and sender != rec["coordinator"] and not (
                     self.config.cooperative_termination and sender in rec["peers"]):
-                return False
+                return False, None
             eff = PT.on_decision(rec["state"] if rec else None, msg.outcome)
             if eff.violation:
                 self.violations += 1
                 self._count("messages_rejected", reason="violation")
                 log.error("transfer %s: %s (from %s)", msg.transfer_id, eff.violation, sender,
                           extra={"transfer_id": msg.transfer_id, "event": "violation"})
-                return True
+                return True, None
             if eff.apply_commit:
                 crash_point("participant.before_commit_applied")
                 for leg in rec["legs"]:
@@ -528,10 +560,10 @@ class Transfers:
             log.info("transfer %s: %s applied", msg.transfer_id, msg.outcome.upper(),
                      extra={"transfer_id": msg.transfer_id, "event": "applied"})
         if eff.acknowledge and self.broker is not None:
-            coordinator = rec["coordinator"] if rec else sender
-            ack = P.DecisionAck(transfer_id=msg.transfer_id, bank=self.bank_id, outcome=msg.outcome)
-            self._wait(self.broker.publish(coordinator, P.encode(self.bank_id, ack), persistent=True))
-        return True
+            coordinator = (rec["coordinator"] if rec else None) or sender
+            return True, (coordinator, P.DecisionAck(transfer_id=msg.transfer_id, bank=self.bank_id,
+                                                     outcome=msg.outcome))
+        return True, None
 
     # coordinator, asynchronous part -------------------------------------------------------------
     def _on_decision_ack(self, msg: P.DecisionAck) -> None:
@@ -548,7 +580,7 @@ class Transfers:
             if waiter is not None:
                 waiter.set()
 
-    def _on_status_query(self, msg: P.StatusQuery) -> None:
+    def _on_status_query(self, msg: P.StatusQuery) -> P.Decision | None:
         """From a participant in doubt. As coordinator: the decision, or presumed abort. As a
         peer (cooperative termination): the outcome if this bank knows it; a peer that never
         voted and is past the deadline aborts for good and says so."""
@@ -571,8 +603,10 @@ class Transfers:
                     outcome = "abort"
                 elif part is None and self._is_coordinator_query(msg):
                     outcome = "abort"
-        if outcome is not None:
-            self._send_decision(msg.transfer_id, msg.bank, outcome)
+        if outcome is None:
+            return None
+        self._count("decisions_sent", outcome=outcome)
+        return P.Decision(transfer_id=msg.transfer_id, outcome=outcome)
 
     def _is_coordinator_query(self, msg: P.StatusQuery) -> bool:
         # A query without a deadline is addressed to the coordinator: with no record of the
@@ -678,13 +712,19 @@ class Transfers:
                 self._decide(rec, effects)
         if self.broker is None or not self.broker.connected:
             return
+        # Re-sends and questions go out batched, one message per bank per pass, so that a
+        # backlog after an outage costs a few messages, not one per transfer.
+        outbox: dict[str, list] = {}
         keys = set()
+        budget = RESENDS_PER_PASS  # oldest first; the rest waits for the next pass
         for rec in unacked:
             tid = rec["transfer_id"]
             keys.add(tid)
-            if self._resend.due(tid, now_ms):
+            if budget > 0 and self._resend.due(tid, now_ms):
+                budget -= 1
                 for eff in C.pending_decisions(rec):
-                    self._send_decision(tid, eff.bank, eff.outcome)
+                    outbox.setdefault(eff.bank, []).append(P.Decision(transfer_id=tid, outcome=eff.outcome))
+                    self._count("decisions_sent", outcome=eff.outcome)
                 self._resend.sent(tid, now_ms)
         self._resend.forget_except(keys)
         keys = set()
@@ -693,21 +733,22 @@ class Transfers:
             keys.add(tid)
             if PT.needs_outcome(part["state"], part["deadline_ms"], now_ms, STATUS_GRACE_MS) \
                     and self._ask.due(tid, now_ms):
-                self._ask_outcome(part)
+                self._ask_outcome(part, outbox)
                 self._ask.sent(tid, now_ms)
         self._ask.forget_except(keys)
+        for bank, items in outbox.items():
+            self._send_batches(bank, items)
 
-    def _ask_outcome(self, part: dict) -> None:
+    def _ask_outcome(self, part: dict, outbox: dict[str, list]) -> None:
         tid = part["transfer_id"]
         self._count("status_queries_sent")
-        to_coordinator = P.StatusQuery(transfer_id=tid, bank=self.bank_id)
-        self.broker.publish(part["coordinator"], P.encode(self.bank_id, to_coordinator), persistent=True)
+        outbox.setdefault(part["coordinator"], []).append(P.StatusQuery(transfer_id=tid, bank=self.bank_id))
         if not self.config.cooperative_termination:
             return
         to_peer = P.StatusQuery(transfer_id=tid, bank=self.bank_id, deadline_ms=part["deadline_ms"])
         for peer in part["peers"]:
             if peer not in (self.bank_id, part["coordinator"]):
-                self.broker.publish(peer, P.encode(self.bank_id, to_peer), persistent=True)
+                outbox.setdefault(peer, []).append(to_peer)
 
     # ===================================================================== figures
     def in_doubt(self) -> dict:
