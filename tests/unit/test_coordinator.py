@@ -148,6 +148,42 @@ def test_on_deadline(rec, unreachable, effects, state, failures):
     assert (eff, new["state"], reasons_of(new)) == (effects, state, failures)
 
 
+UNSENT_TABLE = [
+    ("prepare never left: abort, that bank owed nothing",
+     record(votes={"alfa": Y}), "beta",
+     [Persist(), SendDecision("alfa", "abort"), SendDecision("gama", "abort")], "aborted", 2),
+    ("every prepare failed to leave: nobody owed a decision",
+     record(votes={"alfa": "unsent", "gama": "unsent"}), "beta", [Persist()], "aborted", 0),
+    ("after a decision, a late publish failure changes nothing",
+     record("committed", votes={"alfa": Y, "beta": Y, "gama": Y}), "beta", [], "committed", 3),
+    ("unknown bank changes nothing", record(), "zeta", [], "preparing", 0),
+]
+
+
+@pytest.mark.parametrize("rec, bank, effects, state, pending", [r[1:] for r in UNSENT_TABLE],
+                         ids=[r[0] for r in UNSENT_TABLE])
+def test_on_unsent(rec, bank, effects, state, pending):
+    """A PREPARE that never reached the broker: ABORT, and no decision owed to that bank (no
+    re-send storm after a broker outage)."""
+    before = copy.deepcopy(rec)
+    new, eff = C.on_unsent(rec, bank, 3.0)
+    assert rec == before
+    assert (eff, new["state"], new["pending_acks"]) == (effects, state, pending)
+    if state == "aborted":
+        assert new["participants"][bank] == {"vote": "unsent", "acked": True}
+        assert ("beta", "bank_unreachable") in reasons_of(new)
+
+
+def test_all_prepares_unsent_owes_nothing():
+    rec = record()
+    for bank in ("alfa", "beta"):
+        rec, eff = C.on_unsent(rec, bank, 3.0) if rec["state"] == "preparing" else (rec, [])
+    # The first failure decided: alfa unsent (acked), beta and gama may have prepared.
+    assert rec["state"] == "aborted"
+    assert acks_of(rec) == {"alfa": True, "beta": False, "gama": False}
+    assert rec["pending_acks"] == 2
+
+
 @pytest.mark.parametrize("rec, effects, state", [
     (record(votes={"alfa": Y}),
      [Persist(), SendDecision("alfa", "abort"), SendDecision("beta", "abort"), SendDecision("gama", "abort")],
