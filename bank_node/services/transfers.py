@@ -588,11 +588,13 @@ class Transfers:
         with self.store.transaction() as tx:
             rec = tx.get_coordinated(msg.transfer_id)
             if rec is not None:
-                effects = C.on_status_query(rec, msg.bank)
+                # Only the transfer's own participants learn its outcome.
+                effects = C.on_status_query(rec, msg.bank) if msg.bank in rec["participants"] else []
                 outcome = effects[0].outcome if effects else None
             else:
                 part = tx.get_participant(msg.transfer_id)
-                if part is not None and part["state"] in ("committed", "aborted"):
+                if part is not None and part["state"] in ("committed", "aborted") and (
+                        not part["peers"] or msg.bank in part["peers"]):
                     outcome = "commit" if part["state"] == "committed" else "abort"
                 elif part is None and msg.deadline_ms is not None and _now_ms() > msg.deadline_ms:
                     now = time.time()
