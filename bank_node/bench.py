@@ -24,7 +24,9 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from .chaos import BANK_IDS, LOCAL_AMQP, delete_namespace
+from broker.provision import delete_namespace
+
+from .chaos import BANK_IDS, LOCAL_AMQP
 from .client import Customer
 from .cluster import Cluster, free_ports, write_config
 from .domain.documents import make_cpf

@@ -40,6 +40,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.provision import delete_namespace
+
 from .client import Customer
 from .cluster import Cluster, free_ports, write_config
 from .domain.documents import make_cpf
@@ -455,22 +457,6 @@ class PrivateBroker:
     def stop(self) -> None:
         subprocess.run(["rabbitmqctl", "-q", "-n", self.node, "stop"], capture_output=True, timeout=60)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def delete_namespace(url: str, namespace: str, bank_ids: list[str]) -> None:
-    import pika
-    try:
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-    except Exception:  # noqa: BLE001
-        return
-    try:
-        ch = conn.channel()
-        for q in [f"{namespace}.bank.{b}" for b in bank_ids] + [f"{namespace}.dead"]:
-            ch.queue_delete(q)
-        for ex in (f"{namespace}.banks", f"{namespace}.dlx"):
-            ch.exchange_delete(ex)
-    finally:
-        conn.close()
 
 
 # ----------------------------------------------------------------------------------- CLI

@@ -133,3 +133,22 @@ def deprovision(namespace: str, principals: list[str], node: str | None = None) 
             _ctl(["delete_user", user_of(namespace, p)], node)
         except BrokerError:
             pass
+
+
+def delete_namespace(url: str, namespace: str, bank_ids: list[str]) -> None:
+    """Remove a consortium's queues and exchanges (tests and tools clean up after themselves)."""
+    import pika
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+    except Exception:  # noqa: BLE001 - nothing to clean on a broker we cannot reach
+        return
+    n = Names(namespace)
+    try:
+        ch = conn.channel()
+        for q in [n.bank_queue(b) for b in bank_ids] + [n.dead_letter_queue]:
+            ch.queue_delete(q)
+        for ex in (n.exchange, n.dead_letter_exchange):
+            ch.exchange_delete(ex)
+    finally:
+        if conn.is_open:
+            conn.close()

@@ -16,6 +16,7 @@ import pika
 import pytest
 
 from bank_node.cluster import Cluster, free_ports, write_config
+from broker.provision import delete_namespace  # noqa: F401 - tests import it from here
 from bank_node.config import WEAK_HASHING_ENV
 from bank_node.domain.documents import make_cpf
 
@@ -50,21 +51,6 @@ def amqp_url():
     except Exception as e:  # noqa: BLE001
         pytest.fail(f"no RabbitMQ at {url} ({e}); start one with: rabbitmq-server -detached")
     yield url
-
-
-def delete_namespace(url: str, namespace: str, bank_ids: list[str]) -> None:
-    try:
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-    except Exception:  # noqa: BLE001
-        return
-    try:
-        ch = conn.channel()
-        for q in [f"{namespace}.bank.{b}" for b in bank_ids] + [f"{namespace}.dead"]:
-            ch.queue_delete(q)
-        for ex in (f"{namespace}.banks", f"{namespace}.dlx"):
-            ch.exchange_delete(ex)
-    finally:
-        conn.close()
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """Small helpers for the integration tests: waiting on conditions, looking at a bank's ledger."""
 from __future__ import annotations
 
-import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
+
+from bank_node.chaos import read_ledger
+from bank_node.client import Customer
 
 
 def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
@@ -22,23 +24,19 @@ def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interv
 def ledger(data_dir: Path, bank_id: str) -> dict:
     """Read a bank's ledger file directly (read-only): balances, holds, 2PC records.
     White-box on purpose: the checker must see what the API might hide."""
-    path = Path(data_dir) / bank_id / f"{bank_id}.sqlite3"
-    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        q = lambda sql: c.execute(sql).fetchall()  # noqa: E731
-        return {
-            "balances": dict(q("SELECT number, balance FROM accounts")),
-            "journal": dict(q("SELECT number, SUM(amount) FROM entries GROUP BY number")),
-            "holds": q("SELECT transfer_id, number, amount FROM holds"),
-            "participations": dict(q("SELECT transfer_id, state FROM participations")),
-            "coordinated": dict(q("SELECT transfer_id, state FROM coordinated")),
-            "pending_acks": q("SELECT transfer_id FROM coordinated WHERE pending_acks > 0"),
-            "transfer_entries": q("SELECT transfer_id, number, kind, amount FROM entries WHERE transfer_id IS NOT NULL"),
-            "deposits": q("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'deposit'")[0][0],
-            "withdrawals": q("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind = 'withdrawal'")[0][0],
-        }
-    finally:
-        c.close()
+    return read_ledger(Path(data_dir) / bank_id / f"{bank_id}.sqlite3")
+
+
+def customer_everywhere(cluster, cpf: str, name: str = "Ana Souza", amount: str = "100.00"):
+    """A customer registered at every bank of the cluster with one funded account in each:
+    returns (customer, {bank: account number})."""
+    ana = Customer(cpf, name, {b: p.url for b, p in cluster.banks.items()})
+    accounts = {}
+    for bank in cluster.banks:
+        ana.join(bank)
+        accounts[bank] = ana.open_account(bank)
+        ana.deposit(bank, accounts[bank], amount)
+    return ana, accounts
 
 
 def money(s: str) -> Decimal:

@@ -18,7 +18,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any
 
 from broker import BrokerClient, BrokerError, Delivery, NotSent
 from .. import protocol as P

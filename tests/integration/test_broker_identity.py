@@ -19,10 +19,9 @@ import pytest
 
 from bank_node import ops
 from bank_node import protocol as P
-from bank_node.client import Customer
 from bank_node.config import load_config
 from broker.provision import deprovision, provision, user_of, with_credentials
-from tests.support import ledger, wait_until
+from tests.support import customer_everywhere, ledger, wait_until
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("rabbitmqctl") is None,
@@ -53,13 +52,7 @@ def secure(make_cluster, passwords, new_cpf):
     pw, secrets_file = passwords
     cluster = make_cluster(broker_auth={"mode": "per_bank", "secrets_file": str(secrets_file)},
                            cooperative_termination=False)
-    urls = {b: p.url for b, p in cluster.banks.items()}
-    ana = Customer(new_cpf(), "Ana Souza", urls)
-    acc = {}
-    for bank in urls:
-        ana.join(bank)
-        acc[bank] = ana.open_account(bank)
-        ana.deposit(bank, acc[bank], "100.00")
+    ana, acc = customer_everywhere(cluster, new_cpf())
     return cluster, ana, acc, pw
 
 

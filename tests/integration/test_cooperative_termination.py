@@ -6,21 +6,14 @@ import uuid
 
 import pytest
 
-from bank_node.client import Customer
-from tests.support import ledger, wait_until
+from tests.support import customer_everywhere, ledger, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def test_participant_learns_commit_from_a_peer_while_the_coordinator_is_down(make_cluster, new_cpf):
     cluster = make_cluster()
-    urls = {b: p.url for b, p in cluster.banks.items()}
-    ana = Customer(new_cpf(), "Ana Souza", urls)
-    acc = {}
-    for bank in urls:
-        ana.join(bank)
-        acc[bank] = ana.open_account(bank)
-        ana.deposit(bank, acc[bank], "100.00")
+    ana, acc = customer_everywhere(cluster, new_cpf())
     # alfa coordinates a transfer between beta and gama only, and dies right after its COMMIT
     # reached beta: gama is prepared, holding nothing but a pending credit, with nobody to ask
     # but its peer.
@@ -48,13 +41,7 @@ def test_participant_with_no_vote_aborts_for_good_when_asked_after_the_deadline(
     """A peer that never saw the PREPARE, asked after the deadline, records the abort and
     answers it; the late PREPARE is then refused."""
     cluster = make_cluster()
-    urls = {b: p.url for b, p in cluster.banks.items()}
-    ana = Customer(new_cpf(), "Ana Souza", urls)
-    acc = {}
-    for bank in urls:
-        ana.join(bank)
-        acc[bank] = ana.open_account(bank)
-        ana.deposit(bank, acc[bank], "100.00")
+    ana, acc = customer_everywhere(cluster, new_cpf())
     # gama is paused through the whole transfer: it never votes; beta votes YES and is in
     # doubt only until the coordinator's ABORT (or gama's) reaches it.
     cluster["gama"].pause()

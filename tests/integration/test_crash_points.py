@@ -11,9 +11,8 @@ import uuid
 
 import pytest
 
-from bank_node.client import Customer
 from bank_node.faults import POINTS
-from tests.support import ledger, wait_until
+from tests.support import customer_everywhere, ledger, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +40,7 @@ def test_the_matrix_covers_every_crash_point():
 @pytest.mark.parametrize("point,victim,expected", MATRIX, ids=[m[0] for m in MATRIX])
 def test_crash_point(make_cluster, new_cpf, point, victim, expected):
     cluster = make_cluster()
-    urls = {b: p.url for b, p in cluster.banks.items()}
-    ana = Customer(new_cpf(), "Ana Souza", urls)
-    acc = {}
-    for bank in urls:
-        ana.join(bank)
-        acc[bank] = ana.open_account(bank)
-        ana.deposit(bank, acc[bank], "100.00")
+    ana, acc = customer_everywhere(cluster, new_cpf())
 
     cluster.restart(victim, extra_env={"CONSORCIO_CRASH_AT": point})
     ana.login(victim)  # sessions survive restarts, but log in again anyway: cheap
@@ -74,11 +67,11 @@ def test_crash_point(make_cluster, new_cpf, point, victim, expected):
     assert wait_until(outcome, 30, f"a decision for {tid}") == expected
     want = MOVED if expected == "committed" else UNCHANGED
     wait_until(lambda: {b: ana.balance(b, n) for b, n in acc.items()} == want, 30, f"balances {want}")
-    for bank in urls:
+    for bank in acc:
         wait_until(lambda: not ledger(cluster.data_root, bank)["holds"], 30, f"no hold at {bank}")
     wait_until(lambda: not ledger(cluster.data_root, "alfa")["pending_acks"], 30, "every decision acknowledged")
-    states = {b: ledger(cluster.data_root, b)["participations"].get(tid) for b in urls}
+    states = {b: ledger(cluster.data_root, b)["participations"].get(tid) for b in acc}
     assert set(states.values()) == {expected}, states
     # Applied exactly once: one journal entry per leg.
-    entries = [e for b in urls for e in ledger(cluster.data_root, b)["transfer_entries"] if e[0] == tid]
+    entries = [e for b in acc for e in ledger(cluster.data_root, b)["transfer_entries"] if e[0] == tid]
     assert len(entries) == (3 if expected == "committed" else 0), entries

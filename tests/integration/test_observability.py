@@ -11,10 +11,9 @@ import urllib.request
 import pytest
 
 from bank_node import ops
-from bank_node.client import Customer
 from bank_node.cluster import ROOT
 from bank_node.config import load_config
-from tests.support import wait_until
+from tests.support import customer_everywhere, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def busy(make_cluster, new_cpf):
     cluster = make_cluster()
-    urls = {b: p.url for b, p in cluster.banks.items()}
-    ana = Customer(new_cpf(), "Ana Souza", urls)
-    acc = {}
-    for bank in urls:
-        ana.join(bank)
-        acc[bank] = ana.open_account(bank)
-        ana.deposit(bank, acc[bank], "100.00")
+    ana, acc = customer_everywhere(cluster, new_cpf())
     return cluster, ana, acc
 
 

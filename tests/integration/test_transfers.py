@@ -12,7 +12,7 @@ import pytest
 
 from bank_node import protocol as P
 from bank_node.client import Customer
-from tests.support import ledger, wait_until
+from tests.support import customer_everywhere, ledger, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -20,13 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def trio(make_cluster, new_cpf):
     cluster = make_cluster()
-    urls = {b: p.url for b, p in cluster.banks.items()}
-    ana = Customer(new_cpf(), "Ana Souza", urls)
-    accounts = {}
-    for bank in urls:
-        ana.join(bank)
-        accounts[bank] = ana.open_account(bank)
-        ana.deposit(bank, accounts[bank], "100.00")
+    ana, accounts = customer_everywhere(cluster, new_cpf())
     return cluster, ana, accounts
 
 
