@@ -7,14 +7,22 @@
     python -m bank_node.ops view --bank ID [--config consorcio.yml]
         A bank's transfers by state, those in doubt with their age, and the holds in place
         (the same figures as the page /operator of that bank).
+
+    python -m bank_node.ops broker-secrets [--config consorcio.yml] [--out secrets]
+        For docker compose with broker_auth per_bank: development passwords for every bank, the
+        auditor and the management UI's admin (kept, if already there), a RabbitMQ definitions
+        file with their users and permissions that the broker container loads at start, and
+        one env file per bank with its password. Never committed (secrets/ is git-ignored).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
+from pathlib import Path
 
 from broker import BrokerClient, BrokerError
 from . import protocol as P
@@ -132,6 +140,38 @@ def print_view(o: dict) -> None:
         print(f"  {h['transfer_id']}  account {h['account']}  {h['amount']:>12}  {h['age_s']:8.1f}s")
 
 
+ADMIN = "admin"
+
+
+def broker_secrets(config: ConsortiumConfig, out: Path) -> dict[str, Path]:
+    """Write what docker compose needs to give every bank its own broker identity."""
+    from broker.provision import definitions, ensure_passwords, user_of, vhost_of
+    out.mkdir(parents=True, exist_ok=True)
+    secrets_file = Path(config.broker_auth.secrets_file) if config.broker_auth.secrets_file else out / "broker.yml"
+    passwords = ensure_passwords(secrets_file, [*config.bank_ids, AUDITOR, ADMIN])
+    vhost = vhost_of(config.broker_url)
+    doc = definitions(config.consortium, {p: passwords[p] for p in [*config.bank_ids, AUDITOR]}, vhost)
+    admin = definitions(config.consortium, {ADMIN: passwords[ADMIN]}, vhost)
+    admin["users"][0]["tags"] = ["administrator"]
+    admin["permissions"][0].update(configure=".*", write=".*", read=".*")
+    doc["users"] += admin["users"]
+    doc["permissions"] += admin["permissions"]
+    written = {"secrets": secrets_file, "definitions": out / "definitions.json",
+               "rabbitmq_conf": out / "rabbitmq.conf"}
+    written["definitions"].write_text(json.dumps(doc, indent=2))
+    written["rabbitmq_conf"].write_text("load_definitions = /etc/rabbitmq/definitions.json\n")
+    for bank in config.bank_ids:
+        env = out / f"{bank}.env"
+        env.write_text(f"CONSORCIO_BROKER_PASSWORD={passwords[bank]}\n")
+        env.chmod(0o644)  # read by the container's own user; the folder itself is git-ignored
+        written[bank] = env
+    written["definitions"].chmod(0o644)
+    print(f"broker users for consortium {config.consortium!r}: "
+          + ", ".join(user_of(config.consortium, p) for p in [*config.bank_ids, AUDITOR, ADMIN]))
+    print(f"management UI: user {user_of(config.consortium, ADMIN)}, password in {secrets_file}")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bank_node.ops", description="Operator commands.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -141,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("view", help="a bank's transfers by state, those in doubt, its holds")
     v.add_argument("--config", default="consorcio.yml")
     v.add_argument("--bank", required=True)
+    b = sub.add_parser("broker-secrets", help="per-bank broker users for docker compose (definitions, env files)")
+    b.add_argument("--config", default="consorcio.yml")
+    b.add_argument("--out", default="secrets")
     args = ap.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -148,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
+        if args.cmd == "broker-secrets":
+            for what, path in broker_secrets(config, Path(args.out)).items():
+                print(f"  {what:<14} {path}")
+            return 0
         if args.cmd == "audit":
             s = audit(config, args.timeout)
             print_audit(s)

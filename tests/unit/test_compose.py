@@ -78,10 +78,12 @@ def test_each_bank_service_matches_its_bank_in_consorcio_yml(config, compose, ba
     assert env["BANK_ID"] == bank_id
     assert env["BANK_HOST"] == "0.0.0.0", "inside a container the bank must listen on every interface"
     amqp = urllib.parse.urlsplit(env["AMQP_URL"])
-    rabbit_env = environment(compose["services"]["rabbitmq"])
     assert (amqp.scheme, amqp.hostname, amqp.port or 5672) == ("amqp", "rabbitmq", 5672)
-    assert (amqp.username, amqp.password) == (rabbit_env.get("RABBITMQ_DEFAULT_USER", "guest"),
-                                              rabbit_env.get("RABBITMQ_DEFAULT_PASS", "guest"))
+    # Each bank is its own broker user: no shared credentials in the file, its password from
+    # the env file that `python -m bank_node.ops broker-secrets` writes.
+    assert config.broker_auth.mode == "per_bank"
+    assert (amqp.username, amqp.password) == (None, None)
+    assert svc["env_file"] in (f"./secrets/{bank_id}.env", [f"./secrets/{bank_id}.env"])
     assert svc["depends_on"] == {"rabbitmq": {"condition": "service_healthy"}}
     assert "build" in svc or "image" in svc
 
@@ -188,3 +190,33 @@ def test_the_healthcheck_command_reads_the_bank_port_from_the_config(tmp_path, c
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_broker_loads_the_users_that_broker_secrets_writes(tmp_path, config, compose):
+    """issue 7: compose gives every bank its own broker user, loaded from a definitions file."""
+    from bank_node.ops import broker_secrets
+    from broker.provision import permissions, user_of
+    rabbit = compose["services"]["rabbitmq"]
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in rabbit["volumes"]}
+    assert mounts["/etc/rabbitmq/definitions.json"] == "./secrets/definitions.json"
+    assert mounts["/etc/rabbitmq/conf.d/20-consorcio.conf"] == "./secrets/rabbitmq.conf"
+    cfg = load_config(write_config(tmp_path / "c.yml", consortium=config.consortium, broker_url=config.broker_url,
+                                   banks=[b.model_dump() for b in config.banks],
+                                   broker_auth={"mode": "per_bank", "secrets_file": "out/broker.yml"}), env={})
+    written = broker_secrets(cfg, tmp_path / "out")
+    # compose names exactly the files the command writes
+    for bank_id in config.bank_ids:
+        assert written[bank_id].name == Path(compose["services"][bank_id]["env_file"]).name
+    assert written["definitions"].name == Path(mounts["/etc/rabbitmq/definitions.json"]).name
+    assert "load_definitions = /etc/rabbitmq/definitions.json" in written["rabbitmq_conf"].read_text()
+    doc = json.loads(written["definitions"].read_text())
+    users = {u["name"] for u in doc["users"]}
+    assert {user_of(config.consortium, b) for b in config.bank_ids} <= users
+    perms = {p["user"]: (p["configure"], p["write"], p["read"]) for p in doc["permissions"]}
+    for bank_id in config.bank_ids:
+        assert perms[user_of(config.consortium, bank_id)] == permissions(config.consortium, bank_id)
+        pw = yaml.safe_load(written["secrets"].read_text())[bank_id]
+        assert written[bank_id].read_text() == f"CONSORCIO_BROKER_PASSWORD={pw}\n"
+    # Running it again keeps the passwords (the broker's definitions stay valid).
+    again = broker_secrets(cfg, tmp_path / "out")
+    assert yaml.safe_load(again["secrets"].read_text()) == yaml.safe_load(written["secrets"].read_text())
