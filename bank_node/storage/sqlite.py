@@ -330,6 +330,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._migrate(self._conn())
@@ -369,6 +370,17 @@ class SqliteStore:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[SqliteTx]:
+        """One atomic unit of work. Writers of this process queue on a lock before BEGIN
+        IMMEDIATE: SQLite's own busy handler makes a waiting writer sleep in steps of up to
+        100 ms, which under load cost far more than the fsync (busy_timeout still covers other
+        processes, such as a checker reading the file)."""
+        if write:
+            with self._write_lock:
+                yield from self._transaction(True)
+        else:
+            yield from self._transaction(False)
+
+    def _transaction(self, write: bool) -> Iterator[SqliteTx]:
         c = self._conn()
         try:
             c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
