@@ -14,10 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 VERSION = 1
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Digits = Annotated[str, Field(pattern=r"^\d{11}$|^\d{14}$")]
+Digits = Annotated[str, Field(pattern=r"^[0-9]{11}$|^[0-9]{14}$")]  # ASCII: \d would take "١"
 BankId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Account = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z*-]+$")]
 Cents = Annotated[int, Field(gt=0, le=10**15)]
+# Absolute deadlines in epoch milliseconds. Bounded, because they are stored in the ledger
+# (SQLite integers are 64-bit: a larger one crashed the handler) and compared with the clock.
+EpochMs = Annotated[int, Field(ge=0, le=2**53)]
 
 
 class _Msg(BaseModel):
@@ -41,7 +44,7 @@ class Prepare(_Msg):
     transfer_id: Id
     coordinator: BankId
     initiator: Digits
-    deadline_ms: int
+    deadline_ms: EpochMs
     legs: list[Leg] = Field(min_length=1, max_length=64)
     peers: list[BankId] = Field(default_factory=list, max_length=64)
 
@@ -75,7 +78,7 @@ class StatusQuery(_Msg):
     type: Literal["status_query"] = "status_query"
     transfer_id: Id
     bank: BankId
-    deadline_ms: int | None = None  # lets a peer that never voted abort for good (cooperative termination)
+    deadline_ms: EpochMs | None = None  # lets a peer that never voted abort for good (cooperative termination)
 
 
 class Lookup(_Msg):
@@ -83,7 +86,7 @@ class Lookup(_Msg):
     type: Literal["lookup"] = "lookup"
     cpf: Digits
     requester: Digits
-    deadline_ms: int
+    deadline_ms: EpochMs
 
 
 class AccountSummary(_Msg):
@@ -105,7 +108,7 @@ class LookupResult(_Msg):
 class Audit(_Msg):
     """Operator's request: your totals, so the consortium can check that its money adds up."""
     type: Literal["audit"] = "audit"
-    deadline_ms: int
+    deadline_ms: EpochMs
 
 
 class AuditResult(_Msg):

@@ -7,10 +7,11 @@ from __future__ import annotations
 from flask import Flask, request
 
 from .errors import register_error_handlers
+from .util import refuse_unknown_query_params
 
 
 def create_app(node, *, testing: bool = False) -> Flask:
-    from . import accounts, consortium, customers, health, operator, transfers
+    from . import accounts, consortium, customers, health, openapi, operator, transfers
     app = Flask(__name__)
     app.config.update(
         TESTING=testing,
@@ -24,8 +25,15 @@ def create_app(node, *, testing: bool = False) -> Flask:
     app.json.sort_keys = False
     app.extensions["bank_node"] = node
     register_error_handlers(app)
-    for bp in (customers.bp, accounts.bp, transfers.bp, consortium.bp, health.bp, operator.bp):
+    api = (customers.bp, accounts.bp, transfers.bp, consortium.bp, health.bp, operator.bp, openapi.bp)
+    for bp in api:
         app.register_blueprint(bp, url_prefix="/api")
+    api_names = {bp.name for bp in api}
+
+    @app.before_request
+    def strict_query_string():
+        if request.blueprint in api_names:
+            refuse_unknown_query_params()
     app.register_blueprint(operator.pages)
     try:
         from web_ui import create_blueprint

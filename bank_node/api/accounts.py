@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from ..domain import errors as E
-from .util import idempotency_key, json_body, login_required, node
+from .util import idempotency_key, json_body, login_required, node, query_params
 
 bp = Blueprint("accounts", __name__)
 
@@ -32,6 +32,7 @@ def get_account(number):
 
 @bp.get("/accounts/<number>/statement")
 @login_required
+@query_params("limit")
 def statement(number):
     raw = request.args.get("limit", "100")
     # ASCII digits and a short string first: "²".isdigit() is true but int("²") raises, and

@@ -4,13 +4,14 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from ..domain import errors as E
-from .util import login_required, node
+from .util import login_required, node, query_params
 
 bp = Blueprint("consortium", __name__)
 
 
 @bp.get("/consortium/accounts")
 @login_required
+@query_params("cpf")
 def accounts():
     cpf = request.args.get("cpf") or g.cpf
     if len(cpf) > 32:

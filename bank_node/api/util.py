@@ -35,8 +35,33 @@ def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict:
     return data
 
 
+def query_params(*names: str):
+    """Declare the query parameters a route reads; any other one is refused (422
+    ``unknown_parameter``) by ``refuse_unknown_query_params``, as unknown body fields are."""
+    def mark(view):
+        view.query_params = frozenset(names)
+        return view
+    return mark
+
+
+def refuse_unknown_query_params() -> None:
+    """before_request of the API: the query string holds only what the route declared."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or not request.args:
+        return
+    unknown = set(request.args) - getattr(view, "query_params", frozenset())
+    if unknown:
+        shown = ", ".join(sorted(repr(u[:40]) for u in unknown)[:5])
+        raise E.InvalidInput(f"unknown query parameters: {shown}", code="unknown_parameter")
+
+
 def idempotency_key() -> str | None:
-    return request.headers.get("Idempotency-Key")
+    """The Idempotency-Key header, checked here for every route alike (1 to 200 printable
+    characters), so that no service stores a key it would refuse elsewhere."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and (not (1 <= len(key) <= 200) or not key.isprintable()):
+        raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
+    return key
 
 
 def bearer_token() -> str | None:

@@ -18,7 +18,9 @@ def parse_amount(value: object, *, limit_cents: int | None = None, field: str = 
     """Turn a client's ``"1234.50"`` into 123450 cents, or raise InvalidAmount saying why."""
     if isinstance(value, bool) or not isinstance(value, str):
         raise InvalidAmount(f"{field} must be a string such as \"150.00\" (got {type(value).__name__})")
-    text = value.strip()
+    # Blanks around the number are forgiven; only ASCII ones: str.strip() would also eat
+    # control characters such as "\x1c", which no one types around an amount.
+    text = value.strip(" \t\r\n")
     if not _AMOUNT.fullmatch(text):
         raise InvalidAmount(f"{field} must be a positive number with at most two decimals, such as \"150.00\"")
     try:

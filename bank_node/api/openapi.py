@@ -1,0 +1,290 @@
+"""GET /api/openapi.json: the REST API (CONTRACT section 3) as an OpenAPI 3.0 document.
+
+Written by hand, next to the routes it describes, so that it says what the contract
+promises rather than what a framework guessed. It is kept true by tests: schemathesis sends
+generated requests to every operation and checks every answer against it
+(tests/unit/test_schemathesis.py), and a test fails when a route of the Flask app is missing
+here or an operation here has no route.
+"""
+from __future__ import annotations
+
+import copy
+
+from flask import Blueprint, jsonify
+
+from .util import node
+
+bp = Blueprint("openapi", __name__)
+
+PROBLEM = "application/problem+json"
+
+# --------------------------------------------------------------------------- building blocks
+AMOUNT = {"type": "string", "pattern": r"^[ \t\r\n]*[0-9]{1,13}(\.[0-9]{1,2})?[ \t\r\n]*$", "example": "150.00",
+          "description": "BRL as a string with at most two decimals, greater than zero and at most the bank's "
+                         "per-operation limit. Never a JSON number."}
+SIGNED_AMOUNT = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "example": "-30.00"}
+MONEY = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "example": "1234.50"}
+DIGITS = {"type": "string", "pattern": r"^[0-9]+$"}
+CPF_IN = {"type": "string", "example": "529.982.247-25",
+          "description": "11 digits with valid check digits; punctuation is optional"}
+CPF = {"type": "string", "pattern": r"^[0-9]{11}$", "example": "52998224725"}
+CNPJ = {"type": "string", "pattern": r"^[0-9]{14}$", "example": "11222333000181"}
+TIMESTAMP = {"type": "string", "format": "date-time", "example": "2025-03-10T14:02:11.120Z"}
+BANK_ID = {"type": "string", "pattern": r"^[a-z][a-z0-9_-]{0,31}$", "example": "alfa"}
+KIND = {"type": "string", "enum": ["individual", "joint", "business"]}
+TRANSFER_STATUS = {"type": "string", "enum": ["pending", "committed", "aborted"]}
+NAME = {"type": "string", "minLength": 2, "description": "2 to 120 printable characters once runs of blanks "
+                                                         "are collapsed"}
+ACCOUNT_IN = {"type": "string", "minLength": 1, "maxLength": 32, "example": "123456785",
+              "description": "an account number: digits"}
+
+
+def obj(required: dict, optional: dict | None = None, *, extra: bool = False, **kw) -> dict:
+    props = {**required, **(optional or {})}
+    return {"type": "object", "required": sorted(required), "properties": props,
+            "additionalProperties": extra, **kw}
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+SCHEMAS = {
+    "Problem": obj({"type": {"type": "string"}, "title": {"type": "string"},
+                    "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                    "detail": {"type": "string"}, "code": {"type": "string", "example": "insufficient_funds"}},
+                   {"retry_after": {"type": "integer", "minimum": 1,
+                                    "description": "with too_many_attempts: seconds to wait (also Retry-After)"},
+                    "limit": MONEY, "remaining": MONEY},
+                   extra=True,
+                   description="RFC 9457 problem details with a stable `code` (CONTRACT section 3)."),
+    "Customer": obj({"bank": BANK_ID, "cpf": CPF, "name": {"type": "string"}}),
+    "Session": obj({"token": {"type": "string", "minLength": 32}, "expires_at": TIMESTAMP, "cpf": CPF,
+                    "name": {"type": "string"}}),
+    "Holder": obj({"cpf": CPF, "name": {"type": "string"}}),
+    "Account": obj({"bank": BANK_ID, "number": DIGITS, "kind": KIND,
+                    "status": {"type": "string", "enum": ["open", "closed"]},
+                    "holders": {"type": "array", "items": ref("Holder"), "minItems": 1},
+                    "balance": MONEY, "available": MONEY},
+                   {"cnpj": CNPJ, "company_name": {"type": "string"}},
+                   description="`available` is `balance` minus the holds of pending transfers."),
+    "AccountList": obj({"bank": BANK_ID, "accounts": {"type": "array", "items": ref("Account")}}),
+    "Entry": obj({"at": TIMESTAMP, "kind": {"type": "string", "enum": ["deposit", "withdrawal", "transfer_in",
+                                                                       "transfer_out"]},
+                  "amount": SIGNED_AMOUNT, "balance_after": MONEY},
+                 {"transfer_id": {"type": "string"}}),
+    "Statement": obj({"account": ref("Account"), "entries": {"type": "array", "items": ref("Entry")}},
+                     description="Entries newest first."),
+    "ConsortiumAccount": obj({"bank": BANK_ID, "bank_name": {"type": "string"}, "number": DIGITS, "kind": KIND,
+                              "holder": {"type": "string"}},
+                             {"balance": MONEY, "available": MONEY, "company_name": {"type": "string"}},
+                             description="Balances only for the caller's own CPF; else a masked holder name."),
+    "ConsortiumAccounts": obj({"cpf": CPF, "full": {"type": "boolean"},
+                               "accounts": {"type": "array", "items": ref("ConsortiumAccount")},
+                               "unreachable_banks": {"type": "array", "items": BANK_ID}}),
+    "TransferLeg": obj({"bank": BANK_ID, "account": DIGITS, "amount": MONEY,
+                        "role": {"type": "string", "enum": ["source", "destination"]}},
+                       {"reason": {"type": "string"}}),
+    "Failure": obj({"bank": {"type": "string"}, "account": {"type": "string"}, "reason": {"type": "string"}}),
+    "Transfer": obj({"id": {"type": "string"}, "status": TRANSFER_STATUS, "coordinator": BANK_ID,
+                     "created_at": TIMESTAMP, "legs": {"type": "array", "items": ref("TransferLeg")}},
+                    {"amount": MONEY, "reason": {"type": "string", "example": "insufficient_funds"},
+                     "failures": {"type": "array", "items": ref("Failure")}, "decided_at": TIMESTAMP,
+                     "partial": {"type": "boolean",
+                                 "description": "seen from a participant bank: only its own legs"}}),
+    "Health": obj({"bank": BANK_ID, "name": {"type": "string"}, "consortium": {"type": "string"},
+                   "status": {"type": "string", "enum": ["ok", "degraded"]},
+                   "broker": {"type": "string", "enum": ["connected", "disconnected", "disabled"]},
+                   "database": {"type": "string", "enum": ["ok", "unavailable"]},
+                   "schema_version": {"type": "integer", "nullable": True},
+                   "in_doubt": {"type": "integer", "minimum": 0},
+                   "unacknowledged_decisions": {"type": "integer", "minimum": 0},
+                   "holds": {"type": "integer", "minimum": 0}}),
+    "OperatorOverview": obj({"bank": BANK_ID, "name": {"type": "string"}, "broker": {"type": "string"},
+                             "coordinated_by_state": {"type": "object",
+                                                      "additionalProperties": {"type": "integer"}},
+                             "participations_by_state": {"type": "object",
+                                                         "additionalProperties": {"type": "integer"}},
+                             "in_doubt": {"type": "array", "items": {"type": "object"}},
+                             "unacknowledged": {"type": "array", "items": {"type": "object"}},
+                             "holds": {"type": "array", "items": {"type": "object"}}}),
+}
+
+REQUESTS = {
+    "NewCustomer": obj({"cpf": CPF_IN, "name": NAME,
+                        "password": {"type": "string", "minLength": 8, "maxLength": 256,
+                                     "description": "not one of the most common passwords, and not "
+                                                    "containing the CPF"}}),
+    "Login": obj({"cpf": CPF_IN, "password": {"type": "string"}}),
+    "NewAccount": obj({"kind": KIND, "holders": {"type": "array", "items": CPF_IN, "minItems": 1, "maxItems": 10,
+                                                 "description": "CPFs of registered customers, the caller "
+                                                                "among them"}},
+                      {"cnpj": {"type": "string", "description": "business accounts only; punctuation optional"},
+                       "company_name": NAME}),
+    "Movement": obj({"amount": AMOUNT}),
+    "NewTransfer": obj({"sources": {"type": "array", "minItems": 1, "maxItems": 64,
+                                    "items": obj({"bank": BANK_ID, "account": ACCOUNT_IN, "amount": AMOUNT})},
+                        "destination": obj({"bank": BANK_ID, "account": ACCOUNT_IN})},
+                       {"id": {"type": "string", "format": "uuid",
+                               "description": "a client UUID; the same id again replays the first answer"}}),
+}
+
+
+def problem(description: str) -> dict:
+    return {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
+
+
+def json_response(description: str, schema: dict, headers: dict | None = None) -> dict:
+    out = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+ERRORS = {
+    "400": problem("the body is not valid JSON (`malformed_json`)"),
+    "401": problem("no valid Bearer token (`unauthorized`), or wrong CPF or password (`invalid_credentials`)"),
+    "403": problem("not allowed (`forbidden`)"),
+    "404": problem("no such object among the caller's (`not_found`): someone else's looks exactly like a "
+                   "missing one"),
+    "409": problem("refused by the ledger's state: `insufficient_funds`, `daily_limit_exceeded`, "
+                   "`already_exists`, `account_closed`, `idempotency_key_reused`"),
+    "413": problem("the body is over the configured size (`payload_too_large`)"),
+    "415": problem("the body is not application/json (`unsupported_media_type`)"),
+    "422": problem("invalid input, with a `code` such as `invalid_amount`, `invalid_document`, "
+                   "`weak_password`, `common_password`, `password_contains_cpf`, `unknown_field`, "
+                   "`missing_field`, `invalid_input`"),
+    "429": {**problem("too many failed logins for this CPF or from this address, or too many "
+                      "registrations from this address (`too_many_attempts`)"),
+            "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer",
+                                                                                     "minimum": 1}}}},
+    "503": problem("the ledger (`storage_unavailable`) or the consortium (`bank_unreachable`) is not available; "
+                   "nothing was changed"),
+}
+
+
+def errors(*codes: str) -> dict:
+    return {c: ERRORS[c] for c in codes + ("503",)}
+
+
+BODY_ERRORS = ("400", "413", "415", "422")
+BEARER = [{"bearer": []}]
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "description": "1 to 200 printable characters. The same key with the same body replays the "
+                                  "first answer with no second effect; with another body it is a 409",
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+NUMBER = {"name": "number", "in": "path", "required": True, "description": "an account number at this bank",
+          "schema": {"type": "string", "example": "123456785"}}
+
+
+def body(name: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
+
+
+def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
+    account_ops = {
+        "get": {"operationId": "getAccount", "summary": "One of the caller's accounts", "tags": ["accounts"],
+                "security": BEARER, "parameters": [NUMBER],
+                "responses": {"200": json_response("the account", ref("Account")), **errors("401", "404")}},
+    }
+    movement = lambda op, what, conflict: {  # noqa: E731
+        "post": {"operationId": op, "summary": what, "tags": ["accounts"], "security": BEARER,
+                 "parameters": [NUMBER, IDEMPOTENCY_KEY], "requestBody": body("Movement"),
+                 "responses": {"201": json_response("done: the account with its new balance", ref("Account")),
+                               **errors("401", "404", *BODY_ERRORS, *conflict)}}}
+    paths = {
+        "/api/customers": {"post": {
+            "operationId": "register", "summary": "Register as a customer of this bank", "tags": ["customers"],
+            "security": [],
+            "parameters": [IDEMPOTENCY_KEY], "requestBody": body("NewCustomer"),
+            "responses": {"201": json_response("registered", ref("Customer")),
+                          **errors(*BODY_ERRORS, "409", "429")}}},
+        "/api/sessions": {"post": {
+            "operationId": "login", "summary": "Log in: a Bearer token", "tags": ["customers"], "security": [],
+            "description": "Throttled per CPF and per client address: after too many failures in a window, "
+                           "429 with Retry-After, whatever the password.",
+            "requestBody": body("Login"),
+            "responses": {"201": json_response("logged in", ref("Session")),
+                          **errors(*BODY_ERRORS, "401", "429")}}},
+        "/api/sessions/current": {"delete": {
+            "operationId": "logout", "summary": "Log out: the token stops working", "tags": ["customers"],
+            "security": BEARER, "responses": {"204": {"description": "logged out"}, **errors("401")}}},
+        "/api/accounts": {
+            "get": {"operationId": "listAccounts", "summary": "The caller's accounts at this bank",
+                    "tags": ["accounts"], "security": BEARER,
+                    "responses": {"200": json_response("the accounts", ref("AccountList")), **errors("401")}},
+            "post": {"operationId": "openAccount", "summary": "Open an account of which the caller is a holder",
+                     "tags": ["accounts"], "security": BEARER, "parameters": [IDEMPOTENCY_KEY],
+                     "requestBody": body("NewAccount"),
+                     "responses": {"201": json_response("opened", ref("Account")),
+                                   **errors("401", "403", "409", *BODY_ERRORS)}}},
+        "/api/accounts/{number}": account_ops,
+        "/api/accounts/{number}/statement": {"get": {
+            "operationId": "statement", "summary": "Entries of one of the caller's accounts, newest first",
+            "tags": ["accounts"], "security": BEARER,
+            "parameters": [NUMBER, {"name": "limit", "in": "query", "required": False,
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "responses": {"200": json_response("the statement", ref("Statement")), **errors("401", "404", "422")}}},
+        "/api/accounts/{number}/deposits": movement("deposit", "Deposit", ("409",)),
+        "/api/accounts/{number}/withdrawals": movement("withdraw", "Withdraw", ("409",)),
+        "/api/transfers": {"post": {
+            "operationId": "transfer", "summary": "Move money atomically from the caller's accounts in any banks "
+                                                  "into one account in any bank (two-phase commit)",
+            "tags": ["transfers"], "security": BEARER, "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": body("NewTransfer"),
+            "responses": {"201": json_response("decided: committed, or aborted with a reason", ref("Transfer")),
+                          "202": json_response("not decided yet: ask GET /api/transfers/{id}", ref("Transfer")),
+                          **errors("401", "404", "409", *BODY_ERRORS)}}},
+        "/api/transfers/{transfer_id}": {"get": {
+            "operationId": "getTransfer", "summary": "A transfer, for its initiator or a holder of one of its legs",
+            "tags": ["transfers"], "security": BEARER,
+            "parameters": [{"name": "transfer_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": json_response("the transfer", ref("Transfer")), **errors("401", "404")}}},
+        "/api/consortium/accounts": {"get": {
+            "operationId": "consortiumAccounts", "summary": "Every account of a CPF in every bank",
+            "tags": ["consortium"], "security": BEARER,
+            "parameters": [{"name": "cpf", "in": "query", "required": False,
+                            "description": "default: the caller's own", "schema": {**CPF_IN, "maxLength": 32}}],
+            "responses": {"200": json_response("the accounts, and the banks that did not answer",
+                                               ref("ConsortiumAccounts")), **errors("401", "422")}}},
+        "/api/health": {"get": {
+            "operationId": "health", "summary": "Bank id, broker and database state, transfers in doubt",
+            "tags": ["operations"], "security": [],
+            "responses": {"200": json_response("the bank's state", ref("Health"))}}},
+        "/api/operator/overview": {"get": {
+            "operationId": "operatorOverview", "summary": "Transfers by state, in doubt, and holds",
+            "tags": ["operations"], "security": [{"operator": []}],
+            "description": "Needs X-Operator-Token when the bank has CONSORCIO_OPERATOR_TOKEN; without one, "
+                           "answers only on the bank's own machine.",
+            "responses": {"200": json_response("the overview", ref("OperatorOverview")), **errors("403")}}},
+        "/api/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document", "tags": ["operations"], "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.0",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    }
+    new_transfer = copy.deepcopy(REQUESTS["NewTransfer"])
+    new_transfer["properties"]["sources"]["maxItems"] = max_transfer_legs
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": f"Consórcio bank API{' · ' + bank_name if bank_name else ''}", "version": "1",
+                 "description": "The REST API every bank node of the consortium offers (CONTRACT section 3). "
+                                "Errors are application/problem+json with a stable `code`."},
+        "servers": [{"url": "/"}],
+        "security": BEARER,
+        "tags": [{"name": t} for t in ("customers", "accounts", "transfers", "consortium", "operations")],
+        "paths": paths,
+        "components": {
+            "schemas": {**SCHEMAS, **REQUESTS, "NewTransfer": new_transfer},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "the token of POST /api/sessions"},
+                "operator": {"type": "apiKey", "in": "header", "name": "X-Operator-Token"},
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    n = node()
+    return jsonify(build(n.bank.name, n.config.limits.max_transfer_legs))
