@@ -95,7 +95,7 @@ class Security(_Strict):
     login_max_failures_per_address: int = Field(20, ge=1, le=100_000)
     """Failed logins from one client address (any CPF) within the window before it is refused."""
     login_window_s: int = Field(300, ge=1, le=24 * 3600)
-    register_max_per_address: int = Field(20, ge=1, le=100_000)
+    register_max_per_address: int = Field(50, ge=1, le=100_000)
     """Registrations one client address may attempt within ``register_window_s``."""
     register_window_s: int = Field(3600, ge=1, le=24 * 3600)
 
