@@ -79,6 +79,22 @@ def check_legs(legs: list[Leg], accounts: dict[str, AccountView | None], initiat
     return failures
 
 
+def repeated_legs(legs: list[Leg]) -> list[tuple[str, str]]:
+    """Legs that name an account a second time in the same direction (``duplicate_leg``).
+
+    The ledger keeps one hold and one movement per transfer, account and direction, so such a
+    PREPARE could be held but never applied: its COMMIT would fail at every delivery and leave
+    the leg in doubt for good. An honest coordinator never sends one (it refuses a repeated
+    source); a PREPARE that does is answered NO instead of crashing the handler."""
+    seen, out = set(), []
+    for leg in legs:
+        key = (leg.account, leg.direction)
+        if key in seen and (leg.account, "duplicate_leg") not in out:
+            out.append((leg.account, "duplicate_leg"))
+        seen.add(key)
+    return out
+
+
 def on_prepare(state: str | None, stored_reasons: list, legs: list[Leg], initiator: str,
                deadline_ms: int, now_ms: int, accounts: dict[str, AccountView | None], *,
                max_amount: int | None = None, daily_limit: int | None = None) -> PrepareDecision:
@@ -91,7 +107,8 @@ def on_prepare(state: str | None, stored_reasons: list, legs: list[Leg], initiat
         return PrepareDecision(Vote(False, tuple((a, c) for a, c in stored_reasons)))
     if now_ms > deadline_ms:
         return PrepareDecision(Vote(False, (("*", "timeout"),)), new_state="aborted")
-    failures = check_legs(legs, accounts, initiator, max_amount=max_amount, daily_limit=daily_limit)
+    failures = check_legs(legs, accounts, initiator, max_amount=max_amount, daily_limit=daily_limit) \
+        or repeated_legs(legs)
     if failures:
         return PrepareDecision(Vote(False, tuple(failures)), new_state="aborted")
     holds = tuple((leg.account, leg.amount) for leg in legs if leg.direction == "debit")

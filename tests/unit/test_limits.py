@@ -219,3 +219,22 @@ def test_on_prepare_votes_no_with_the_limit_reason_and_places_no_hold():
     d = PT.on_prepare(None, [], [PT.Leg("1", 150, "debit")], "ana", 10_000, 0, {"1": view(debited_today=200)},
                       max_amount=200, daily_limit=300)
     assert (d.vote.yes, d.vote.reasons, d.new_state, d.holds) == (False, (("1", "daily_limit_exceeded"),), "aborted", ())
+
+
+# ============================================================================ found by the property tests
+
+@pytest.mark.parametrize("legs", [
+    [("1", 10, "debit"), ("1", 10, "debit")],
+    [("1", 10, "credit"), ("1", 10, "credit")],
+])
+def test_a_prepare_naming_an_account_twice_in_one_direction_is_no_not_a_crash(legs):
+    """Two debits of one account used to be held twice (a UNIQUE violation in the handler);
+    two credits would have been prepared and then failed at every COMMIT."""
+    d = PT.on_prepare(None, [], [PT.Leg(a, amt, dr) for a, amt, dr in legs], "ana", 10_000, 0, {"1": view()})
+    assert (d.vote.yes, d.vote.reasons, d.new_state, d.holds) == (False, (("1", "duplicate_leg"),), "aborted", ())
+
+
+def test_a_debit_and_a_credit_of_one_account_are_still_fine():
+    d = PT.on_prepare(None, [], [PT.Leg("1", 10, "debit"), PT.Leg("1", 10, "credit")], "ana", 10_000, 0,
+                      {"1": view()})
+    assert d.vote.yes and d.holds == (("1", 10),)

@@ -452,3 +452,19 @@ def test_a_prepare_with_an_absurd_deadline_is_refused_before_it_reaches_the_ledg
         d = FakeDelivery(body.encode(), user_id=expected_user(node.config, "beta"))
         node.transfers.handle(d)
         assert d.settled == ["reject"], (deadline, d.settled)
+
+
+def test_a_prepare_naming_one_account_twice_is_answered_no_not_a_crash(bank):
+    """Found by the handler property: the second hold of one transfer on one account broke a
+    UNIQUE constraint inside the handler."""
+    node = bank["node"]
+    tid = str(uuid.uuid4())
+    body = P.encode("beta", P.Prepare(transfer_id=tid, coordinator="beta", initiator=bank["cpf"],
+                                      deadline_ms=int(time.time() * 1000) + 60_000, peers=["alfa", "beta"],
+                                      legs=[P.Leg(account=bank["number"], amount=1, direction="debit")] * 2))
+    d = FakeDelivery(body, correlation_id="c1", reply_to="amq.gen-dup", user_id=expected_user(node.config, "beta"))
+    node.transfers.handle(d)
+    assert d.settled == ["ack"]
+    vote = P.decode(bank["port"].sent[-1][2]).items[0]
+    assert (vote.transfer_id, vote.vote, [(r.account, r.code) for r in vote.reasons]) == (
+        tid, "no", [(bank["number"], "duplicate_leg")])
