@@ -164,7 +164,6 @@ class Transfers:
             raise E.InvalidInput("sources must be a non-empty list of {bank, account, amount}")
         if len(sources) > max_legs:
             raise E.InvalidInput(f"a transfer has at most {max_legs} sources")
-        limit = to_cents(self.config.limits.max_amount)
         out, seen = [], set()
         for i, s in enumerate(sources):
             if not isinstance(s, dict) or set(s) != {"bank", "account", "amount"}:
@@ -173,6 +172,9 @@ class Transfers:
             if ref in seen:
                 raise E.InvalidInput(f"sources[{i}]: each source account may appear only once")
             seen.add(ref)
+            # A coarse bound here (a bank may allow more than the consortium); the bank that holds
+            # the account enforces its own limits while it prepares, and votes NO past them.
+            limit = to_cents(max(self.config.limits.max_amount, self.config.limits_for(ref[0]).max_amount))
             out.append({"bank": ref[0], "account": ref[1],
                         "amount": parse_amount(s["amount"], limit_cents=limit, field=f"sources[{i}].amount")})
         dest = body.get("destination")
@@ -187,7 +189,7 @@ class Transfers:
         bank, account = obj.get("bank"), obj.get("account")
         if not isinstance(bank, str) or bank not in self.config.bank_ids:
             raise E.NotFound(f"{where}.bank: no bank {bank!r} in this consortium", code="unknown_bank")
-        if not isinstance(account, str) or not account.isdigit() or not (1 <= len(account) <= 32):
+        if not isinstance(account, str) or not (account.isascii() and account.isdigit()) or not (1 <= len(account) <= 32):
             raise E.InvalidInput(f"{where}.account must be an account number (digits)")
         return bank, account
 

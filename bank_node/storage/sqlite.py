@@ -111,6 +111,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX coordinated_by_state ON coordinated(state, pending_acks);
     """,
+    # 2: the daily limits sum an account's entries since midnight.
+    """
+    CREATE INDEX entries_by_account_time ON entries(number, at);
+    """,
 ]
 
 
