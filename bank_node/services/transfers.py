@@ -81,6 +81,8 @@ class Transfers:
         self.ttl_ms = t.prepare_ttl_ms
         self._resend = _Backoff(t.decision_resend_ms, t.retry_cap_ms)
         self._ask = _Backoff(t.status_query_ms, t.retry_cap_ms)
+        # The broker user each principal's messages must carry (worked out once, not per message).
+        self._users = {p: expected_user(config, p) for p in [*config.bank_ids, AUDITOR]}
         self._active: set[str] = set()   # transfers a request thread is coordinating right now
         self._ack_waiters: dict[str, threading.Event] = {}
         self._active_lock = threading.Lock()
@@ -211,7 +213,7 @@ class Transfers:
                                 peers=sorted(rec["participants"]))
                 req = self.broker.request(eff.bank, P.encode(self.bank_id, msg),
                                           expiration_ms=max(1, rec["deadline_ms"] - _now_ms()),
-                                          expect_user=expected_user(self.config, eff.bank))
+                                          expect_user=self._users[eff.bank])
                 pending[req.future] = eff.bank
                 cids.append(req.correlation_id)
                 self._count("prepares_sent")
@@ -450,7 +452,7 @@ class Transfers:
             return "unknown_sender"
         if user_id is None:
             return "no_user_id"
-        if user_id != expected_user(self.config, env.sender):
+        if user_id != self._users[env.sender]:
             return "wrong_user_id"
         for item in env.items:
             if env.sender == AUDITOR and not isinstance(item, P.Audit):
@@ -635,7 +637,7 @@ class Transfers:
                 if bank == self.bank_id:
                     continue
                 req = self.broker.request(bank, body, expiration_ms=ttl,
-                                          expect_user=expected_user(self.config, bank))
+                                          expect_user=self._users[bank])
                 asked[req.future] = bank
                 cids.append(req.correlation_id)
             while asked:
