@@ -30,7 +30,7 @@ from ..domain.documents import normalize_cpf
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..faults import armed, crash_point
 from ..identity import AUDITOR, expected_user
-from ..storage.port import Store
+from ..storage.port import StorageError, Store
 from .banking import Banking, iso, request_fingerprint
 
 log = logging.getLogger("transfers")
@@ -125,7 +125,15 @@ class Transfers:
             self._ack_waiters[transfer_id] = applied
         started = time.monotonic()
         try:
-            rec = self._run_prepare(rec, effects)
+            try:
+                rec = self._run_prepare(rec, effects)
+            except StorageError as e:
+                # The decision could not be written: nobody was told anything, and the resolver
+                # aborts the transfer once its deadline has passed (presumed abort). The
+                # outcome is not known yet, which is what 202 says.
+                log.error("transfer %s: decision not written (%s); pending", transfer_id, e,
+                          extra={"transfer_id": transfer_id, "event": "pending"})
+                return 202, {"id": transfer_id, "status": "pending", "coordinator": self.bank_id}
             if self.metrics is not None:
                 self.metrics.transfer_seconds.observe(time.monotonic() - started)
             # Read-your-writes: give the participants a moment to apply the decision, so that
