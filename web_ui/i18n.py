@@ -49,6 +49,9 @@ REASONS = {
     "coordinator_restarted": "interrupted by a restart of the bank; nothing was moved",
     "aborted": "cancelled",
     "error": "the bank could not process it",
+    "amount_over_limit": "over this bank's limit per operation",
+    "daily_limit_exceeded": "over the daily limit of this account",
+    "duplicate_leg": "the same account was named twice in the transfer",
 }
 
 # Domain error codes (bank_node.domain.errors) as a customer reads them.
@@ -68,11 +71,27 @@ ERRORS = {
     "idempotency_key_reused": "This form was already sent with other data: please fill it in again.",
     "bank_unreachable": "The consortium cannot be reached right now. Please try again in a moment.",
     "invalid_input": "Some data is not valid.",
+    "too_many_attempts": "Too many attempts: please wait a moment and try again.",
+    "common_password": "This password is one of the most common ones and would be guessed first: choose another.",
+    "password_contains_cpf": "The password must not contain your CPF.",
+    "daily_limit_exceeded": "This amount is over the daily limit of this account.",
+    "amount_over_limit": "This amount is over this bank's limit per operation.",
+    "duplicate_leg": "The same account appears more than once in this transfer.",
+    "unknown_parameter": "This address has something this bank does not know: please use the bank's own links.",
 }
 
 
 def reason_text(code: str | None) -> str:
     return translate(REASONS.get(code or "error", REASONS["error"]))
+
+
+def wait_text(seconds: int) -> str:
+    """How long to wait, for a person: seconds up to two minutes, then whole minutes."""
+    if seconds <= 1:
+        return translate("1 second")
+    if seconds < 120:
+        return translate("{n} seconds", n=seconds)
+    return translate("{n} minutes", n=-(-seconds // 60))
 
 
 def error_text(code: str | None, detail: str = "", **params: object) -> str:
@@ -285,4 +304,30 @@ PT_BR: dict[str, str] = {
     'Transfer of {amount}': 'Transferência de {amount}',
     'Transfer {id}': 'Transferência {id}',
     'The request was refused: {detail}': 'O pedido foi recusado: {detail}',
+    "over this bank's limit per operation": 'acima do limite por operação do banco',
+    'over the daily limit of this account': 'acima do limite diário da conta',
+    'the same account was named twice in the transfer': 'a mesma conta apareceu duas vezes na transferência',
+    'Too many attempts: please wait a moment and try again.':
+        'Muitas tentativas: aguarde um pouco e tente de novo.',
+    'Too many attempts: please wait {wait} and try again.': 'Muitas tentativas: aguarde {wait} e tente de novo.',
+    '1 second': '1 segundo',
+    '{n} seconds': '{n} segundos',
+    '{n} minutes': '{n} minutos',
+    'This password is one of the most common ones and would be guessed first: choose another.':
+        'Esta senha é uma das mais comuns e seria a primeira a ser tentada: escolha outra.',
+    'The password must not contain your CPF.': 'A senha não pode conter o seu CPF.',
+    'This amount is over the daily limit of this account.': 'Este valor passa do limite diário desta conta.',
+    'This amount is over the daily limit of this account: the limit is {limit} a day and {remaining} is left for today.':
+        'Este valor passa do limite diário desta conta: o limite é de {limit} por dia e restam {remaining} para hoje.',
+    "This amount is over this bank's limit per operation.": 'Este valor passa do limite por operação deste banco.',
+    'The same account appears more than once in this transfer.':
+        'A mesma conta aparece mais de uma vez nesta transferência.',
+    "This address has something this bank does not know: please use the bank's own links.":
+        'Este endereço tem algo que o banco não conhece: use os links do próprio banco.',
+    'Page not found': 'Página não encontrada',
+    'There is no page at this address. Check the address, or start again from the beginning.':
+        'Não há página neste endereço. Confira o endereço ou recomece do início.',
+    'Not allowed here': 'Não permitido aqui',
+    'This page cannot be used this way. Go back and use the links and buttons of the page.':
+        'Esta página não pode ser usada dessa forma. Volte e use os links e botões da página.',
 }

@@ -16,13 +16,17 @@ from bank_node.domain.documents import normalize_cnpj, normalize_cpf
 from bank_node.domain.money import to_cents
 
 from . import formatting as F
-from .i18n import LANGS, current_lang, error_text, reason_text
+from .i18n import LANGS, current_lang, error_text, reason_text, wait_text
 from .i18n import translate as _
 from .security import end_session, safe_next, start_session
 
 KIND_LABELS = {"individual": "Individual", "joint": "Joint", "business": "Business"}
 ENTRY_LABELS = {"deposit": "Deposit", "withdrawal": "Withdrawal", "transfer_out": "Transfer sent",
                 "transfer_in": "Transfer received"}
+# Refusals about the amount typed, shown under the amount field.
+AMOUNT_CODES = frozenset({"invalid_amount", "daily_limit_exceeded", "amount_over_limit"})
+# The password rules' refusals (bank_node.domain.passwords), shown under the password field.
+PASSWORD_CODES = {"weak_password": "password", "common_password": "password", "password_contains_cpf": "password"}
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -38,8 +42,43 @@ def limit_cents() -> int:
     return to_cents(node().config.limits.max_amount)
 
 
+def retry_after(e: E.DomainError) -> int | None:
+    """The seconds a ``too_many_attempts`` refusal asks to wait, if it says."""
+    value = getattr(e, "retry_after", None)
+    if value is None:
+        value = (e.extra or {}).get("retry_after")
+    try:
+        return max(1, int(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def domain_message(e: E.DomainError) -> str:
-    return error_text(e.code, e.detail, limit=F.money(node().config.limits.max_amount, current_lang()))
+    """A refusal of the services in the customer's words, with the figures it carries."""
+    lang = current_lang()
+    extra = e.extra or {}
+    if e.code == "too_many_attempts" and retry_after(e) is not None:
+        return _("Too many attempts: please wait {wait} and try again.", wait=wait_text(retry_after(e)))
+    if e.code == "daily_limit_exceeded" and extra.get("limit") is not None and extra.get("remaining") is not None:
+        try:
+            return _("This amount is over the daily limit of this account: the limit is {limit} a day and "
+                     "{remaining} is left for today.", limit=F.money(extra["limit"], lang),
+                     remaining=F.money(extra["remaining"], lang))
+        except (ArithmeticError, ValueError, TypeError):
+            pass
+    return error_text(e.code, e.detail, limit=F.money(node().config.limits.max_amount, lang))
+
+
+def refusal_status(e: E.DomainError, default: int) -> int:
+    """A throttled form is answered 429 (as the API does), any other refusal with ``default``."""
+    return 429 if e.code == "too_many_attempts" else default
+
+
+def with_retry_after(resp_status: tuple[str, int], e: E.DomainError):
+    """The page, with a Retry-After header when the refusal says how long to wait."""
+    body, status = resp_status
+    wait = retry_after(e) if e.code == "too_many_attempts" else None
+    return (body, status, {"Retry-After": str(wait)}) if wait is not None else (body, status)
 
 
 def bank_of(bank_id: str):
@@ -76,7 +115,8 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
                 answer = node().banking.login(request.form.get("cpf", ""), request.form.get("password", ""),
                                               client=request.remote_addr)
             except E.DomainError as e:
-                return render("login.html", 401, form=form, error=domain_message(e), next=nxt)
+                return with_retry_after(render("login.html", refusal_status(e, 401), form=form,
+                                               error=domain_message(e), next=nxt), e)
             start_session(answer)
             return redirect(nxt)
         return render("login.html", form=form, error=None, next=nxt)
@@ -86,6 +126,7 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
         form = {"cpf": request.form.get("cpf", ""), "name": request.form.get("name", "")}
         if request.method == "POST":
             errors = {}
+            refusal = None
             password = request.form.get("password", "")
             if password != request.form.get("password2", ""):
                 errors["password2"] = _("The two passwords are not the same.")
@@ -94,14 +135,18 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
                     node().banking.register(form["cpf"], form["name"], password, client=request.remote_addr)
                     answer = node().banking.login(form["cpf"], password, client=request.remote_addr)
                 except E.DomainError as e:
-                    field = {"invalid_document": "cpf", "weak_password": "password",
-                             "already_exists": "cpf"}.get(e.code, "name" if "name" in e.detail else None)
+                    refusal = e
+                    field = PASSWORD_CODES.get(e.code) or {"invalid_document": "cpf", "already_exists": "cpf",
+                                                           "too_many_attempts": "form"}.get(
+                        e.code, "name" if "name" in e.detail else None)
                     errors[field or "form"] = domain_message(e)
                 else:
                     start_session(answer)
                     flash(_("Welcome, {name}! Your registration is done.", name=answer["name"]), "success")
                     return redirect(url_for("web_ui.dashboard"))
-            return render("register.html", 422, form=form, errors=errors)
+            page = render("register.html", refusal_status(refusal, 422) if refusal else 422, form=form,
+                          errors=errors)
+            return with_retry_after(page, refusal) if refusal else page
         return render("register.html", form=form, errors={})
 
     @bp.post("/sair")
@@ -226,7 +271,7 @@ def register(bp: Blueprint) -> None:  # noqa: C901 - one place lists every scree
                 errors["amount"] = _("Insufficient funds: the available amount of this account is {available}.",
                                      available=F.money(acc["available"], g.lang))
             except E.DomainError as e:
-                errors["form"] = domain_message(e)
+                errors["amount" if e.code in AMOUNT_CODES else "form"] = domain_message(e)
             else:
                 what = _("Deposit of {amount} done.") if form["op"] == "deposit" else _("Withdrawal of {amount} done.")
                 flash(what.format(amount=F.money(amount, g.lang)) + " "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from broker import BrokerError
@@ -25,6 +25,10 @@ def problem(status: int, code: str, title: str, detail: str, **extra) -> Respons
     body = {"type": f"https://consorcio.example/problems/{code}", "title": title, "status": status,
             "detail": detail, "code": code, **extra}
     return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+
+
+def _is_api(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -47,6 +51,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
+        # A mistyped address outside /api gets the web UI's HTML page, if the UI is there.
+        page = app.extensions.get("web_ui_error_page")
+        if page is not None and e.code in (404, 405) and not _is_api(request.path):
+            return page(e)
         code = _HTTP_CODES.get(e.code or 500, "http_error")
         detail = e.description or e.name
         if e.code == 413:

@@ -16,11 +16,12 @@ from pathlib import Path
 import jinja2
 import pytest
 from jinja2 import nodes
+from markupsafe import escape
 
 from bank_node.api import create_app
 from bank_node.config import ConsortiumConfig
 from bank_node.domain.documents import make_cnpj
-from bank_node.domain.errors import InvalidAmount
+from bank_node.domain.errors import DomainError, InvalidAmount, TooManyAttempts
 from bank_node.node import BankNode
 from web_ui import formatting as F
 from web_ui import i18n, views
@@ -652,3 +653,184 @@ def test_statement_links_transfer_ids_to_their_status(browser, ana, ui_node, mon
     html = text_of(browser.get(f"/contas/{number}"))
     assert f'href="/transferencias/{tid}"' in html
     assert "Transferência enviada" in html and "-R$ 5,00" in html
+
+
+# ----------------------------------------------------------------------------- refusals of the security work
+def test_a_throttled_login_is_429_and_says_how_long_to_wait(browser, ana, ui_node):
+    post(browser, "/sair", {}, page="/painel")
+    for _ in range(ui_node.config.security.login_max_failures):
+        assert post(browser, "/entrar", {"cpf": ana, "password": "not-the-password"}).status_code == 401
+    r = post(browser, "/entrar", {"cpf": ana, "password": PASSWORD})
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= ui_node.config.security.login_window_s
+    assert "Muitas tentativas: aguarde 5 minutos e tente de novo." in text_of(r)
+    assert "CPF ou senha incorretos." not in text_of(r)
+    assert browser.get("/painel").status_code == 302
+
+
+@pytest.mark.parametrize("lang,seconds,text", [
+    ("pt-BR,pt;q=0.9", 42, "Muitas tentativas: aguarde 42 segundos e tente de novo."),
+    ("en", 42, "Too many attempts: please wait 42 seconds and try again."),
+    ("en", 1, "Too many attempts: please wait 1 second and try again."),
+    ("en", 3600, "Too many attempts: please wait 60 minutes and try again."),
+])
+def test_the_wait_of_a_throttled_login_reads_in_the_customers_language(app, ui_node, monkeypatch, lang, seconds,
+                                                                         text):
+    def throttled(cpf, password, client=None):
+        raise TooManyAttempts("too many failed logins for this CPF", retry_after=seconds)
+    monkeypatch.setattr(ui_node.banking, "login", throttled)
+    c = app.test_client()
+    c.environ_base["HTTP_ACCEPT_LANGUAGE"] = lang
+    r = post(c, "/entrar", {"cpf": "123.456.789-09", "password": PASSWORD})
+    assert (r.status_code, r.headers["Retry-After"]) == (429, str(seconds))
+    assert text in text_of(r)
+
+
+def test_a_throttle_without_a_wait_still_reads_as_one(app, ui_node, monkeypatch):
+    def throttled(cpf, password, client=None):
+        raise DomainError("slow down", code="too_many_attempts", status=429)
+    monkeypatch.setattr(ui_node.banking, "login", throttled)
+    c = app.test_client()
+    r = post(c, "/entrar", {"cpf": "123.456.789-09", "password": PASSWORD})
+    assert r.status_code == 429 and "Retry-After" not in r.headers
+    assert "Muitas tentativas: aguarde um pouco e tente de novo." in text_of(r)
+
+
+@pytest.mark.parametrize("password,lang,text", [
+    ("password123", "pt-BR", "Esta senha é uma das mais comuns e seria a primeira a ser tentada: escolha outra."),
+    ("password123", "en", "This password is one of the most common ones and would be guessed first: choose another."),
+    ("cpf", "pt-BR", "A senha não pode conter o seu CPF."),
+    ("cpf", "en", "The password must not contain your CPF."),
+    ("curta", "en", "The password must have 8 to 256 characters."),
+])
+def test_password_rules_are_explained_under_the_password_field(app, new_cpf, password, lang, text):
+    c = app.test_client()
+    c.environ_base["HTTP_ACCEPT_LANGUAGE"] = lang
+    cpf = new_cpf()
+    if password == "cpf":
+        password = f"x{F.cpf(cpf)}!"
+    r = post(c, "/cadastro", {"cpf": cpf, "name": "Ana", "password": password, "password2": password},
+             page="/cadastro")
+    html = text_of(r)
+    assert r.status_code == 422
+    assert f'<p class="field-error" id="err-password">{escape(text)}</p>' in html
+    assert 'id="password" name="password" type="password" required minlength="8" autocomplete="new-password" ' \
+           'aria-invalid="true" aria-describedby="err-password"' in html
+    assert 'role="alert"' not in html.split("<form", 2)[1]  # not (also) at form level
+
+
+def test_throttled_registrations_are_429_at_form_level(browser, new_cpf, ui_node, monkeypatch):
+    def throttled(*a, **kw):
+        raise TooManyAttempts("too many registrations from your address; try again in 90 s", retry_after=90)
+    monkeypatch.setattr(ui_node.banking, "register", throttled)
+    r = post(browser, "/cadastro", {"cpf": new_cpf(), "name": "Ana", "password": PASSWORD, "password2": PASSWORD},
+             page="/cadastro")
+    assert (r.status_code, r.headers["Retry-After"]) == (429, "90")
+    assert '<p class="flash flash-error" role="alert">Muitas tentativas: aguarde 90 segundos e tente de novo.</p>' \
+        in text_of(r)
+
+
+def test_a_deposit_over_the_daily_limit_says_the_limit_and_what_is_left(browser, ana, ui_node):
+    number = open_individual(browser)
+    for amount in ("100.000,00", "99.000,00"):
+        r = post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": amount}, page="/movimentar")
+        assert r.status_code == 302
+    r = post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "1.000,01"}, page="/movimentar")
+    assert r.status_code == 422
+    assert ('<p class="field-error" id="err-amount">Este valor passa do limite diário desta conta: o limite é de '
+            'R$ 200.000,00 por dia e restam R$ 1.000,00 para hoje.</p>') in text_of(r)
+    assert ui_node.banking.account(ana, number)["balance"] == "199000.00"
+    post(browser, "/idioma", {"lang": "en"}, page="/painel")
+    r = post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "1.000,01"}, page="/movimentar")
+    assert ("This amount is over the daily limit of this account: the limit is R$ 200,000.00 a day and "
+            "R$ 1,000.00 is left for today.") in text_of(r)
+
+
+@pytest.mark.parametrize("code", ["too_many_attempts", "common_password", "password_contains_cpf", "weak_password",
+                                  "daily_limit_exceeded", "amount_over_limit", "duplicate_leg",
+                                  "unknown_parameter"])
+@pytest.mark.parametrize("lang", i18n.LANGS)
+def test_every_refusal_of_the_security_work_has_customer_words(app, code, lang):
+    with app.test_request_context("/"):
+        from flask import g
+        g.lang = lang
+        text = views.domain_message(DomainError("some english detail", code=code))
+    assert "some english detail" not in text and text.strip()
+    assert (text in i18n.PT_BR.values()) == (lang == "pt-BR")
+
+
+@pytest.mark.parametrize("reason,pt,en", [
+    ("amount_over_limit", "acima do limite por operação do banco", "over this bank's limit per operation"),
+    ("daily_limit_exceeded", "acima do limite diário da conta", "over the daily limit of this account"),
+    ("duplicate_leg", "a mesma conta apareceu duas vezes na transferência",
+     "the same account was named twice in the transfer"),
+])
+def test_new_leg_reasons_read_in_customer_words(browser, ana, ui_node, monkeypatch, reason, pt, en):
+    tid = "6b1c8a4e-2f6e-4a55-9d0f-3b4b0d1b9a15"
+    monkeypatch.setattr(ui_node.transfers, "status", lambda caller, t: {
+        "id": tid, "status": "aborted", "reason": reason, "created_at": "2026-03-05T17:04:09.123Z",
+        "amount": "30.00", "legs": [
+            {"bank": "beta", "account": "111111116", "amount": "30.00", "role": "source", "reason": reason},
+            {"bank": "gama", "account": "987654321", "amount": "30.00", "role": "destination"}]})
+    html = re.sub(r"\s+", " ", text_of(browser.get(f"/transferencias/{tid}")))
+    assert f"<strong>Banco Beta:</strong> {escape(pt)}" in html
+    post(browser, "/idioma", {"lang": "en"}, page="/painel")
+    html = re.sub(r"\s+", " ", text_of(browser.get(f"/transferencias/{tid}")))
+    assert f"<strong>Banco Beta:</strong> {escape(en)}" in html
+
+
+def test_a_refused_transfer_submission_is_flashed_in_customer_words(browser, ana, ui_node, monkeypatch):
+    number = open_individual(browser)
+    token = csrf_of(text_of(browser.get("/painel")))
+    review = text_of(browser.post("/transferir/revisar", data={
+        "csrf_token": token, f"amount.alfa.{number}": "1", "dest_bank": "beta", "dest_account": "123456785"}))
+    draft = re.search(r'name="draft" value="([^"]+)"', review).group(1)
+
+    def refused(caller, body):
+        raise DomainError("sources[1]: each source account may appear only once", code="duplicate_leg")
+    monkeypatch.setattr(ui_node.transfers, "submit", refused)
+    r = browser.post("/transferir/confirmar", data={"csrf_token": token, "draft": draft})
+    assert r.status_code == 302
+    assert "A mesma conta aparece mais de uma vez nesta transferência." in text_of(browser.get(r.headers["Location"]))
+
+
+# ----------------------------------------------------------------------------- addresses the UI does not have
+@pytest.mark.parametrize("lang,title", [("pt-BR,pt;q=0.9", "Página não encontrada"), ("en", "Page not found")])
+def test_a_mistyped_address_gets_a_page_of_the_bank(app, lang, title):
+    c = app.test_client()
+    r = c.get("/nada", headers={"Accept-Language": lang})
+    html = text_of(r)
+    assert r.status_code == 404 and r.mimetype == "text/html"
+    assert f"<h1>{title}</h1>" in html and 'href="/ui/banco.css"' in html and 'class="bank-alfa"' in html
+    p = _forms_in(html)
+    assert p.inline_scripts == 0 and not p.inline_styles and not p.handlers
+    assert all(f["csrf"] for f in p.forms if f["method"] == "post")
+    assert "style-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_a_mistyped_address_is_shown_as_text_only(browser):
+    r = browser.get("/" + XSS)
+    assert r.status_code == 404 and XSS not in text_of(r) and "<script>" not in text_of(r)
+
+
+def test_a_wrong_method_on_a_ui_address_gets_a_page_with_allow(browser):
+    r = browser.put("/entrar")
+    assert r.status_code == 405 and r.mimetype == "text/html"
+    assert "Não permitido aqui" in text_of(r)
+    assert "POST" in r.headers["Allow"]
+
+
+def test_a_logged_in_customer_keeps_the_menu_on_the_not_found_page(browser, ana):
+    html = text_of(browser.get("/nada"))
+    assert "Página não encontrada" in html and 'action="/sair"' in html
+
+
+@pytest.mark.parametrize("path", ["/api/nada", "/api", "/api/health/x"])
+def test_api_addresses_keep_problem_json(browser, path):
+    r = browser.get(path)
+    assert r.status_code == 404 and r.mimetype == "application/problem+json"
+    assert r.get_json()["code"] == "not_found"
+    r = browser.put("/api/health")
+    assert r.status_code == 405 and r.mimetype == "application/problem+json"
+    assert r.get_json()["code"] == "method_not_allowed"
