@@ -158,8 +158,9 @@ def test_the_web_ui_login_form_is_throttled_too(node, clock, new_cpf):
     for _ in range(node.config.security.login_max_failures):
         assert submit(WRONG).status_code == 401
     r = submit(PASSWORD)
-    assert r.status_code != 302, "logged in despite the throttle"
-    assert "too many failed logins" in r.get_data(as_text=True)
+    assert r.status_code == 429, "logged in despite the throttle"
+    assert int(r.headers["Retry-After"]) > 0
+    assert "Muitas tentativas: aguarde" in r.get_data(as_text=True)  # the customer's words (pt-BR default)
 
 
 def test_throttle_limits_come_from_the_configuration(tmp_path, new_cpf):
