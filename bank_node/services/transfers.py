@@ -211,7 +211,9 @@ class Transfers:
             crash_point("coordinator.before_prepare")
             if self.broker is None:
                 raise E.BankUnreachable("this bank has no broker connection")
-            for i, eff in enumerate(e for e in effects if isinstance(e, C.SendPrepare)):
+            # Remote PREPAREs first, so they travel while this bank prepares its own legs.
+            prepares = sorted((e for e in effects if isinstance(e, C.SendPrepare)), key=lambda e: e.bank == self.bank_id)
+            for i, eff in enumerate(prepares):
                 if i == 1:
                     crash_point("coordinator.after_some_prepares")
                 msg = P.Prepare(transfer_id=tid, coordinator=self.bank_id, initiator=rec["initiator"],
@@ -219,6 +221,9 @@ class Transfers:
                                 legs=[P.Leg(account=l["account"], amount=l["amount"], direction=l["direction"])
                                       for l in rec["legs"] if l["bank"] == eff.bank],
                                 peers=sorted(rec["participants"]))
+                if eff.bank == self.bank_id:
+                    pending[self._prepare_locally(msg)] = eff.bank
+                    continue
                 req = self.broker.request(eff.bank, P.encode(self.bank_id, msg),
                                           expiration_ms=max(1, rec["deadline_ms"] - _now_ms()),
                                           expect_user=self._users[eff.bank])
@@ -249,6 +254,31 @@ class Transfers:
                 self.broker.forget(cid)
         return self._decide(rec, decided)
 
+    def _prepare_locally(self, msg: P.Prepare) -> Future:
+        """This bank's own legs: the same participant step, called directly instead of through
+        the broker (same transaction, same durability before the vote counts)."""
+        fut: Future = Future()
+        try:
+            vote = self._on_prepare(msg)
+            if vote is None:
+                raise E.DomainError("a PREPARE of ours differs from the first one")
+            fut.set_result(P.encode(self.bank_id, vote))
+        except Exception as e:  # noqa: BLE001 - becomes an ABORT (rule 5)
+            log.exception("transfer %s: local prepare failed", msg.transfer_id)
+            fut.set_exception(e)
+        return fut
+
+    def _apply_locally(self, decision: P.Decision) -> None:
+        """A decision for this bank's own legs, applied directly; its acknowledgement recorded
+        directly. A failure only means the resolver tries again later."""
+        try:
+            ok, ack = self._on_decision(decision, self.bank_id)
+            if ack is not None and ack[0] == self.bank_id:
+                self._on_decision_ack(ack[1])
+        except Exception:  # noqa: BLE001 - re-sent until acknowledged
+            log.exception("transfer %s: local %s not applied yet; will retry", decision.transfer_id,
+                          decision.outcome)
+
     def _on_vote_future(self, rec: dict, bank: str, fut: Future) -> tuple[dict, list]:
         try:
             body = fut.result()
@@ -256,6 +286,8 @@ class Transfers:
             return C.on_unsent(rec, bank, time.time())
         except BrokerError:
             return C.on_error(rec, bank, "bank_unreachable", time.time())
+        except Exception:  # noqa: BLE001 - this bank's own prepare failed
+            return C.on_error(rec, bank, "error", time.time())
         try:
             env = P.decode(body)
             vote = next(i for i in env.items if isinstance(i, P.VoteMsg))
@@ -303,7 +335,7 @@ class Transfers:
 
     def _perform(self, rec: dict, effects: list) -> None:
         sent: list[Future] = []
-        for eff in effects:
+        for eff in sorted(effects, key=lambda e: isinstance(e, C.SendDecision) and e.bank == self.bank_id):
             if isinstance(eff, C.SendDecision):
                 if len(sent) == 1 and rec["state"] == "committed" and armed("coordinator.after_some_decisions"):
                     sent[0].result(timeout=5)  # make "sent to one participant" true before dying
@@ -314,7 +346,10 @@ class Transfers:
     def _send_decision(self, tid: str, bank: str, outcome: str) -> Future:
         """Fire and forget: a decision is re-sent until acknowledged, so a failed publish only
         needs a log line."""
-        if self.broker is None:
+        if self.broker is None or bank == self.bank_id:
+            if bank == self.bank_id:
+                self._count("decisions_sent", outcome=outcome)
+                self._apply_locally(P.Decision(transfer_id=tid, outcome=outcome))
             f: Future = Future()
             f.set_result(None)
             return f
@@ -750,6 +785,11 @@ class Transfers:
                 self._ask_outcome(part, outbox)
                 self._ask.sent(tid, now_ms)
         self._ask.forget_except(keys)
+        for item in outbox.pop(self.bank_id, []):
+            if isinstance(item, P.StatusQuery):
+                item = self._on_status_query(item)
+            if isinstance(item, P.Decision):
+                self._apply_locally(item)
         for bank, items in outbox.items():
             self._send_batches(bank, items)
 
