@@ -8,6 +8,7 @@ pause, resume, restart or stop any of them.
 from __future__ import annotations
 
 import ctypes
+import http.client
 import json
 import os
 import signal
@@ -41,7 +42,10 @@ def free_ports(n: int) -> list[int]:
 
 def http_json(method: str, url: str, body: dict | None = None, token: str | None = None,
               headers: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
-    """A tiny JSON client on the standard library (the launcher must not need requests)."""
+    """A tiny JSON client on the standard library (the launcher must not need requests).
+
+    A connection that breaks mid-answer (a bank killed with -9 while replying) raises
+    ConnectionError, an OSError like every other lost reply, never http.client's own errors."""
     data = json.dumps(body).encode() if body is not None else None
     h = {"Content-Type": "application/json"} if body is not None else {}
     if token:
@@ -53,11 +57,16 @@ def http_json(method: str, url: str, body: dict | None = None, token: str | None
             raw = r.read()
             return r.status, (json.loads(raw) if raw else {})
     except urllib.error.HTTPError as e:
-        raw = e.read()
+        try:
+            raw = e.read()
+        except http.client.HTTPException as broken:
+            raise ConnectionError(f"{url}: the answer broke off ({broken!r})") from broken
         try:
             return e.code, json.loads(raw)
         except ValueError:
             return e.code, {"raw": raw.decode(errors="replace")}
+    except http.client.HTTPException as e:
+        raise ConnectionError(f"{url}: the answer broke off ({e!r})") from e
 
 
 def write_config(path: Path, *, consortium: str, broker_url: str, banks: list[dict], **extra) -> Path:
