@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 from broker import BrokerClient, BrokerError
@@ -41,24 +40,15 @@ def audit(config: ConsortiumConfig, timeout_s: float = 5.0) -> dict:
             raise BrokerError(f"no broker at {config.broker_url}")
         deadline = int(time.time() * 1000 + timeout_s * 1000)
         body = P.encode(AUDITOR, P.Audit(deadline_ms=deadline))
-        asked = {}
-        for bank in config.bank_ids:
-            req = client.request(bank, body, expiration_ms=int(timeout_s * 1000),
-                                 expect_user=expected_user(config, bank))
-            asked[req.future] = (bank, req.correlation_id)
         results: dict[str, P.AuditResult] = {}
-        while asked and time.time() * 1000 < deadline:
-            done, _ = wait(list(asked), timeout=deadline / 1000 - time.time(), return_when=FIRST_COMPLETED)
-            for fut in done:
-                bank, cid = asked.pop(fut)
-                try:
-                    res = next(i for i in P.decode(fut.result()).items if isinstance(i, P.AuditResult))
-                except (BrokerError, P.BadMessage, StopIteration):
-                    continue
-                if res.bank == bank:
-                    results[bank] = res
-        for _, cid in asked.values():
-            client.forget(cid)
+        for bank, raw in client.gather(config.bank_ids, body, deadline_s=deadline / 1000,
+                                       expect_user=lambda b: expected_user(config, b)).items():
+            try:
+                res = next(i for i in P.decode(raw).items if isinstance(i, P.AuditResult))
+            except (P.BadMessage, StopIteration):
+                continue
+            if res.bank == bank:
+                results[bank] = res
     finally:
         client.stop()
     return summarize(config, results)

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -333,6 +333,33 @@ class BrokerClient:
                     fut.set_exception(exc if isinstance(exc, NotSent) else NotSent(str(exc)))
         sent.add_done_callback(on_sent)
         return PendingReply(cid, fut)
+
+    def gather(self, banks: list[str], body: bytes, *, deadline_s: float,
+               expect_user: Callable[[str], str | None] = lambda bank: None) -> dict[str, bytes]:
+        """Scatter-gather: the same request to every bank, and the replies that arrive before
+        the deadline (banks that did not answer are simply absent)."""
+        asked: dict[Future, tuple[str, str]] = {}
+        ttl_ms = max(1, int((deadline_s - time.time()) * 1000))
+        for bank in banks:
+            req = self.request(bank, body, expiration_ms=ttl_ms, expect_user=expect_user(bank))
+            asked[req.future] = (bank, req.correlation_id)
+        replies: dict[str, bytes] = {}
+        try:
+            while asked:
+                left = deadline_s - time.time()
+                if left <= 0:
+                    break
+                done, _ = wait(list(asked), timeout=left, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    bank, cid = asked.pop(fut)
+                    try:
+                        replies[bank] = fut.result()
+                    except BrokerError:
+                        pass
+        finally:
+            for _, cid in asked.values():
+                self.forget(cid)
+        return replies
 
     def forget(self, correlation_id: str) -> None:
         with self._lock:

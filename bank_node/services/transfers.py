@@ -667,8 +667,6 @@ class Transfers:
         cpf = normalize_cpf(cpf)
         ttl = self.config.timeouts.lookup_ttl_ms
         deadline = _now_ms() + ttl
-        asked: dict[Future, str] = {}
-        cids = []
         missing: set[str] = set(self.config.bank_ids)
         accounts: list[dict] = []
         # This bank answers for itself directly: its own accounts never depend on the broker.
@@ -676,31 +674,16 @@ class Transfers:
         missing.discard(self.bank_id)
         if self.broker is not None:
             body = P.encode(self.bank_id, P.Lookup(cpf=cpf, requester=requester, deadline_ms=deadline))
-            for bank in self.config.bank_ids:
-                if bank == self.bank_id:
+            others = [b for b in self.config.bank_ids if b != self.bank_id]
+            for bank, raw in self.broker.gather(others, body, deadline_s=deadline / 1000,
+                                                expect_user=self._users.get).items():
+                try:
+                    res = next(i for i in P.decode(raw).items if isinstance(i, P.LookupResult))
+                except (P.BadMessage, StopIteration):
                     continue
-                req = self.broker.request(bank, body, expiration_ms=ttl,
-                                          expect_user=self._users[bank])
-                asked[req.future] = bank
-                cids.append(req.correlation_id)
-            while asked:
-                left = (deadline - _now_ms()) / 1000
-                if left <= 0:
-                    break
-                done, _ = wait(list(asked), timeout=left, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    bank = asked.pop(fut)
-                    try:
-                        env = P.decode(fut.result())
-                        res = next(i for i in env.items if isinstance(i, P.LookupResult))
-                    except (BrokerError, P.BadMessage, StopIteration):
-                        continue
-                    if res.bank != bank:
-                        continue
+                if res.bank == bank:
                     missing.discard(bank)
                     results.append((bank, [a.model_dump(exclude_none=True) for a in res.accounts]))
-            for cid in cids:
-                self.broker.forget(cid)
         for bank, summaries in results:
             for a in summaries:
                 if a["bank"] != bank:

@@ -97,6 +97,16 @@ class LoopbackPort:
     def forget(self, correlation_id: str) -> None:
         self.net.waiters.pop(correlation_id, None)
 
+    def gather(self, banks: list[str], body: bytes, *, deadline_s: float, expect_user=None) -> dict[str, bytes]:
+        """Delivery is synchronous here: every bank that exists has answered on return."""
+        replies = {}
+        for bank in banks:
+            pending = self.request(bank, body, expiration_ms=1000)
+            if pending.future.done():
+                replies[bank] = pending.future.result()
+            self.forget(pending.correlation_id)
+        return replies
+
     def consumer_count(self, bank: str) -> Future:
         return done(1 if bank in self.net.nodes else None)
 
