@@ -40,7 +40,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.provision import delete_namespace
+from broker.errors import BrokerError
+from broker.provision import delete_namespace, rabbitmqctl
 
 from .client import Customer
 from .cluster import Cluster, free_ports, write_config
@@ -380,15 +381,11 @@ class Chaos:
 
 
 # ----------------------------------------------------------------------------------- broker faults
-BROKER_NODE: list[str] = []  # ["-n", NODE] when the run's broker is not the default node
+BROKER_NODE: list[str | None] = [None]  # the rabbitmqctl node of the run's broker (None: the default)
 
 
 def _rabbitmqctl(*args: str, timeout: float = 60) -> str:
-    out = subprocess.run(["rabbitmqctl", "-q", *BROKER_NODE, *args], capture_output=True, text=True,
-                         timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stderr.strip() or out.stdout.strip()}")
-    return out.stdout
+    return rabbitmqctl(list(args), BROKER_NODE[0], timeout)
 
 
 def close_connections(namespace: str) -> int:
@@ -402,7 +399,7 @@ def close_connections(namespace: str) -> int:
             try:
                 _rabbitmqctl("close_connection", pid, "chaos nemesis")
                 closed += 1
-            except RuntimeError:
+            except BrokerError:
                 pass
     return closed
 
@@ -417,7 +414,7 @@ def ensure_broker_running() -> None:
         return
     try:
         _rabbitmqctl("await_startup", timeout=120)
-    except RuntimeError:
+    except BrokerError:
         _rabbitmqctl("start_app")
 
 
@@ -504,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     private = None
     if args.broker_node:
-        BROKER_NODE[:] = ["-n", args.broker_node]
+        BROKER_NODE[0] = args.broker_node
     elif "broker" in faults:
         private = PrivateBroker()
         if not args.quiet:
@@ -512,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         private.start()
         url = private.url
-        BROKER_NODE[:] = ["-n", private.node]
+        BROKER_NODE[0] = private.node
     chaos = Chaos(args.seed, args.duration, args.banks, args.clients, args.people, faults, url, workdir,
                   args.ttl_ms, args.quiet)
     try:

@@ -85,12 +85,13 @@ def ensure_passwords(path: Path, principals: list[str]) -> dict[str, str]:
     return existing
 
 
-def _ctl(args: list[str], node: str | None) -> str:
+def rabbitmqctl(args: list[str], node: str | None = None, timeout: float = 60) -> str:
+    """Run one rabbitmqctl command (on ``node``, default the local default node)."""
     cmd = ["rabbitmqctl", "-q"] + (["-n", node] if node else []) + args
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as e:
-        raise BrokerError("rabbitmqctl is not installed: cannot create the banks' broker users") from e
+        raise BrokerError("rabbitmqctl is not installed on this machine") from e
     if out.returncode != 0:
         raise BrokerError(f"rabbitmqctl {args[0]}: {(out.stderr or out.stdout).strip()}")
     return out.stdout
@@ -122,7 +123,7 @@ def provision(namespace: str, passwords: dict[str, str], vhost: str = "/", node:
         json.dump(definitions(namespace, passwords, vhost), f)
     try:
         os.chmod(f.name, 0o644)  # the broker's own user reads it
-        _ctl(["import_definitions", f.name], node)
+        rabbitmqctl(["import_definitions", f.name], node)
     finally:
         os.unlink(f.name)
 
@@ -130,7 +131,7 @@ def provision(namespace: str, passwords: dict[str, str], vhost: str = "/", node:
 def deprovision(namespace: str, principals: list[str], node: str | None = None) -> None:
     for p in principals:
         try:
-            _ctl(["delete_user", user_of(namespace, p)], node)
+            rabbitmqctl(["delete_user", user_of(namespace, p)], node)
         except BrokerError:
             pass
 
