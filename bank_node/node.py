@@ -59,7 +59,7 @@ class BankNode:
 
     def refresh_gauges(self) -> None:
         """Gauges are read from the ledger at scrape time, so they are never stale."""
-        counts = self.transfers.in_doubt()
+        counts = self.transfers.figures()
         self.metrics.in_doubt.set(counts["prepared_legs"] + counts["preparing"])
         self.metrics.unacknowledged.set(counts["unacknowledged_decisions"])
         self.metrics.holds.set(counts["holds"])
@@ -77,7 +77,7 @@ class BankNode:
 
     def health(self) -> dict:
         db_ok = self.store.ping()
-        counts = self.transfers.in_doubt() if db_ok else {}
+        counts = self.transfers.figures() if db_ok else {}
         broker = "connected" if self.broker is not None and self.broker.connected else \
             ("disabled" if self.broker is None else "disconnected")
         return {

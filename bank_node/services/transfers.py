@@ -455,7 +455,7 @@ class Transfers:
                     self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
             elif isinstance(item, P.Audit):
                 if d.reply_to and _now_ms() <= item.deadline_ms:
-                    c = self.in_doubt()
+                    c = self.figures()
                     result = P.AuditResult(
                         bank=self.bank_id, accounts=c["accounts"], balance_total=c["balance_total"],
                         deposits_total=c["deposits_total"], withdrawals_total=c["withdrawals_total"],
@@ -788,7 +788,8 @@ class Transfers:
                 outbox.setdefault(peer, []).append(to_peer)
 
     # ===================================================================== figures
-    def in_doubt(self) -> dict:
+    def figures(self) -> dict:
+        """The ledger's totals and the 2PC work in progress (health, metrics, audit)."""
         with self.store.transaction(write=False) as tx:
             return tx.counts()
 
