@@ -9,9 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Only the runtime part of requirements.txt (everything above its "# Tests" line).
+# Only the runtime part of requirements.txt (everything above its "# Tools" line).
 COPY requirements.txt .
-RUN awk '/^# Tests/ {exit} {print}' requirements.txt > /tmp/runtime.txt \
+RUN awk '/^# Tools/ {exit} {print}' requirements.txt > /tmp/runtime.txt \
     && pip install -r /tmp/runtime.txt \
     && rm /tmp/runtime.txt
 
