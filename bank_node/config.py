@@ -2,7 +2,7 @@
 
 The file is validated with pydantic at start-up so that a typo stops the bank with a message
 naming the file and the bad key, instead of surfacing later as a strange runtime error.
-Only ``AMQP_URL`` is read from the environment (CONTRACT section 6); tests override by
+Only ``AMQP_URL`` is read from the environment; tests override by
 writing their own file (each test gets its own consortium name, ports and data folder).
 """
 from __future__ import annotations

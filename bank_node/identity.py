@@ -1,5 +1,5 @@
 """Who is who on the broker: the URL a bank connects with, and the user each principal's
-messages must carry (CONTRACT: every handler checks the sender; issue "trust no one")."""
+messages must carry (every handler checks the sender)."""
 from __future__ import annotations
 
 import os

@@ -15,12 +15,11 @@ import uuid
 import pika
 import pytest
 
-from bank_node.cluster import Cluster, free_ports, write_config
+from tools.consortia import LOCAL_AMQP, TEST_SECURITY, free_ports, write_config
+from tools.supervisor import Cluster
 from broker.provision import delete_namespace  # noqa: F401 - tests import it from here
 from bank_node.config import WEAK_HASHING_ENV
 from bank_node.domain.documents import make_cpf
-
-LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 # Banks started by tests hash passwords cheaply. make_cluster says so in the file it writes
 # (security.allow_weak_hashing_for_tests); this covers the tests that write their own file
@@ -67,8 +66,7 @@ def make_cluster(tmp_path, amqp_url, namespace):
         ports = free_ports(len(banks))
         overrides.setdefault("timeouts", {"prepare_ttl_ms": 3000, "decision_resend_ms": 300,
                                           "status_query_ms": 300, "retry_cap_ms": 1000})
-        overrides.setdefault("security", {"argon2_time_cost": 1, "argon2_memory_kib": 1024,
-                                          "allow_weak_hashing_for_tests": True})
+        overrides.setdefault("security", dict(TEST_SECURITY))
         cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
                            banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p}
                                   for b, p in zip(banks, ports)], **overrides)

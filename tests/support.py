@@ -5,8 +5,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from bank_node.chaos import read_ledger
-from bank_node.client import Customer
+from tools.chaos.checker import read_ledger
+from tools.api_client import Customer
 
 
 def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):

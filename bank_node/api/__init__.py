@@ -1,4 +1,4 @@
-"""The REST API (CONTRACT section 3): a Flask app factory and one blueprint per feature.
+"""The REST API: a Flask app factory and one blueprint per feature.
 
 Nothing connects at import time: ``create_app(node)`` receives a ready ``BankNode``.
 """

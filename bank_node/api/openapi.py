@@ -1,4 +1,4 @@
-"""GET /api/openapi.json: the REST API (CONTRACT section 3) as an OpenAPI 3.0 document.
+"""GET /api/openapi.json: the REST API as an OpenAPI 3.0 document.
 
 Written by hand, next to the routes it describes, so that it says what the contract
 promises rather than what a framework guessed. It is kept true by tests: schemathesis sends
@@ -57,7 +57,7 @@ SCHEMAS = {
                                     "description": "with too_many_attempts: seconds to wait (also Retry-After)"},
                     "limit": MONEY, "remaining": MONEY},
                    extra=True,
-                   description="RFC 9457 problem details with a stable `code` (CONTRACT section 3)."),
+                   description="RFC 9457 problem details with a stable `code`."),
     "Customer": obj({"bank": BANK_ID, "cpf": CPF, "name": {"type": "string"}}),
     "Session": obj({"token": {"type": "string", "minLength": 32}, "expires_at": TIMESTAMP, "cpf": CPF,
                     "name": {"type": "string"}}),
@@ -267,7 +267,7 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
     return {
         "openapi": "3.0.3",
         "info": {"title": f"Consórcio bank API{' · ' + bank_name if bank_name else ''}", "version": "1",
-                 "description": "The REST API every bank node of the consortium offers (CONTRACT section 3). "
+                 "description": "The REST API every bank node of the consortium offers. "
                                 "Errors are application/problem+json with a stable `code`."},
         "servers": [{"url": "/"}],
         "security": BEARER,

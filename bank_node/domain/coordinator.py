@@ -3,7 +3,7 @@
 The bank where a customer starts a transfer coordinates it. Each function takes the record
 (a plain dict, as stored) and an event, and returns the new record and the effects to perform.
 The runtime writes the record durably *before* performing the effects, which is what makes
-"the COMMIT decision is written durably before any COMMIT is sent" true (CONTRACT section 4,
+"the COMMIT decision is written durably before any COMMIT is sent" true (docs/protocol.md,
 rule 5). With presumed abort, a transfer with no record, or never decided, is aborted.
 
 States: preparing -> committed | aborted. ``participants`` maps each bank to

@@ -1,6 +1,6 @@
 """Domain errors: each carries a stable ``code`` that the API turns into problem+json.
 
-The codes are part of the contract (CONTRACT section 3) and also travel between banks as
+The codes are part of the contract and also travel between banks as
 data inside votes, so they never change meaning.
 """
 from __future__ import annotations

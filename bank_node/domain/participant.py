@@ -3,7 +3,7 @@
 A bank is a participant for every transfer with a leg (a debit or the credit) at one of its
 accounts. The runtime (``bank_node/services/transfers.py``) loads the state inside one local
 transaction, calls a function here, writes what it returns in that same transaction, and only
-after the commit sends the vote or acknowledgement (CONTRACT section 4, rules 1-4).
+after the commit sends the vote or acknowledgement (docs/protocol.md, rules 1-4).
 
 States of a participation: none -> prepared -> committed | aborted, or none -> aborted.
 A participant that voted YES (``prepared``) never leaves that state on its own.

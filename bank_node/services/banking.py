@@ -81,8 +81,8 @@ class Banking:
 
         The first answer is remembered whatever it was: a success, or a refusal that depended
         on the ledger (insufficient funds, not found...). Otherwise a refused withdrawal retried
-        after a deposit would move money the customer was told would not move (CONTRACT
-        section 5, exactly once). Input that fails validation never reaches this point."""
+        after a deposit would move money the customer was told would not move (docs/protocol.md,
+        invariants: exactly once). Input that fails validation never reaches this point."""
         if key is not None and (not (1 <= len(key) <= 200) or not key.isprintable()):
             raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
         refused: E.DomainError | None = None
@@ -140,7 +140,7 @@ class Banking:
             return tx.get_customer(cpf)
 
     def login(self, cpf: str, password: str, client: str | None = None) -> dict:
-        """Check the password and open a session. Throttled (issue 7): after
+        """Check the password and open a session. Throttled: after
         ``security.login_max_failures`` failures for one CPF, or
         ``login_max_failures_per_address`` from one ``client`` address, within
         ``login_window_s``, every login is refused with TooManyAttempts (429, Retry-After)

@@ -4,7 +4,7 @@ Coordinator (``submit``): record the transfer as preparing, send a PREPARE per p
 bank (RPC with TTL and deadline), collect votes until the deadline, write the decision
 durably, and only then send it. Participant (``handle``): every inter-bank message arrives
 here from the broker's worker pool; its effect is committed to the ledger before any reply or
-acknowledgement leaves, and before the AMQP delivery is acked (CONTRACT section 4).
+acknowledgement leaves, and before the AMQP delivery is acked (docs/protocol.md, rule 1).
 
 A background resolver keeps the protocol live after faults: it re-sends unacknowledged
 decisions (with capped backoff), aborts transfers left undecided by a crash, and makes every

@@ -56,6 +56,10 @@ class Tx(Protocol):
 
     # operator figures (health, metrics, invariant checks)
     def counts(self) -> dict: ...
+    def operator_view(self, now: float) -> dict: ...
+    def ledger_snapshot(self) -> dict:
+        """Balances, journal sums, holds, 2PC states and transfer entries: what the chaos checker
+        and the tests compare across banks."""
 
 
 class Store(Protocol):

@@ -2,7 +2,7 @@
 
 WAL mode with ``synchronous=FULL``: a transaction that returned from COMMIT is on disk, so a
 reply, vote or acknowledgement sent after it reports something that survives kill -9
-(CONTRACT section 4, rule 1). Writes open with ``BEGIN IMMEDIATE`` so a check-and-write never
+(docs/protocol.md, rule 1). Writes open with ``BEGIN IMMEDIATE`` so a check-and-write never
 races another writer. Each thread has its own connection (sqlite3 objects are not shareable).
 """
 from __future__ import annotations
@@ -289,6 +289,21 @@ class SqliteTx:
             "coordinated_by_state": by("SELECT state, COUNT(*) FROM coordinated GROUP BY state ORDER BY state"),
             "participations_by_state": by("SELECT state, COUNT(*) FROM participations GROUP BY state ORDER BY state"),
             "in_doubt": in_doubt, "unacknowledged": unacked, "holds": holds,
+        }
+
+    def ledger_snapshot(self) -> dict:
+        """Everything an invariant checker compares across banks, read in one transaction."""
+        q = lambda sql: self.c.execute(sql).fetchall()  # noqa: E731
+        return {
+            "balances": dict(q("SELECT number, balance FROM accounts")),
+            "journal": dict(q("SELECT number, SUM(amount) FROM entries GROUP BY number")),
+            "holds": q("SELECT transfer_id, number, amount FROM holds"),
+            "participations": dict(q("SELECT transfer_id, state FROM participations")),
+            "coordinated": dict(q("SELECT transfer_id, state FROM coordinated")),
+            "pending_acks": [r[0] for r in q("SELECT transfer_id FROM coordinated WHERE pending_acks > 0")],
+            "transfer_entries": q("SELECT transfer_id, number, kind, amount FROM entries WHERE transfer_id IS NOT NULL"),
+            "deposits": q("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'deposit'")[0][0],
+            "withdrawals": q("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind = 'withdrawal'")[0][0],
         }
 
     def counts(self) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bank_node.client import Customer
+from tools.api_client import Customer
 from bank_node.domain.documents import format_cpf
 
 pytestmark = pytest.mark.e2e

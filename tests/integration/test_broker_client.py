@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bank_node.chaos import close_connections
+from tools.rabbit import BrokerControl
 from broker import BrokerClient, NotSent, Unroutable
 from broker.provision import delete_namespace
 from tests.support import wait_until
@@ -83,7 +83,7 @@ def test_consumer_resumes_after_its_connection_is_closed_by_the_broker(clients, 
     alfa.publish("beta", b"before").result(5)
     wait_until(lambda: b"before" in got, 10)
     reconnects = beta.reconnects
-    assert close_connections(namespace) >= 2
+    assert BrokerControl().close_connections(namespace) >= 2
     wait_until(lambda: beta.reconnects > reconnects and beta.connected and alfa.connected, 20, "both reconnected")
     alfa.publish("beta", b"after").result(5)
     wait_until(lambda: b"after" in got, 10, "consuming again")

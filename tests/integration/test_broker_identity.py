@@ -1,4 +1,4 @@
-"""Banks on the broker prove who they are (issue "trust no one").
+"""Banks on the broker prove who they are.
 
 Each bank connects as its own RabbitMQ user, may consume only its own queue, and stamps
 every message with the broker-checked ``user_id``. A receiver refuses, counts and
@@ -17,7 +17,7 @@ import uuid
 import pika
 import pytest
 
-from bank_node import ops
+from tools import ops
 from bank_node import protocol as P
 from bank_node.config import load_config
 from broker.provision import deprovision, provision, user_of, with_credentials

@@ -12,7 +12,8 @@ import shutil
 
 import pytest
 
-from bank_node import chaos
+from tools import chaos
+from tools.chaos.__main__ import main as chaos_main
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ def test_chaos_run_keeps_every_invariant(tmp_path, amqp_url, capsys):
     out = tmp_path / "summary.json"
     seed = int(os.environ.get("CHAOS_SEED", "20261127"))
     duration = os.environ.get("CHAOS_DURATION", "45")
-    code = chaos.main(["--seed", str(seed), "--duration", duration, "--faults", faults,
+    code = chaos_main(["--seed", str(seed), "--duration", duration, "--faults", faults,
                        "--json", str(out), "--workdir", str(tmp_path / "run")])
     printed = capsys.readouterr().out
     summary = json.loads(out.read_text())

@@ -1,5 +1,5 @@
 """The crash-point matrix: a bank dies with SIGKILL at each named point of the protocol, is
-restarted, and the transfer ends the way CONTRACT section 4 says, with no hold left.
+restarted, and the transfer ends the way docs/protocol.md says, with no hold left.
 
 alfa coordinates a transfer of 10.00 from alfa and 20.00 from beta into gama. Coordinator
 points are armed at alfa, participant points at beta (``CONSORCIO_CRASH_AT``, see

@@ -1,5 +1,5 @@
 """A bank process loses nothing it acknowledged to kill -9, and stops gracefully on SIGTERM
-(CONTRACT sections 5 and 6; issue 2)."""
+(docs/protocol.md, invariants)."""
 from __future__ import annotations
 
 import signal
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from bank_node.client import Customer
+from tools.api_client import Customer
 
 pytestmark = pytest.mark.integration
 

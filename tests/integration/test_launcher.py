@@ -1,4 +1,4 @@
-"""The one-command local consortium (issue 6, CONTRACT section 6): ``python -m bank_node.launch``
+"""The one-command local consortium : ``python -m tools.launch``
 starts every bank of the config, prints each bank's URL once all are healthy, streams their logs
 with the bank id in front, and on SIGINT stops them all, leaving no process behind.
 
@@ -21,9 +21,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bank_node.cluster import ROOT, free_ports, http_json, write_config
+from tools.consortia import free_ports, write_config
+from tools.http import http_json
+from tools.supervisor import ROOT
 from bank_node.config import load_config
-from bank_node.launch import BANK_IDS, LaunchError, consortium_of_size, plan_broker_start
+from tools.consortia import BANK_IDS
+from tools.launch import LaunchError, consortium_of_size, plan_broker_start
 from tests.conftest import delete_namespace
 
 pytestmark = pytest.mark.integration
@@ -38,7 +41,7 @@ class Launched:
     def __init__(self, *args: str):
         env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bank_node.launch", *args], cwd=str(ROOT), env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "tools.launch", *args], cwd=str(ROOT), env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self.lines: list[str] = []

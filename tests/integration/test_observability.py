@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from bank_node import ops
-from bank_node.cluster import ROOT
+from tools import ops
+from tools.supervisor import ROOT
 from bank_node.config import load_config
 from tests.support import customer_everywhere, wait_until
 
@@ -86,7 +86,7 @@ def test_operator_view_shows_holds_and_doubt(busy):
         t.join(30)
     finally:
         cluster["gama"].resume()
-    out = subprocess.run([sys.executable, "-m", "bank_node.ops", "view", "--config", str(cluster.config_path),
+    out = subprocess.run([sys.executable, "-m", "tools.ops", "view", "--config", str(cluster.config_path),
                           "--bank", "beta"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "holds:" in out.stdout and "in doubt:" in out.stdout
 
@@ -96,7 +96,7 @@ def test_audit_agrees_after_transfers_and_catches_a_tampered_ledger(busy):
     for amount in ("10.00", "20.00", "30.00"):
         ana.transfer("alfa", [("alfa", acc["alfa"], amount), ("beta", acc["beta"], "1.00")], ("gama", acc["gama"]))
     ana.withdraw("gama", acc["gama"], "15.00")
-    out = subprocess.run([sys.executable, "-m", "bank_node.ops", "audit", "--config", str(cluster.config_path)],
+    out = subprocess.run([sys.executable, "-m", "tools.ops", "audit", "--config", str(cluster.config_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "the consortium's money adds up" in out.stdout

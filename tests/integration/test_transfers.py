@@ -1,4 +1,4 @@
-"""Two-phase commit across real bank processes and a real RabbitMQ (CONTRACT sections 4 and 5)."""
+"""Two-phase commit across real bank processes and a real RabbitMQ (docs/protocol.md)."""
 from __future__ import annotations
 
 import random
@@ -11,7 +11,7 @@ import pika
 import pytest
 
 from bank_node import protocol as P
-from bank_node.client import Customer
+from tools.api_client import Customer
 from tests.support import customer_everywhere, ledger, wait_until
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The REST API of one bank (CONTRACT section 3) through Flask's test client, with no broker.
+"""The REST API of one bank through Flask's test client, with no broker.
 
 Every route that does not need another bank, every error code, authorization per object,
 Idempotency-Key, and a batch of hostile bodies that must never produce a 500.

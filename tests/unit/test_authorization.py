@@ -1,4 +1,4 @@
-"""Per-object authorization, route by route (issue 7): another customer's account number or
+"""Per-object authorization, route by route: another customer's account number or
 transfer id gives 403/404 and never data, and changes nothing.
 
 The routes come from the Flask url_map: every /api route with a path argument must have a

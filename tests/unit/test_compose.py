@@ -1,4 +1,4 @@
-"""docker-compose.yml, the Dockerfile and consorcio.yml must agree (issue 6).
+"""docker-compose.yml, the Dockerfile and consorcio.yml must agree.
 
 No Docker engine runs on our machines, so these tests read the files as Docker would: one
 service per bank of consorcio.yml with the same id and port, each pointed at the compose broker,
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bank_node.cluster import write_config
+from tools.consortia import write_config
 from bank_node.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_each_bank_service_matches_its_bank_in_consorcio_yml(config, compose, ba
     amqp = urllib.parse.urlsplit(env["AMQP_URL"])
     assert (amqp.scheme, amqp.hostname, amqp.port or 5672) == ("amqp", "rabbitmq", 5672)
     # Each bank is its own broker user: no shared credentials in the file, its password from
-    # the env file that `python -m bank_node.ops broker-secrets` writes.
+    # the env file that `python -m tools.ops broker-secrets` writes.
     assert config.broker_auth.mode == "per_bank"
     assert (amqp.username, amqp.password) == (None, None)
     assert svc["env_file"] in (f"./secrets/{bank_id}.env", [f"./secrets/{bank_id}.env"])
@@ -193,8 +193,8 @@ def test_the_healthcheck_command_reads_the_bank_port_from_the_config(tmp_path, c
 
 
 def test_broker_loads_the_users_that_broker_secrets_writes(tmp_path, config, compose):
-    """issue 7: compose gives every bank its own broker user, loaded from a definitions file."""
-    from bank_node.ops import broker_secrets
+    """compose gives every bank its own broker user, loaded from a definitions file."""
+    from tools.ops import broker_secrets
     from broker.provision import permissions, user_of
     rabbit = compose["services"]["rabbitmq"]
     mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in rabbit["volumes"]}

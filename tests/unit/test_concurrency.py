@@ -1,8 +1,8 @@
-"""50 concurrent withdrawals of 10.00 from 100.00 give exactly 10 successes (issue 2).
+"""50 concurrent withdrawals of 10.00 from 100.00 give exactly 10 successes.
 
 Every check-and-write runs in one BEGIN IMMEDIATE transaction on a real SQLite file, so no two
 withdrawals can both see the same balance; withdrawals and PREPAREs see each other's holds
-(CONTRACT section 4, rule 8). Threads start together on a barrier to make the race real.
+(docs/protocol.md, rule 8). Threads start together on a barrier to make the race real.
 """
 from __future__ import annotations
 

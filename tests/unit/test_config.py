@@ -1,5 +1,5 @@
 """consorcio.yml: validated at start-up with errors naming the file and the bad key; AMQP_URL wins
-(CONTRACT section 6, issue 2)."""
+."""
 from __future__ import annotations
 
 import copy

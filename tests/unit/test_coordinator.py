@@ -1,6 +1,6 @@
 """The coordinator of two-phase commit as tables: (record, event) -> (effects, new record).
 
-CONTRACT section 4, rule 5: COMMIT only when every leg voted YES before the deadline, the
+docs/protocol.md, rule 5: COMMIT only when every leg voted YES before the deadline, the
 decision persisted before it is sent; no vote by the deadline, any NO or any error is ABORT;
 presumed abort answers a status question about a transfer with no record. Rule 7: recovery.
 """

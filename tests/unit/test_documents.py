@@ -1,4 +1,4 @@
-"""CPF and CNPJ: check digits validated, punctuation optional, stored as digits (CONTRACT section 2)."""
+"""CPF and CNPJ: check digits validated, punctuation optional, stored as digits."""
 from __future__ import annotations
 
 import pytest

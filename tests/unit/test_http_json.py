@@ -1,4 +1,4 @@
-"""bank_node.cluster.http_json, the standard-library client of the tools and tests: an answer
+"""tools.http.http_json, the standard-library client of the tools and tests: an answer
 that breaks off mid-body (a bank killed with -9 while replying) is a ConnectionError, an
 OSError like any other lost reply, so callers that count lost replies see it as one."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from bank_node.cluster import http_json
+from tools.http import http_json
 
 
 def serve_once(response: bytes) -> int:

@@ -1,4 +1,4 @@
-"""Amount limits per operation and per day per account, configurable per bank (issue 7).
+"""Amount limits per operation and per day per account, configurable per bank.
 
 Deposits and withdrawals are checked by the bank's service; transfer debits by the bank that
 holds the debited account, while it prepares its leg (participant.check_legs), with the holds

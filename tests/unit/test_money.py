@@ -1,4 +1,4 @@
-"""Money crosses the API only as a string with at most two decimals (CONTRACT section 2).
+"""Money crosses the API only as a string with at most two decimals.
 
 Inside it is integer cents; a float, a JSON number, NaN or an exponent never becomes money.
 """

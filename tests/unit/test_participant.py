@@ -1,6 +1,6 @@
 """The participant of two-phase commit as tables: (state, event) -> (effects, new state).
 
-CONTRACT section 4: rule 2 (every handler idempotent), rule 3 (check, hold, record, then YES),
+docs/protocol.md: rule 2 (every handler idempotent), rule 3 (check, hold, record, then YES),
 rule 4 (a YES voter never decides on its own), rule 6 (a late PREPARE, or one for a transfer
 already aborted, is answered NO).
 """

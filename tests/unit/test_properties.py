@@ -1,4 +1,4 @@
-"""Property tests (issue 7, hostile input): parsing never crashes and never accepts what it
+"""Property tests (hostile input): parsing never crashes and never accepts what it
 should refuse; the inter-bank wire format refuses garbage with BadMessage only; the message
 handler survives any body and settles every delivery exactly once.
 

@@ -1,4 +1,4 @@
-"""Hostile input against the whole REST API, generated from its own OpenAPI document (issue 7).
+"""Hostile input against the whole REST API, generated from its own OpenAPI document.
 
 schemathesis reads GET /api/openapi.json from the Flask app (WSGI, no network, no broker) and
 sends a bounded number of generated requests to every operation, as a logged-in customer

@@ -1,4 +1,4 @@
-"""Customers on the API (issue 7): login and registration throttling, password rules, and
+"""Customers on the API: login and registration throttling, password rules, and
 argon2id settings at least OWASP's outside test consortia."""
 from __future__ import annotations
 

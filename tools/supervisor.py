@@ -1,6 +1,6 @@
 """Run a whole consortium of bank processes on this machine, and supervise them.
 
-Used by the one-command launcher (``python -m bank_node.launch``), by the integration tests
+Used by the one-command launcher (``python -m tools.launch``), by the integration tests
 and by the chaos workload: start every bank of a config as its own process, wait until each
 answers ``/api/health`` (a condition with a deadline, never a fixed sleep), and kill -9,
 pause, resume, restart or stop any of them.
@@ -8,71 +8,21 @@ pause, resume, restart or stop any of them.
 from __future__ import annotations
 
 import ctypes
-import http.client
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
+from .http import http_json
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-def http_json(method: str, url: str, body: dict | None = None, token: str | None = None,
-              headers: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
-    """A tiny JSON client on the standard library (the launcher must not need requests).
-
-    A connection that breaks mid-answer (a bank killed with -9 while replying) raises
-    ConnectionError, an OSError like every other lost reply, never http.client's own errors."""
-    data = json.dumps(body).encode() if body is not None else None
-    h = {"Content-Type": "application/json"} if body is not None else {}
-    if token:
-        h["Authorization"] = f"Bearer {token}"
-    h.update(headers or {})
-    req = urllib.request.Request(url, data=data, method=method, headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else {})
-    except urllib.error.HTTPError as e:
-        try:
-            raw = e.read()
-        except http.client.HTTPException as broken:
-            raise ConnectionError(f"{url}: the answer broke off ({broken!r})") from broken
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, {"raw": raw.decode(errors="replace")}
-    except http.client.HTTPException as e:
-        raise ConnectionError(f"{url}: the answer broke off ({e!r})") from e
-
-
-def write_config(path: Path, *, consortium: str, broker_url: str, banks: list[dict], **extra) -> Path:
-    doc = {"consortium": consortium, "broker_url": broker_url, "banks": banks, **extra}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def _parent_death_signal() -> Callable[[], None] | None:

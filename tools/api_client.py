@@ -1,4 +1,4 @@
-"""A small client of the REST API (CONTRACT section 3), on the standard library.
+"""A small client of the public REST API, on the standard library.
 
 Used by the tests, the chaos workload and the operator tools; it speaks only the public API.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from .cluster import http_json
+from .http import http_json
 
 
 class ApiError(Exception):

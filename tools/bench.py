@@ -1,6 +1,6 @@
 """Throughput and latency of cross-bank transfers, every write durable.
 
-    python -m bank_node.bench [--transfers 600] [--clients 16] [--banks 3] [--legs 2]
+    python -m tools.bench [--transfers 600] [--clients 16] [--banks 3] [--legs 2]
 
 Starts its own consortium (own broker namespace, ports and data folder), creates customers
 with an account in every bank, then runs concurrent clients that issue transfers of
@@ -26,10 +26,11 @@ from pathlib import Path
 
 from broker.provision import delete_namespace
 
-from .chaos import BANK_IDS, LOCAL_AMQP
-from .client import Customer
-from .cluster import Cluster, free_ports, write_config
-from .domain.documents import make_cpf
+from bank_node.domain.documents import make_cpf
+
+from .api_client import Customer
+from .consortia import BANK_IDS, LOCAL_AMQP, TEST_SECURITY, bank_entries, free_ports, write_config
+from .supervisor import Cluster
 
 
 def run(transfers: int, clients: int, banks: int, legs: int, amqp_url: str, workdir: Path,
@@ -37,11 +38,8 @@ def run(transfers: int, clients: int, banks: int, legs: int, amqp_url: str, work
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     ids = BANK_IDS[:banks]
     cfg = write_config(workdir / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
-                       banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p}
-                              for b, p in zip(ids, free_ports(banks))],
-                       http_threads=max(24, clients + 8),
-                       security={"argon2_time_cost": 1, "argon2_memory_kib": 1024,
-                                     "allow_weak_hashing_for_tests": True})
+                       banks=bank_entries(free_ports(banks)),
+                       http_threads=max(24, clients + 8), security=TEST_SECURITY)
     cluster = Cluster(cfg, workdir / "data")
     try:
         cluster.start()
@@ -99,7 +97,7 @@ def run(transfers: int, clients: int, banks: int, legs: int, amqp_url: str, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bank_node.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--transfers", type=int, default=600)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--banks", type=int, default=3, choices=range(2, len(BANK_IDS) + 1))

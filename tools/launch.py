@@ -1,6 +1,6 @@
-"""python -m bank_node.launch [--config consorcio.yml] [--banks N] [--data-dir data]
+"""python -m tools.launch [--config consorcio.yml] [--banks N] [--data-dir data]
 
-The whole consortium on one machine with one command (CONTRACT section 6): make sure a RabbitMQ
+The whole consortium on one machine with one command : make sure a RabbitMQ
 answers on the configured broker URL (starting the local one, or installing Debian's package when
 running as root, or saying exactly what to run), start every bank as its own process, wait until
 each answers ``/api/health`` with its broker connected, print each bank's URL, stream every bank's
@@ -8,7 +8,7 @@ log with its id in front, and on Ctrl-C / SIGTERM stop them all (and the broker,
 started it) so that no process is left behind. With ``broker_auth: {mode: per_bank}`` it also
 creates each bank's own broker user (development passwords in a secrets file beside the data).
 
-Process supervision is :class:`bank_node.cluster.Cluster`, the same code the integration tests
+Process supervision is :class:`tools.supervisor.Cluster`, the same code the integration tests
 use, so what the README promises is what the tests exercise.
 """
 from __future__ import annotations
@@ -28,13 +28,11 @@ from typing import Callable
 
 import yaml
 
-from .cluster import Cluster
-from .config import ConfigError, ConsortiumConfig, load_config
+from bank_node.config import ConfigError, ConsortiumConfig, load_config
 
-#: Bank ids for ``--banks N``, in order (the first three are those of consorcio.yml).
-BANK_IDS = ("alfa", "beta", "gama", "delta", "epsilon", "zeta", "eta", "teta", "iota", "capa", "lambda",
-            "mi", "ni", "csi", "omicron", "pi", "ro", "sigma", "tau", "ipsilon", "fi", "qui", "psi", "omega")
-COLORS = ("#1f6feb", "#2da44e", "#bf3989", "#d4a72c", "#8250df", "#cf222e", "#1b7c83", "#bc4c00")
+from .consortia import BANK_IDS, COLORS
+from .supervisor import Cluster
+
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
 SBIN_PATH = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
 
@@ -218,7 +216,7 @@ class Launcher:
                 # Development passwords of the banks' broker users, kept with the data (never committed).
                 doc = {**doc, "broker_auth": {**raw["broker_auth"], "secrets_file": str(data_root / "broker-secrets.yml")}}
             path = data_root / name
-            path.write_text(f"# Written by python -m bank_node.launch from {self.args.config}; edit that file "
+            path.write_text(f"# Written by python -m tools.launch from {self.args.config}; edit that file "
                             f"instead.\n" + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
             try:
                 config = load_config(path)
@@ -233,7 +231,7 @@ class Launcher:
             return
         from broker.errors import BrokerError
         from broker.provision import ensure_passwords, provision, vhost_of
-        from .identity import AUDITOR
+        from bank_node.identity import AUDITOR
         secrets_path = Path(config.broker_auth.secrets_file)
         try:
             passwords = ensure_passwords(secrets_path, [*config.bank_ids, AUDITOR])
@@ -391,7 +389,7 @@ class Launcher:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bank_node.launch",
+    ap = argparse.ArgumentParser(prog="python -m tools.launch",
                                  description="Run the whole consortium on this machine: a RabbitMQ if none "
                                              "answers, then every bank as its own process. Ctrl-C stops all.")
     ap.add_argument("--config", default="consorcio.yml", help="consortium file (default: consorcio.yml)")

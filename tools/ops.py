@@ -1,14 +1,14 @@
 """Operator commands.
 
-    python -m bank_node.ops audit [--config consorcio.yml]
+    python -m tools.ops audit [--config consorcio.yml]
         Asks every bank, through the broker, for its totals and prints whether the money of the
         whole consortium adds up, bank by bank. Exit code 1 when it does not (or a bank is silent).
 
-    python -m bank_node.ops view --bank ID [--config consorcio.yml]
+    python -m tools.ops view --bank ID [--config consorcio.yml]
         A bank's transfers by state, those in doubt with their age, and the holds in place
         (the same figures as the page /operator of that bank).
 
-    python -m bank_node.ops broker-secrets [--config consorcio.yml] [--out secrets]
+    python -m tools.ops broker-secrets [--config consorcio.yml] [--out secrets]
         For docker compose with broker_auth per_bank: development passwords for every bank, the
         auditor and the management UI's admin (kept, if already there), a RabbitMQ definitions
         file with their users and permissions that the broker container loads at start, and
@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 from broker import BrokerClient, BrokerError
-from . import protocol as P
-from .cluster import http_json
-from .config import ConfigError, ConsortiumConfig, load_config
-from .domain.money import format_cents
-from .identity import AUDITOR, broker_url_for, expected_user
+from bank_node import protocol as P
+from bank_node.config import ConfigError, ConsortiumConfig, load_config
+from bank_node.domain.money import format_cents
+from bank_node.identity import AUDITOR, broker_url_for, expected_user
+
+from .http import http_json
 
 
 
@@ -163,7 +164,7 @@ def broker_secrets(config: ConsortiumConfig, out: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bank_node.ops", description="Operator commands.")
+    ap = argparse.ArgumentParser(prog="python -m tools.ops", description="Operator commands.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("audit", help="does the consortium's money add up? (asks every bank through the broker)")
     a.add_argument("--config", default="consorcio.yml")

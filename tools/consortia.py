@@ -1,0 +1,44 @@
+"""Throw-away consortia for the tools and tests: bank ids, free ports, configuration files.
+
+One list of bank ids serves the launcher (``--banks N``), the benchmark, the chaos workload and
+the tests, so that "the fifth bank" is called the same everywhere."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import yaml
+
+#: Bank ids in order (the first three are those of consorcio.yml); ``--banks N`` takes the first N.
+BANK_IDS = ("alfa", "beta", "gama", "delta", "epsilon", "zeta", "eta", "teta", "iota", "capa", "lambda",
+            "mi", "ni", "csi", "omicron", "pi", "ro", "sigma", "tau", "ipsilon", "fi", "qui", "psi", "omega")
+COLORS = ("#1f6feb", "#2da44e", "#bf3989", "#d4a72c", "#8250df", "#cf222e", "#1b7c83", "#bc4c00")
+LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+#: Fast password hashing for throw-away consortia (a production file refuses it).
+TEST_SECURITY = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "allow_weak_hashing_for_tests": True}
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_config(path: Path, *, consortium: str, broker_url: str, banks: list[dict], **extra) -> Path:
+    doc = {"consortium": consortium, "broker_url": broker_url, "banks": banks, **extra}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def bank_entries(ports: list[int], host: str = "127.0.0.1") -> list[dict]:
+    """Banks alfa, beta, ... on the given ports, as entries of a configuration's ``banks``."""
+    if len(ports) > len(BANK_IDS):
+        raise ValueError(f"at most {len(BANK_IDS)} banks")
+    return [{"id": b, "name": f"Banco {b.capitalize()}", "host": host, "port": p, "color": COLORS[i % len(COLORS)]}
+            for i, (b, p) in enumerate(zip(BANK_IDS, ports))]
