@@ -36,9 +36,11 @@ class Timeouts(_Strict):
     """First interval between a prepared participant's questions about the outcome."""
     retry_cap_ms: int = Field(5000, ge=100, le=600_000)
     """Upper bound of both back-offs above."""
-    apply_wait_ms: int = Field(2000, ge=0, le=60_000)
-    """After deciding, how long the coordinator waits for the participants' acknowledgements
-    before answering, so the next balance read shows the transfer (it never changes the outcome)."""
+    decision_resend_limit_s: int = Field(3600, ge=10, le=30 * 24 * 3600)
+    """How long an unacknowledged decision is re-sent. After that the coordinator stops (a
+    participant that never answers, or a bank that reused an id, cannot make it re-send
+    forever) and shows it in the operator view; a participant in doubt still asks, and is
+    answered, for as long as it asks."""
 
 
 def _money_limit(v: Decimal | None) -> Decimal | None:
@@ -74,6 +76,38 @@ class BankLimits(_Strict):
     daily_max_amount: Decimal | None = None
 
     _positive = field_validator("max_amount", "daily_max_amount")(_money_limit)
+
+
+class Settlement(_Strict):
+    net_debit_cap: Decimal = Decimal("10000000.00")
+    """Default net debit cap a bank sets on each peer: how much one peer may owe it (its
+    position plus the credits of pending transfers) before further credits on that peer's word
+    are voted NO (``peer_cap_exceeded``). A bank's entry in ``banks`` may set ``peer_caps``."""
+
+    _positive = field_validator("net_debit_cap")(_money_limit)
+
+
+class Signing(_Strict):
+    """Ed25519 signatures on every inter-bank envelope.
+
+    ``required``: each bank signs what it sends and refuses what is not signed by the bank it
+    claims to come from; PREPAREs, votes and decisions are kept as evidence. Public keys come
+    from each bank's ``public_key`` in ``banks`` (what a real consortium publishes), else from
+    ``<keys_dir>/<bank>.pub``; a bank's private key from ``CONSORCIO_SIGNING_KEY`` (base64) or
+    ``<keys_dir>/<bank>.key`` (the launcher and ``tools.ops broker-secrets`` make development
+    keys there). ``off`` (the code default, for throw-away consortia): nothing is signed."""
+    mode: Literal["off", "required"] = "off"
+    keys_dir: str | None = None
+
+
+class Interbank(_Strict):
+    prepare_envelopes_in_flight: int = Field(2, ge=1, le=64)
+    """PREPARE envelopes a coordinator keeps in flight to one peer; PREPAREs that arrive
+    meanwhile ride in the next envelope (natural batching, no timers)."""
+    lookups_per_minute_per_customer: int = Field(30, ge=1, le=100_000)
+    """Account lookups a bank answers per requesting customer of another bank per minute."""
+    lookups_per_second_per_bank: int = Field(50, ge=1, le=100_000)
+    """Account lookups a bank answers per requesting bank per second."""
 
 
 # OWASP's argon2id configurations (Password Storage Cheat Sheet), all equally strong:
@@ -116,6 +150,11 @@ class Bank(_Strict):
     color: str = "#1f6feb"
     limits: BankLimits = BankLimits()
     """This bank's own money limits; what is left out falls back to the consortium's."""
+    public_key: str | None = None
+    """Base64 of the bank's Ed25519 public key (32 bytes), when the consortium signs."""
+    peer_caps: dict[str, Decimal] = Field(default_factory=dict)
+    """This bank's net debit cap on given peers (bank id -> amount), overriding
+    ``settlement.net_debit_cap``."""
 
     @field_validator("id")
     @classmethod
@@ -158,10 +197,13 @@ class ConsortiumConfig(_Strict):
     limits: Limits = Limits()
     security: Security = Security()
     broker_auth: BrokerAuth = BrokerAuth()
-    cooperative_termination: bool = True
-    """A prepared participant whose coordinator is silent may adopt a decision from another
-    participant. Safe among banks that trust each other; with banks that do not, a lying peer
-    could split a transfer, so set it to false and only the coordinator's decision counts."""
+    signing: Signing = Signing()
+    settlement: Settlement = Settlement()
+    interbank: Interbank = Interbank()
+    cooperative_termination: bool = False
+    """A prepared participant whose coordinator is silent asks the other participants too, and
+    accepts the coordinator's own signed decision relayed by one of them (never a peer's word).
+    Needs ``signing.mode: required``."""
     banks: list[Bank]
 
     @field_validator("consortium")
@@ -186,6 +228,21 @@ class ConsortiumConfig(_Strict):
         if dup_ports:
             raise ValueError(f"two banks share the address {', '.join(dup_ports)}")
         return banks
+
+    @model_validator(mode="after")
+    def _relays_need_signatures(self) -> "ConsortiumConfig":
+        if self.cooperative_termination and self.signing.mode != "required":
+            raise ValueError("cooperative_termination needs signing.mode: required (a peer may only relay "
+                             "the coordinator's signed decision)")
+        for b in self.banks:
+            unknown = sorted(set(b.peer_caps) - {x.id for x in self.banks})
+            if unknown:
+                raise ValueError(f"banks: {b.id}: peer_caps names unknown banks: {', '.join(unknown)}")
+        return self
+
+    def peer_cap(self, bank_id: str, peer: str) -> Decimal:
+        """How much ``peer`` may owe ``bank_id`` (its net debit cap there)."""
+        return self.bank(bank_id).peer_caps.get(peer, self.settlement.net_debit_cap)
 
     @model_validator(mode="after")
     def _bank_limits_consistent(self) -> "ConsortiumConfig":
@@ -245,10 +302,11 @@ def load_config(path: str | os.PathLike, env: dict[str, str] | None = None) -> C
         raise ConfigError(f"{p}: expected a mapping at the top level")
     if env.get("AMQP_URL"):
         raw["broker_url"] = env["AMQP_URL"]
-    auth = raw.get("broker_auth")
-    if isinstance(auth, dict) and isinstance(auth.get("secrets_file"), str):
-        # A relative secrets file lives next to the configuration file.
-        auth["secrets_file"] = str((p.parent / auth["secrets_file"]).resolve())
+    # Relative secret files and folders live next to the configuration file.
+    for section, key in (("broker_auth", "secrets_file"), ("signing", "keys_dir")):
+        part = raw.get(section)
+        if isinstance(part, dict) and isinstance(part.get(key), str):
+            part[key] = str((p.parent / part[key]).resolve())
     try:
         config = ConsortiumConfig.model_validate(raw)
     except ValidationError as e:

@@ -1,5 +1,5 @@
 """Who is who on the broker: the URL a bank connects with, and the user each principal's
-messages must carry (every handler checks the sender)."""
+messages must carry (every handler checks the sender), and the keys that sign them."""
 from __future__ import annotations
 
 import os
@@ -33,3 +33,36 @@ def broker_url_for(config: ConsortiumConfig, principal: str, env: dict | None = 
         raise ConfigError(f"no broker password for {principal!r}: set CONSORCIO_BROKER_PASSWORD, or name a "
                           "broker_auth.secrets_file (the launcher creates one with development passwords)")
     return with_credentials(config.broker_url, user_of(config.consortium, principal), password)
+
+
+SIGNING_KEY_ENV = "CONSORCIO_SIGNING_KEY"
+
+
+def keyring_for(config: ConsortiumConfig, principal: str, env: dict | None = None):
+    """This bank's signing key and every member's public key, or None when the consortium does
+    not sign (``signing.mode: off``). A missing or unreadable key is a ConfigError naming it."""
+    from .interbank.signing import BadKey, Keyring
+    if config.signing.mode != "required":
+        return None
+    env = os.environ if env is None else env
+    folder = Path(config.signing.keys_dir) if config.signing.keys_dir else None
+
+    def read(path: Path | None, what: str) -> str:
+        if path is None:
+            raise ConfigError(f"signing: no {what} (set it in consorcio.yml or name a signing.keys_dir)")
+        try:
+            return path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"signing: cannot read {what} at {path}: {e.strerror}") from e
+
+    publics = {}
+    for b in config.banks:
+        publics[b.id] = b.public_key or read(folder / f"{b.id}.pub" if folder else None, f"public key of bank {b.id}")
+    private = None
+    if principal in config.bank_ids:
+        private = env.get(SIGNING_KEY_ENV) or read(folder / f"{principal}.key" if folder else None,
+                                                   f"signing key of bank {principal} ({SIGNING_KEY_ENV})")
+    try:
+        return Keyring(private, publics)
+    except BadKey as e:
+        raise ConfigError(f"signing: {e}") from e

@@ -19,6 +19,10 @@ _COUNTERS = {
     "status_queries_sent": ("Questions about an outcome sent by a participant in doubt", ()),
     "holds_placed": ("Holds placed on accounts by PREPAREs", ()),
     "messages_rejected": ("Inter-bank messages refused (malformed, unknown, unauthenticated)", ("reason",)),
+    "envelopes_sent": ("Inter-bank envelopes sent, by the kind of their first item", ("kind",)),
+    "relays_applied": ("Decisions learnt from a peer's relay of the coordinator's signed decision", ()),
+    "lookups_answered": ("Account lookups answered for other banks (full: the requester's own CPF)", ("scope",)),
+    "lookups_refused": ("Account lookups refused for going over their rate, by requesting bank", ("bank",)),
     "http_requests": ("HTTP requests, by route, method and status", ("route", "method", "status")),
 }
 
@@ -33,6 +37,9 @@ class Metrics:
         self.transfer_seconds = Histogram(
             "consorcio_transfer_seconds", "Time from request to decision of a coordinated transfer",
             registry=self.registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.batch_size = Histogram(
+            "consorcio_commit_batch_units", "Units of work written by one group commit (one fsync)",
+            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
         self.in_doubt = Gauge("consorcio_transfers_in_doubt",
                               "Transfers whose outcome this bank does not know yet (prepared legs and "
                               "undecided coordinated transfers)", registry=self.registry)

@@ -12,6 +12,7 @@ from .identity import broker_url_for
 from .domain.money import format_cents
 from .metrics import Metrics
 from .services.banking import Banking
+from .services.mandates import Mandates
 from .services.transfers import Transfers
 from .storage.sqlite import SqliteStore
 
@@ -32,6 +33,7 @@ class BankNode:
         self.banking = Banking(config, bank_id, self.store)
         self.broker = BrokerClient(broker_url_for(config, bank_id), config.consortium, bank_id) \
             if connect_broker else None
+        self.mandates = Mandates(config, bank_id, self.store, self.banking)
         self.transfers = Transfers(config, bank_id, self.store, self.banking, self.broker, self.metrics)
         if self.broker is not None:
             self.broker.handler = self.transfers.handle

@@ -1,9 +1,10 @@
 """The inter-bank wire format: pydantic models with a ``type`` discriminator and a version.
 
-One AMQP message carries an ``Envelope`` holding one or more messages, so that several
-transfers can later share one message (and one fsync) without a new protocol version.
-Anything that does not parse as version 1 is refused by ``decode`` and dead-lettered by the
-consumer, never retried.
+One AMQP message carries an ``Envelope`` holding one or more items, so that many transfers
+share one message, one signature and one fsync at the receiver (docs/protocol.md, "Messages").
+The envelope names its consortium and its sender; the sender's Ed25519 signature over the exact
+body travels in the AMQP header ``sig``. Anything that does not parse as version 2 is refused by
+``decode`` and dead-lettered by the consumer, never retried.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-VERSION = 1
+VERSION = 2
+#: Items in one envelope at most: a bound on what one message can make a bank do.
+MAX_ITEMS = 256
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Digits = Annotated[str, Field(pattern=r"^[0-9]{11}$|^[0-9]{14}$")]  # ASCII: \d would take "١"
@@ -28,6 +31,7 @@ class _Msg(BaseModel):
 
 
 class Leg(_Msg):
+    bank: BankId
     account: Account
     amount: Cents
     direction: Literal["debit", "credit"]
@@ -39,14 +43,14 @@ class Reason(_Msg):
 
 
 class Prepare(_Msg):
-    """Coordinator -> participant, RPC: check, hold, record, then vote (rule 3)."""
+    """Coordinator -> participant, RPC: check, hold, record, then vote (rule 3). It carries the
+    whole transfer, every leg with its bank, so that each participant checks that it adds up."""
     type: Literal["prepare"] = "prepare"
     transfer_id: Id
     coordinator: BankId
     initiator: Digits
     deadline_ms: EpochMs
-    legs: list[Leg] = Field(min_length=1, max_length=64)
-    peers: list[BankId] = Field(default_factory=list, max_length=64)
+    legs: list[Leg] = Field(min_length=2, max_length=65)
 
 
 class VoteMsg(_Msg):
@@ -59,7 +63,7 @@ class VoteMsg(_Msg):
 
 
 class Decision(_Msg):
-    """Coordinator (or, in cooperative termination, a peer) -> participant's durable queue."""
+    """Coordinator -> participant's durable queue (a peer may only relay it: see ``Relay``)."""
     type: Literal["decision"] = "decision"
     transfer_id: Id
     outcome: Literal["commit", "abort"]
@@ -78,7 +82,18 @@ class StatusQuery(_Msg):
     type: Literal["status_query"] = "status_query"
     transfer_id: Id
     bank: BankId
-    deadline_ms: EpochMs | None = None  # lets a peer that never voted abort for good (cooperative termination)
+    coordinator: BankId
+
+
+class Relay(_Msg):
+    """Cooperative termination among banks that do not trust each other: a peer answers a
+    participant in doubt with the coordinator's own signed decision envelope, which the asker
+    verifies against the coordinator's public key. A peer can relay a decision, never make one."""
+    type: Literal["relay"] = "relay"
+    transfer_id: Id
+    coordinator: BankId
+    envelope: Annotated[str, Field(max_length=400_000)]   # base64 of the coordinator's body
+    signature: Annotated[str, Field(max_length=200)]
 
 
 class Lookup(_Msg):
@@ -123,25 +138,28 @@ class AuditResult(_Msg):
     holds_total: int
     in_doubt: int
     unacknowledged: int
+    positions: dict[BankId, int] = Field(default_factory=dict, max_length=256)
+    claims_total: int = 0
 
 
-Message = Annotated[Union[Prepare, VoteMsg, Decision, DecisionAck, StatusQuery, Lookup, LookupResult,
+Message = Annotated[Union[Prepare, VoteMsg, Decision, DecisionAck, StatusQuery, Relay, Lookup, LookupResult,
                           Audit, AuditResult],
                     Field(discriminator="type")]
 
 
 class Envelope(_Msg):
-    v: Literal[1] = VERSION
+    v: Literal[2] = VERSION
+    ns: Annotated[str, Field(max_length=64)] = ""   # the consortium: a signed envelope means nothing elsewhere
     sender: BankId
-    items: list[Message] = Field(min_length=1, max_length=512)
+    items: list[Message] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class BadMessage(ValueError):
-    """A message that is not valid version-1 JSON of a known type."""
+    """A message that is not valid version-2 JSON of a known type."""
 
 
-def encode(sender: str, *items: _Msg) -> bytes:
-    return Envelope(sender=sender, items=list(items)).model_dump_json().encode()
+def encode(sender: str, *items: _Msg, ns: str = "") -> bytes:
+    return Envelope(ns=ns, sender=sender, items=list(items)).model_dump_json().encode()
 
 
 def decode(body: bytes) -> Envelope:

@@ -281,11 +281,11 @@ class BrokerClient:
                                 expiration_ms=expiration_ms, correlation_id=correlation_id,
                                 reply_to=reply_to, headers=headers, confirm=confirm)
 
-    def reply(self, reply_to: str, correlation_id: str | None, body: bytes) -> Future:
+    def reply(self, reply_to: str, correlation_id: str | None, body: bytes, headers: dict | None = None) -> Future:
         """Answer an RPC on its requester's private reply queue (default exchange). A lost
         reply is a timeout for the requester (for a vote: an abort), so no confirm."""
         return self._publish_to("", reply_to, body, persistent=False, correlation_id=correlation_id,
-                                confirm=False)
+                                headers=headers, confirm=False)
 
     def _publish_to(self, exchange: str, routing_key: str, body: bytes, *, persistent: bool,
                     expiration_ms: int | None = None, correlation_id: str | None = None,
@@ -306,22 +306,23 @@ class BrokerClient:
             ch.basic_publish(exchange, routing_key, body, props, mandatory=confirm)
         return self._submit(run)
 
-    def request(self, bank_id: str, body: bytes, *, expiration_ms: int,
-                expect_user: str | None = None) -> PendingReply:
+    def request(self, bank_id: str, body: bytes, *, expiration_ms: int, expect_user: str | None = None,
+                headers: dict | None = None, with_headers: bool = False) -> PendingReply:
         """RPC: the waiter is registered under a fresh correlation id *before* publishing, so
         a fast reply is never missed. Call ``forget`` on timeout. With ``expect_user``, a reply
-        whose broker-checked user_id is not that user is dropped (someone else answering)."""
+        whose broker-checked user_id is not that user is dropped (someone else answering).
+        The future holds the reply's body, or (body, headers) with ``with_headers``."""
         cid = uuid.uuid4().hex
         fut: Future = Future()
         with self._lock:
-            self._waiters[cid] = (fut, expect_user)
+            self._waiters[cid] = (fut, expect_user, with_headers)
         reply_to = self._reply_queue
         if reply_to is None:
             self.forget(cid)
             fut.set_exception(NotSent("not connected to the broker"))
             return PendingReply(cid, fut)
         sent = self.publish(bank_id, body, persistent=False, expiration_ms=expiration_ms,
-                            correlation_id=cid, reply_to=reply_to)
+                            correlation_id=cid, reply_to=reply_to, headers=headers)
 
         def on_sent(f: Future) -> None:
             exc = f.exception()
@@ -335,13 +336,15 @@ class BrokerClient:
         return PendingReply(cid, fut)
 
     def gather(self, banks: list[str], body: bytes, *, deadline_s: float,
-               expect_user: Callable[[str], str | None] = lambda bank: None) -> dict[str, bytes]:
+               expect_user: Callable[[str], str | None] = lambda bank: None, headers: dict | None = None,
+               with_headers: bool = False) -> dict[str, bytes]:
         """Scatter-gather: the same request to every bank, and the replies that arrive before
         the deadline (banks that did not answer are simply absent)."""
         asked: dict[Future, tuple[str, str]] = {}
         ttl_ms = max(1, int((deadline_s - time.time()) * 1000))
         for bank in banks:
-            req = self.request(bank, body, expiration_ms=ttl_ms, expect_user=expect_user(bank))
+            req = self.request(bank, body, expiration_ms=ttl_ms, expect_user=expect_user(bank), headers=headers,
+                               with_headers=with_headers)
             asked[req.future] = (bank, req.correlation_id)
         replies: dict[str, bytes] = {}
         try:
@@ -394,7 +397,7 @@ class BrokerClient:
             return
         fut = waiter[0]
         if not fut.done():
-            fut.set_result(body)
+            fut.set_result((body, dict(props.headers or {})) if waiter[2] else body)
 
     def _on_delivery(self, ch, method, props, body: bytes) -> None:
         d = Delivery(body=body, correlation_id=props.correlation_id, reply_to=props.reply_to,

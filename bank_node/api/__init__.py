@@ -11,7 +11,7 @@ from .util import refuse_unknown_query_params
 
 
 def create_app(node, *, testing: bool = False) -> Flask:
-    from . import accounts, consortium, customers, health, openapi, operator, transfers
+    from . import accounts, consortium, customers, health, mandates, openapi, operator, transfers
     app = Flask(__name__)
     app.config.update(
         TESTING=testing,
@@ -25,7 +25,7 @@ def create_app(node, *, testing: bool = False) -> Flask:
     app.json.sort_keys = False
     app.extensions["bank_node"] = node
     register_error_handlers(app)
-    api = (customers.bp, accounts.bp, transfers.bp, consortium.bp, health.bp, operator.bp, openapi.bp)
+    api = (customers.bp, accounts.bp, transfers.bp, mandates.bp, consortium.bp, health.bp, operator.bp, openapi.bp)
     for bp in api:
         app.register_blueprint(bp, url_prefix="/api")
     api_names = {bp.name for bp in api}

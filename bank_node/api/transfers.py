@@ -1,4 +1,4 @@
-"""POST /api/transfers (two-phase commit across banks) and GET /api/transfers/{id}."""
+"""Transfers across banks (two-phase commit): one, many at once, and their status."""
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
@@ -13,6 +13,16 @@ bp = Blueprint("transfers", __name__)
 def create_transfer():
     data = json_body({"id", "sources", "destination"}, {"sources", "destination"})
     status, body = node().transfers.submit(g.cpf, data, idempotency_key())
+    return jsonify(body), status
+
+
+@bp.post("/transfer-batches")
+@login_required
+def create_batch():
+    """Payroll and supplier runs: up to 500 independent transfers, each committing or aborting
+    on its own, answered item by item in order."""
+    data = json_body({"items"}, {"items"})
+    status, body = node().transfers.submit_batch(g.cpf, data, idempotency_key())
     return jsonify(body), status
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app, g, request
 
 from ..domain import errors as E
+from ..services.idempotency import check_key
 
 
 def node():
@@ -56,11 +57,10 @@ def refuse_unknown_query_params() -> None:
 
 
 def idempotency_key() -> str | None:
-    """The Idempotency-Key header, checked here for every route alike (1 to 200 printable
-    characters), so that no service stores a key it would refuse elsewhere."""
+    """The Idempotency-Key header, checked at the door for every route alike
+    (``services/idempotency.check_key``)."""
     key = request.headers.get("Idempotency-Key")
-    if key is not None and (not (1 <= len(key) <= 200) or not key.isprintable()):
-        raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
+    check_key(key)
     return key
 
 

@@ -1,22 +1,76 @@
-"""The coordinator side of two-phase commit, as pure functions over a transfer record.
+"""The coordinator side of two-phase commit, as pure functions over a typed transfer record.
 
-The bank where a customer starts a transfer coordinates it. Each function takes the record
-(a plain dict, as stored) and an event, and returns the new record and the effects to perform.
-The runtime writes the record durably *before* performing the effects, which is what makes
-"the COMMIT decision is written durably before any COMMIT is sent" true (docs/protocol.md,
-rule 5). With presumed abort, a transfer with no record, or never decided, is aborted.
+The bank where a customer starts a transfer coordinates it. Each function takes the record and
+an event, and returns the new record and the effects to perform. The runtime writes the record
+durably *before* performing the effects, which is what makes "the COMMIT decision is written
+durably before any COMMIT is sent" true (docs/protocol.md, rule 5). With presumed abort, a
+transfer with no record, or never decided, is aborted.
 
-States: preparing -> committed | aborted. ``participants`` maps each bank to
-``{"vote": None | "yes" | "no", "acked": bool}``; ``pending_acks`` counts the banks that must
-still acknowledge the decision (they are re-sent it until they do).
+States: preparing -> committed | aborted. ``participants`` maps each bank holding a leg to what
+the coordinator knows of it: its vote, whether it acknowledged the decision, and when each
+step happened (the transfer's timeline).
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Literal, Mapping
+
+from .transfer import Leg, banks_of, total
 
 Outcome = Literal["commit", "abort"]
+State = Literal["preparing", "committed", "aborted"]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One participant bank as its coordinator sees it."""
+    vote: Literal["yes", "no", "unsent"] | None = None
+    acked: bool = False
+    sent_ms: int | None = None      # PREPARE handed to the broker
+    vote_ms: int | None = None      # vote received
+    ack_ms: int | None = None       # decision acknowledged
+    evidence: str | None = None     # hash of the signed vote envelope
+
+
+@dataclass(frozen=True)
+class Failure:
+    bank: str
+    account: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CoordinatedTransfer:
+    transfer_id: str
+    initiator: str
+    request_hash: str
+    state: State
+    deadline_ms: int
+    legs: tuple[Leg, ...]
+    participants: Mapping[str, Peer]
+    failures: tuple[Failure, ...] = ()
+    created_at: float = 0.0
+    decided_at: float | None = None
+    decision_sent_ms: int | None = None
+    resend_stopped: bool = False    # gave up re-sending the decision (the participants still ask)
+
+    @property
+    def pending_acks(self) -> int:
+        return sum(1 for p in self.participants.values() if not p.acked) if self.state != "preparing" else 0
+
+    @property
+    def amount(self) -> int:
+        return total(self.legs)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return {"committed": "commit", "aborted": "abort"}.get(self.state)  # type: ignore[return-value]
+
+    def peer(self, bank: str) -> Peer:
+        return self.participants[bank]
+
+    def with_peer(self, bank: str, **changes) -> "CoordinatedTransfer":
+        return replace(self, participants={**self.participants, bank: replace(self.participants[bank], **changes)})
 
 
 @dataclass(frozen=True)
@@ -38,131 +92,122 @@ class Persist:
 Effect = SendPrepare | SendDecision | Persist
 
 
-def begin(transfer_id: str, initiator: str, request_hash: str, legs: list[dict], deadline_ms: int,
-          now: float) -> tuple[dict, list[Effect]]:
+def begin(transfer_id: str, initiator: str, request_hash: str, legs: tuple[Leg, ...], deadline_ms: int,
+          now: float) -> tuple[CoordinatedTransfer, list[Effect]]:
     """A new transfer: recorded as preparing before any PREPARE leaves, so that a restart
     knows it must abort it."""
-    banks = sorted({leg["bank"] for leg in legs})
-    rec = {
-        "transfer_id": transfer_id, "initiator": initiator, "request_hash": request_hash,
-        "state": "preparing", "deadline_ms": deadline_ms, "legs": legs,
-        "participants": {b: {"vote": None, "acked": False} for b in banks},
-        "failures": [], "pending_acks": 0, "created_at": now, "decided_at": None,
-    }
+    banks = banks_of(legs)
+    rec = CoordinatedTransfer(transfer_id, initiator, request_hash, "preparing", deadline_ms, tuple(legs),
+                              {b: Peer() for b in banks}, created_at=now)
     return rec, [Persist()] + [SendPrepare(b) for b in banks]
 
 
-def _decide(rec: dict, outcome: Outcome, now: float) -> tuple[dict, list[Effect]]:
-    rec["state"] = "committed" if outcome == "commit" else "aborted"
-    rec["decided_at"] = now
+def _decide(rec: CoordinatedTransfer, outcome: Outcome, now: float,
+            failures: tuple[Failure, ...] = ()) -> tuple[CoordinatedTransfer, list[Effect]]:
     effects: list[Effect] = [Persist()]
-    for bank, p in sorted(rec["participants"].items()):
-        if outcome == "abort" and p["vote"] in ("no", "unsent"):
+    peers = dict(rec.participants)
+    for bank, p in sorted(peers.items()):
+        if outcome == "abort" and p.vote in ("no", "unsent"):
             # It voted NO (and recorded the abort on its own), or its PREPARE never left:
             # either way it holds nothing for this transfer and needs no decision.
-            p["acked"] = True
+            peers[bank] = replace(p, acked=True)
         else:
             effects.append(SendDecision(bank, outcome))
-    rec["pending_acks"] = sum(1 for p in rec["participants"].values() if not p["acked"])
+    rec = replace(rec, state="committed" if outcome == "commit" else "aborted", decided_at=now,
+                  participants=peers, failures=rec.failures + failures)
     return rec, effects
 
 
-def on_vote(rec: dict, bank: str, yes: bool, reasons: list[tuple[str, str]], now_ms: int,
-            now: float) -> tuple[dict, list[Effect]]:
-    """A vote counts only while preparing and before the deadline; any NO aborts at once,
-    the last YES commits. Late or duplicate votes change nothing."""
-    if rec["state"] != "preparing" or bank not in rec["participants"] or now_ms > rec["deadline_ms"]:
+def on_vote(rec: CoordinatedTransfer, bank: str, yes: bool, reasons: list[tuple[str, str]], now_ms: int,
+            now: float, evidence: str | None = None) -> tuple[CoordinatedTransfer, list[Effect]]:
+    """A vote counts only while preparing and before the deadline; any NO aborts at once, the
+    last YES commits. Late or duplicate votes change nothing."""
+    if rec.state != "preparing" or bank not in rec.participants or now_ms > rec.deadline_ms:
         return rec, []
-    p = rec["participants"][bank]
-    if p["vote"] is not None:
+    if rec.participants[bank].vote is not None:
         return rec, []
-    rec = copy.deepcopy(rec)
-    p = rec["participants"][bank]
-    p["vote"] = "yes" if yes else "no"
+    rec = rec.with_peer(bank, vote="yes" if yes else "no", vote_ms=now_ms, evidence=evidence)
     if not yes:
-        rec["failures"] += [{"bank": bank, "account": a, "reason": c} for a, c in reasons] or \
-            [{"bank": bank, "account": "*", "reason": "refused"}]
-        return _decide(rec, "abort", now)
-    if all(q["vote"] == "yes" for q in rec["participants"].values()):
+        failures = tuple(Failure(bank, a, c) for a, c in reasons) or (Failure(bank, "*", "refused"),)
+        return _decide(rec, "abort", now, failures)
+    if all(p.vote == "yes" for p in rec.participants.values()):
         return _decide(rec, "commit", now)
     return rec, []
 
 
-def on_deadline(rec: dict, unreachable: set[str], now: float) -> tuple[dict, list[Effect]]:
+def on_deadline(rec: CoordinatedTransfer, unreachable: set[str], now: float) -> tuple[CoordinatedTransfer, list[Effect]]:
     """No vote by the deadline means ABORT: the silent banks are named, as unreachable when
     nobody consumes their queue, else as having timed out."""
-    if rec["state"] != "preparing":
+    if rec.state != "preparing":
         return rec, []
-    rec = copy.deepcopy(rec)
-    for bank, p in sorted(rec["participants"].items()):
-        if p["vote"] is None:
-            rec["failures"].append({"bank": bank, "account": "*",
-                                    "reason": "bank_unreachable" if bank in unreachable else "timeout"})
-    return _decide(rec, "abort", now)
+    failures = tuple(Failure(b, "*", "bank_unreachable" if b in unreachable else "timeout")
+                     for b, p in sorted(rec.participants.items()) if p.vote is None)
+    return _decide(rec, "abort", now, failures)
 
 
-def on_error(rec: dict, bank: str | None, reason: str, now: float) -> tuple[dict, list[Effect]]:
+def on_error(rec: CoordinatedTransfer, bank: str | None, reason: str, now: float) -> tuple[CoordinatedTransfer, list[Effect]]:
     """Any error while preparing (a PREPARE nobody can route, the broker gone) is an ABORT."""
-    if rec["state"] != "preparing":
+    if rec.state != "preparing":
         return rec, []
-    rec = copy.deepcopy(rec)
-    rec["failures"].append({"bank": bank or "*", "account": "*", "reason": reason})
-    return _decide(rec, "abort", now)
+    return _decide(rec, "abort", now, (Failure(bank or "*", "*", reason),))
 
 
-def on_unsent(rec: dict, bank: str, now: float) -> tuple[dict, list[Effect]]:
-    """The PREPARE for ``bank`` never reached the broker (no connection, no queue): ABORT, and
-    that bank, which cannot have prepared, is not sent the decision (no re-send storm of
-    ABORTs for transfers nobody saw after a broker outage)."""
-    if rec["state"] != "preparing" or bank not in rec["participants"]:
+def on_unsent(rec: CoordinatedTransfer, bank: str, now: float) -> tuple[CoordinatedTransfer, list[Effect]]:
+    """The PREPARE for ``bank`` never reached the broker (no connection, no queue, refused by
+    a full queue): ABORT, and that bank, which cannot have prepared, is not sent the decision
+    (no re-send storm of ABORTs for transfers nobody saw after a broker outage)."""
+    if rec.state != "preparing" or bank not in rec.participants:
         return rec, []
-    rec = copy.deepcopy(rec)
-    rec["participants"][bank]["vote"] = "unsent"
-    rec["failures"].append({"bank": bank, "account": "*", "reason": "bank_unreachable"})
-    return _decide(rec, "abort", now)
+    rec = rec.with_peer(bank, vote="unsent")
+    return _decide(rec, "abort", now, (Failure(bank, "*", "bank_unreachable"),))
 
 
-def on_ack(rec: dict, bank: str, outcome: Outcome) -> tuple[dict, list[Effect]]:
-    expected = "commit" if rec["state"] == "committed" else "abort"
-    if rec["state"] == "preparing" or outcome != expected or bank not in rec["participants"] \
-            or rec["participants"][bank]["acked"]:
+def on_ack(rec: CoordinatedTransfer, bank: str, outcome: Outcome, now_ms: int) -> tuple[CoordinatedTransfer, list[Effect]]:
+    if rec.state == "preparing" or outcome != rec.outcome or bank not in rec.participants \
+            or rec.participants[bank].acked:
         return rec, []
-    rec = copy.deepcopy(rec)
-    rec["participants"][bank]["acked"] = True
-    rec["pending_acks"] = sum(1 for p in rec["participants"].values() if not p["acked"])
-    return rec, [Persist()]
+    return rec.with_peer(bank, acked=True, ack_ms=now_ms), [Persist()]
 
 
-def on_status_query(rec: dict | None, bank: str) -> list[Effect]:
+def on_status_query(rec: CoordinatedTransfer | None, bank: str) -> list[Effect]:
     """Answer a participant in doubt. Presumed abort: no record means aborted. While still
-    preparing, say nothing: the decision will be sent when it is made."""
+    preparing, say nothing: the decision will be sent when it is made. Only the transfer's own
+    participants learn its outcome."""
     if rec is None:
         return [SendDecision(bank, "abort")]
-    if rec["state"] == "preparing":
+    if rec.state == "preparing" or bank not in rec.participants:
         return []
-    return [SendDecision(bank, "commit" if rec["state"] == "committed" else "abort")]
+    return [SendDecision(bank, rec.outcome)]
 
 
-def on_recover(rec: dict, now: float) -> tuple[dict, list[Effect]]:
-    """After a restart: an undecided transfer is aborted (its request thread is gone); a decided
-    one is re-sent to every participant that has not acknowledged it."""
-    if rec["state"] == "preparing":
-        rec = copy.deepcopy(rec)
-        for bank, p in sorted(rec["participants"].items()):
-            if p["vote"] is None:
-                rec["failures"].append({"bank": bank, "account": "*", "reason": "timeout"})
-        if not rec["failures"]:
-            rec["failures"].append({"bank": "*", "account": "*", "reason": "coordinator_restarted"})
-        return _decide(rec, "abort", now)
+def on_recover(rec: CoordinatedTransfer, now: float) -> tuple[CoordinatedTransfer, list[Effect]]:
+    """After a restart (or a request that stalled past its deadline): an undecided transfer is
+    aborted; a decided one is re-sent to every participant that has not acknowledged it."""
+    if rec.state == "preparing":
+        failures = tuple(Failure(b, "*", "timeout") for b, p in sorted(rec.participants.items()) if p.vote is None)
+        return _decide(rec, "abort", now, failures or (Failure("*", "*", "coordinator_restarted"),))
     return rec, pending_decisions(rec)
 
 
-def pending_decisions(rec: dict) -> list[Effect]:
-    if rec["state"] == "preparing":
+def pending_decisions(rec: CoordinatedTransfer) -> list[Effect]:
+    if rec.state == "preparing":
         return []
-    outcome: Outcome = "commit" if rec["state"] == "committed" else "abort"
-    return [SendDecision(b, outcome) for b, p in sorted(rec["participants"].items()) if not p["acked"]]
+    return [SendDecision(b, rec.outcome) for b, p in sorted(rec.participants.items()) if not p.acked]
 
 
-def public_status(rec: dict) -> str:
-    return {"preparing": "pending", "committed": "committed", "aborted": "aborted"}[rec["state"]]
+def public_status(state: str) -> str:
+    """The customer's word for a coordinator's or a participant's state."""
+    return {"preparing": "pending", "prepared": "pending", "committed": "committed", "aborted": "aborted"}[state]
+
+
+def first_reason(failures: tuple[Failure, ...]) -> str:
+    return failures[0].reason if failures else "aborted"
+
+
+def leg_reasons(rec: CoordinatedTransfer) -> Mapping[tuple[str, str], str]:
+    """The reason of each refused leg: its own, or its bank's when the whole bank failed."""
+    per_leg = {(f.bank, f.account): f.reason for f in rec.failures}
+    per_bank = {f.bank: f.reason for f in rec.failures if f.account == "*"}
+    return {(leg.bank, leg.account): per_leg.get((leg.bank, leg.account)) or per_bank.get(leg.bank, "")
+            for leg in rec.legs}
+

@@ -1,135 +1,187 @@
-"""The participant side of two-phase commit, as pure functions: (state, event) -> decision.
+"""The participant side of two-phase commit, as pure functions: (record, event) -> decision.
 
-A bank is a participant for every transfer with a leg (a debit or the credit) at one of its
-accounts. The runtime (``bank_node/services/transfers.py``) loads the state inside one local
-transaction, calls a function here, writes what it returns in that same transaction, and only
-after the commit sends the vote or acknowledgement (docs/protocol.md, rules 1-4).
+A bank is a participant of every transfer with a leg (a debit or the credit) at one of its
+accounts. The runtime (``bank_node/interbank/participant.py``) loads what these functions need
+inside one local transaction, calls them, writes what they return in that same transaction, and
+only after the commit sends the vote or acknowledgement (docs/protocol.md, rules 1-4).
 
-States of a participation: none -> prepared -> committed | aborted, or none -> aborted.
+A participation is named by its coordinator *and* its transfer id: an ABORT that some bank sends
+for an id it does not coordinate can never block the real coordinator's transfer of that id.
+
+States: none -> prepared -> committed | aborted, or none -> aborted.
 A participant that voted YES (``prepared``) never leaves that state on its own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Callable, Literal, Mapping
 
-Direction = Literal["debit", "credit"]
+from . import settlement
+from .consent import Mandate, mandate_refusal
+from .ledger import AccountFigures, Limits, debit_refusal
+from .transfer import Leg, whole_transfer_refusals
+
 Outcome = Literal["commit", "abort"]
+State = Literal["prepared", "committed", "aborted"]
 
 
 @dataclass(frozen=True)
-class Leg:
-    account: str
-    amount: int
-    direction: Direction
+class Participation:
+    """This bank's record of one transfer it takes part in."""
+    transfer_id: str
+    coordinator: str
+    state: State
+    deadline_ms: int
+    initiator: str
+    legs: tuple[Leg, ...]            # the whole transfer, as the PREPARE carried it
+    reasons: tuple[tuple[str, str], ...]
+    created_at: float
+    updated_at: float
+    prepare_evidence: str | None = None   # hash of the signed PREPARE envelope
+    decision_evidence: str | None = None  # hash of the signed decision envelope
+
+    def own_legs(self, bank_id: str) -> list[Leg]:
+        return [leg for leg in self.legs if leg.bank == bank_id]
+
+    @property
+    def peers(self) -> list[str]:
+        return sorted({leg.bank for leg in self.legs})
+
+
+@dataclass(frozen=True)
+class Rules:
+    """This bank's own reading of the consortium's rules (its copy of the configuration)."""
+    bank_id: str
+    bank_ids: tuple[str, ...]
+    max_legs: int
+    ttl_ms: int
+    max_amount_of: Callable[[str], int]
+    limits: Limits                       # this bank's own money limits
+    caps: Mapping[str, int] = field(default_factory=dict)   # net debit cap per peer
 
 
 @dataclass(frozen=True)
 class AccountView:
-    """What the ledger says of one account at the moment of the PREPARE."""
+    """What the ledger says of one of this bank's accounts at the moment of the PREPARE."""
     number: str
     status: str
     holders: frozenset[str]
-    available: int
-    debited_today: int = 0
-    """What already left the account today plus the holds of its pending transfers: the
-    part of the daily limit that is used up."""
+    figures: AccountFigures
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The mandate that lets the coordinator debit an account, and what it let leave today."""
+    mandate: Mandate | None
+    used_today: int = 0
 
 
 @dataclass(frozen=True)
 class Vote:
     yes: bool
-    reasons: tuple[tuple[str, str], ...] = ()  # (account, code) of each refused leg
+    reasons: tuple[tuple[str, str], ...] = ()  # (account or "*", code) of each refusal
 
 
 @dataclass(frozen=True)
 class PrepareDecision:
     vote: Vote
-    new_state: str | None = None            # None: nothing to write (a duplicate PREPARE)
-    holds: tuple[tuple[str, int], ...] = ()  # (account, amount) to place, debits only
+    new_state: State | None = None                    # None: nothing to write (a duplicate)
+    holds: tuple[tuple[str, int], ...] = ()            # (account, amount) to hold, debits only
+    claims: tuple[tuple[str, int], ...] = ()           # (peer, amount) pending claims on peers
+    mandate_uses: tuple[tuple[str, str, int], ...] = ()  # (mandate id, account, amount)
+    tampered: bool = False                             # a replay with other content: refuse it
 
 
-def check_legs(legs: list[Leg], accounts: dict[str, AccountView | None], initiator: str, *,
-               max_amount: int | None = None, daily_limit: int | None = None) -> list[tuple[str, str]]:
-    """Every reason this bank refuses a leg: the account exists and is open, the initiator is a
-    holder of every debited account (authorization per leg, checked here and not only at the
-    coordinator), each debit is covered by the available amount, is within this bank's
-    per-operation limit (``amount_over_limit``), and fits in what is left of the account's
-    daily limit (``daily_limit_exceeded``). The limits are this bank's own: the bank that
-    holds the account enforces them, whatever the coordinator allowed."""
-    failures: list[tuple[str, str]] = []
-    need: dict[str, int] = {}
+def leg_refusals(legs: list[Leg], coordinator: str, initiator: str, rules: Rules,
+                 accounts: Mapping[str, AccountView | None], consents: Mapping[str, Consent],
+                 now: float) -> list[tuple[str, str]]:
+    """Every reason this bank refuses one of its own legs: the account exists and is open; for a
+    debit, the initiator is a holder, the coordinator has the holder's mandate when it is
+    another bank, and the money rules of ``domain/ledger.py`` hold (available funds, this
+    bank's per-operation and daily limits, pending holds counted)."""
+    out: list[tuple[str, str]] = []
+    debited: dict[str, int] = {}
     for leg in legs:
         acc = accounts.get(leg.account)
         if acc is None:
-            failures.append((leg.account, "not_found"))
-        elif acc.status != "open":
-            failures.append((leg.account, "account_closed"))
-        elif leg.direction == "debit":
-            if initiator not in acc.holders:
-                failures.append((leg.account, "forbidden"))
+            out.append((leg.account, "not_found"))
+            continue
+        if acc.status == "pending":
+            out.append((leg.account, "account_pending"))
+            continue
+        if acc.status != "open":
+            out.append((leg.account, "account_closed"))
+            continue
+        if not leg.is_debit:
+            continue
+        if initiator not in acc.holders:
+            # The same answer as a missing account: a coordinator learns nothing of accounts
+            # that are not its customer's.
+            out.append((leg.account, "not_found"))
+            continue
+        if coordinator != rules.bank_id:
+            consent = consents.get(leg.account) or Consent(None)
+            why = mandate_refusal(consent.mandate, leg.amount, consent.used_today, now)
+            if why:
+                out.append((leg.account, why))
                 continue
-            need[leg.account] = need.get(leg.account, 0) + leg.amount
-            if acc.available < need[leg.account]:
-                failures.append((leg.account, "insufficient_funds"))
-            elif max_amount is not None and leg.amount > max_amount:
-                failures.append((leg.account, "amount_over_limit"))
-            elif daily_limit is not None and acc.debited_today + need[leg.account] > daily_limit:
-                failures.append((leg.account, "daily_limit_exceeded"))
-    return failures
-
-
-def repeated_legs(legs: list[Leg]) -> list[tuple[str, str]]:
-    """Legs that name an account a second time in the same direction (``duplicate_leg``).
-
-    The ledger keeps one hold and one movement per transfer, account and direction, so such a
-    PREPARE could be held but never applied: its COMMIT would fail at every delivery and leave
-    the leg in doubt for good. An honest coordinator never sends one (it refuses a repeated
-    source); a PREPARE that does is answered NO instead of crashing the handler."""
-    seen, out = set(), []
-    for leg in legs:
-        key = (leg.account, leg.direction)
-        if key in seen and (leg.account, "duplicate_leg") not in out:
-            out.append((leg.account, "duplicate_leg"))
-        seen.add(key)
+        why = debit_refusal(acc.figures, leg.amount, rules.limits, already=debited.get(leg.account, 0))
+        if why:
+            out.append((leg.account, why))
+            continue
+        debited[leg.account] = debited.get(leg.account, 0) + leg.amount
     return out
 
 
-def on_prepare(state: str | None, stored_reasons: list, legs: list[Leg], initiator: str,
-               deadline_ms: int, now_ms: int, accounts: dict[str, AccountView | None], *,
-               max_amount: int | None = None, daily_limit: int | None = None) -> PrepareDecision:
-    """Rule 3 and rule 6: check, hold, record prepared, then vote YES; else NO and remember it.
-
-    A redelivered PREPARE gets the first answer again and writes nothing (rule 2)."""
-    if state in ("prepared", "committed"):
-        return PrepareDecision(Vote(True))
-    if state == "aborted":
-        return PrepareDecision(Vote(False, tuple((a, c) for a, c in stored_reasons)))
-    if now_ms > deadline_ms:
-        return PrepareDecision(Vote(False, (("*", "timeout"),)), new_state="aborted")
-    failures = check_legs(legs, accounts, initiator, max_amount=max_amount, daily_limit=daily_limit) \
-        or repeated_legs(legs)
-    if failures:
-        return PrepareDecision(Vote(False, tuple(failures)), new_state="aborted")
-    holds = tuple((leg.account, leg.amount) for leg in legs if leg.direction == "debit")
-    return PrepareDecision(Vote(True), new_state="prepared", holds=holds)
+def on_prepare(existing: Participation | None, *, conflict: bool, coordinator: str, initiator: str,
+               deadline_ms: int, legs: tuple[Leg, ...], rules: Rules,
+               accounts: Mapping[str, AccountView | None], consents: Mapping[str, Consent],
+               exposure: Mapping[str, int], now_ms: int, now: float) -> PrepareDecision:
+    """Rule 3 and rule 6: check the whole transfer and our legs, hold, record prepared, then vote
+    YES; else NO and remember it. A redelivered PREPARE gets the first answer again and writes
+    nothing (rule 2); a replay with other content is refused as tampered."""
+    if existing is not None:
+        if existing.legs and (existing.initiator != initiator or existing.legs != legs):
+            return PrepareDecision(Vote(False, (("*", "tampered"),)), tampered=True)
+        if existing.state in ("prepared", "committed"):
+            return PrepareDecision(Vote(True))
+        return PrepareDecision(Vote(False, existing.reasons))
+    mine = [leg for leg in legs if leg.bank == rules.bank_id]
+    refusals = whole_transfer_refusals(list(legs), bank_ids=rules.bank_ids, max_legs=rules.max_legs,
+                                       max_amount_of=rules.max_amount_of, deadline_ms=deadline_ms,
+                                       now_ms=now_ms, ttl_ms=rules.ttl_ms)
+    if not mine:
+        refusals.append(("*", "no_leg_here"))
+    if conflict:
+        refusals.append(("*", "id_in_use"))
+    if not refusals:
+        refusals = leg_refusals(mine, coordinator, initiator, rules, accounts, consents, now)
+    new_claims = settlement.claims(legs, rules.bank_id) if not refusals else {}
+    if new_claims and settlement.cap_refusals(new_claims, dict(exposure), dict(rules.caps)):
+        refusals = [("*", "peer_cap_exceeded")]
+    if refusals:
+        return PrepareDecision(Vote(False, tuple(refusals)), new_state="aborted")
+    holds = tuple((leg.account, leg.amount) for leg in mine if leg.is_debit)
+    uses = tuple((consents[leg.account].mandate.id, leg.account, leg.amount)
+                 for leg in mine if leg.is_debit and coordinator != rules.bank_id)
+    return PrepareDecision(Vote(True), new_state="prepared", holds=holds,
+                           claims=tuple(sorted(new_claims.items())), mandate_uses=uses)
 
 
 @dataclass(frozen=True)
 class DecisionEffects:
-    new_state: str | None = None    # None: nothing to write
-    apply_commit: bool = False      # turn holds into debits and pending credits into credits
+    new_state: State | None = None  # None: nothing to write
+    apply_commit: bool = False      # turn holds into debits, pending credits into credits
     release_holds: bool = False
     acknowledge: bool = True        # tell the coordinator it is applied
     violation: str | None = None    # a message that should never happen under the protocol
-    extra: dict = field(default_factory=dict)
 
 
-def on_decision(state: str | None, outcome: Outcome) -> DecisionEffects:
+def on_decision(state: State | None, outcome: Outcome) -> DecisionEffects:
     """Apply a COMMIT or ABORT exactly once; a duplicate is acknowledged again, nothing more.
 
-    An ABORT for a transfer never seen is remembered, so a PREPARE that arrives late (it waited
-    in a queue) is answered NO (rule 6)."""
+    An ABORT for a transfer never seen is remembered (under the sender as coordinator), so a
+    PREPARE of that coordinator that arrives late is answered NO (rule 6)."""
     if outcome == "commit":
         if state == "prepared":
             return DecisionEffects(new_state="committed", apply_commit=True)
@@ -144,6 +196,15 @@ def on_decision(state: str | None, outcome: Outcome) -> DecisionEffects:
     if state == "aborted":
         return DecisionEffects()
     return DecisionEffects(acknowledge=False, violation="ABORT received for a committed transfer")
+
+
+def decided(rec: Participation | None, *, transfer_id: str, coordinator: str, new_state: State,
+            now: float, evidence: str | None) -> Participation:
+    """The record after a decision (an early ABORT creates one with no legs)."""
+    if rec is None:
+        return Participation(transfer_id, coordinator, new_state, 0, "", (), (("*", "aborted"),), now, now,
+                             decision_evidence=evidence)
+    return replace(rec, state=new_state, updated_at=now, decision_evidence=evidence or rec.decision_evidence)
 
 
 def needs_outcome(state: str | None, deadline_ms: int, now_ms: int, grace_ms: int) -> bool:

@@ -20,9 +20,11 @@ from argon2 import exceptions as argon2_errors
 from ..config import ConsortiumConfig
 from ..domain import errors as E
 from ..domain.documents import mask_name, normalize_cnpj, normalize_cpf
+from ..domain.ledger import AccountFigures, Limits, available, daily_left, debit_refusal
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..domain.passwords import check_password
 from ..storage.port import Store, Tx
+from .idempotency import run_once
 from .throttle import SlidingWindow
 
 ACCOUNT_KINDS = ("individual", "joint", "business")
@@ -76,41 +78,8 @@ class Banking:
     # idempotency ---------------------------------------------------------------------------
     def idempotent(self, scope: str, key: str | None, fingerprint: str,
                    action: Callable[[Tx], tuple[int, Any]]) -> tuple[int, Any]:
-        """Run ``action`` once per (scope, key): a retry with the same request gets the first
-        answer back and has no second effect; the same key on another request is a 409.
-
-        The first answer is remembered whatever it was: a success, or a refusal that depended
-        on the ledger (insufficient funds, not found...). Otherwise a refused withdrawal retried
-        after a deposit would move money the customer was told would not move (docs/protocol.md,
-        invariants: exactly once). Input that fails validation never reaches this point."""
-        if key is not None and (not (1 <= len(key) <= 200) or not key.isprintable()):
-            raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
-        refused: E.DomainError | None = None
-        try:
-            with self.store.transaction() as tx:
-                if key is not None:
-                    seen = tx.get_idempotent(scope, key)
-                    if seen is not None:
-                        if seen["request_hash"] != fingerprint:
-                            raise E.IdempotencyMismatch(
-                                "this Idempotency-Key was already used for a different request")
-                        if seen["status"] >= 400:
-                            raise _replayed_refusal(seen["status"], seen["body"])
-                        return seen["status"], seen["body"]
-                try:
-                    status, body = action(tx)
-                except E.DomainError as e:
-                    refused = e
-                    raise  # rolls back whatever the action wrote
-                if key is not None:
-                    tx.put_idempotent(scope, key, fingerprint, status, body, self.clock())
-                return status, body
-        except E.DomainError as e:
-            if key is not None and e is refused:
-                with self.store.transaction() as tx:
-                    if tx.get_idempotent(scope, key) is None:
-                        tx.put_idempotent(scope, key, fingerprint, e.status, _refusal_record(e), self.clock())
-            raise
+        """Run ``action`` once per (scope, key) (``services/idempotency.py``)."""
+        return run_once(self.store, scope, key, fingerprint, action, self.clock)
 
     # customers and sessions ------------------------------------------------------------------
     def register(self, cpf: str, name: str, password: str, idem_key: str | None = None,
@@ -257,14 +226,14 @@ class Banking:
         view = {
             "bank": self.bank_id, "number": number, "kind": acc["kind"], "status": acc["status"],
             "holders": [{"cpf": h, "name": (tx.get_customer(h) or {}).get("name", "")} for h in holders],
-            "balance": format_cents(acc["balance"]), "available": format_cents(acc["balance"] - holds),
+            "balance": format_cents(acc["balance"]), "available": format_cents(available(acc["balance"], holds)),
         }
         if acc["kind"] == "business":
             view["cnpj"] = acc["cnpj"]
             view["company_name"] = acc["company_name"]
         return view
 
-    def _owned(self, tx: Tx, caller: str, number: Any) -> dict:
+    def owned(self, tx: Tx, caller: str, number: Any) -> dict:
         """Per-object authorization: an account that is not the caller's is 'not found',
         so its existence is not revealed either."""
         if not isinstance(number, str) or not number.isdigit() or len(number) > 32:
@@ -280,12 +249,12 @@ class Banking:
 
     def account(self, caller: str, number: str) -> dict:
         with self.store.transaction(write=False) as tx:
-            self._owned(tx, caller, number)
+            self.owned(tx, caller, number)
             return self._view(tx, number)
 
     def statement(self, caller: str, number: str, limit: int = 100) -> dict:
         with self.store.transaction(write=False) as tx:
-            self._owned(tx, caller, number)
+            self.owned(tx, caller, number)
             entries = [{
                 "at": iso(e["at"]), "kind": e["kind"], "amount": format_cents(e["amount"]),
                 "balance_after": format_cents(e["balance_after"]),
@@ -294,34 +263,33 @@ class Banking:
             return {"account": self._view(tx, number), "entries": entries}
 
     # daily limits ---------------------------------------------------------------------------
-    def day_start(self, now: float) -> float:
-        """When today began, in the limits' time zone (``limits.day_utc_offset_min``)."""
-        offset = self.limits.day_utc_offset_min * 60
-        return (now + offset) // 86400 * 86400 - offset
+    def day(self, now: float) -> int:
+        """The number of the limits' day (``limits.day_utc_offset_min``, Brasília by default)."""
+        return int((now + self.limits.day_utc_offset_min * 60) // 86400)
 
-    def debited_today(self, tx: Tx, number: str) -> int:
-        """What left the account today, plus every hold of a transfer still pending: the
-        figure a withdrawal or a transfer debit must fit, with itself, in the daily limit."""
-        return tx.day_totals(number, self.day_start(self.clock()))["debits"] + tx.holds_total(number)
+    def figures(self, tx: Tx, number: str, balance: int) -> AccountFigures:
+        """An account's balance, holds, and what left it today with its pending holds."""
+        held = tx.holds_total(number)
+        return AccountFigures(balance, held, tx.day_totals(number, self.day(self.clock()))["debits"] + held)
 
-    def _check_daily(self, used: int, cents: int, what: str) -> None:
-        if used + cents > self.daily_limit_cents:
-            left = max(0, self.daily_limit_cents - used)
-            raise E.DailyLimitExceeded(
-                f"{what} of this account are limited to {format_cents(self.daily_limit_cents)} a day: "
-                f"{format_cents(used)} already used today (pending transfers included), "
-                f"{format_cents(left)} left", limit=format_cents(self.daily_limit_cents),
-                remaining=format_cents(left))
+    def _daily_exceeded(self, used: int, cents: int, what: str) -> E.DailyLimitExceeded:
+        left = daily_left(used, self.daily_limit_cents)
+        return E.DailyLimitExceeded(
+            f"{what} of this account are limited to {format_cents(self.daily_limit_cents)} a day: "
+            f"{format_cents(used)} already used today (pending transfers included), "
+            f"{format_cents(left)} left", limit=format_cents(self.daily_limit_cents), remaining=format_cents(left))
 
     def deposit(self, caller: str, number: str, amount: Any, idem_key: str | None = None) -> tuple[int, dict]:
         cents = parse_amount(amount, limit_cents=self.limit_cents)
 
         def action(tx: Tx):
-            acc = self._owned(tx, caller, number)
+            acc = self.owned(tx, caller, number)
             if acc["status"] != "open":
                 raise E.AccountClosed("this account is closed")
-            self._check_daily(tx.day_totals(number, self.day_start(self.clock()))["deposits"], cents, "deposits")
-            tx.append_entry(number, "deposit", cents, self.clock())
+            deposited = tx.day_totals(number, self.day(self.clock()))["deposits"]
+            if deposited + cents > self.daily_limit_cents:
+                raise self._daily_exceeded(deposited, cents, "deposits")
+            tx.append_entry(number, "deposit", cents, self.clock(), day=self.day(self.clock()))
             return 201, self._view(tx, number)
         return self.idempotent(caller, idem_key, request_fingerprint("deposit", number, cents), action)
 
@@ -329,15 +297,17 @@ class Banking:
         cents = parse_amount(amount, limit_cents=self.limit_cents)
 
         def action(tx: Tx):
-            acc = self._owned(tx, caller, number)
+            acc = self.owned(tx, caller, number)
             if acc["status"] != "open":
                 raise E.AccountClosed("this account is closed")
-            available = acc["balance"] - tx.holds_total(number)
-            if available < cents:
-                raise E.InsufficientFunds(
-                    f"available amount is {format_cents(available)}, less than {format_cents(cents)}")
-            self._check_daily(self.debited_today(tx, number), cents, "withdrawals and transfers out")
-            tx.append_entry(number, "withdrawal", -cents, self.clock())
+            figures = self.figures(tx, number, acc["balance"])
+            why = debit_refusal(figures, cents, Limits(self.limit_cents, self.daily_limit_cents))
+            if why == "insufficient_funds":
+                raise E.InsufficientFunds(f"available amount is {format_cents(figures.available)}, "
+                                          f"less than {format_cents(cents)}")
+            if why == "daily_limit_exceeded":
+                raise self._daily_exceeded(figures.debited_today, cents, "withdrawals and transfers out")
+            tx.append_entry(number, "withdrawal", -cents, self.clock(), day=self.day(self.clock()))
             return 201, self._view(tx, number)
         return self.idempotent(caller, idem_key, request_fingerprint("withdraw", number, cents), action)
 
@@ -352,35 +322,27 @@ class Banking:
                 acc = tx.get_account(number)
                 if acc["status"] != "open":
                     continue
-                names = [(tx.get_customer(h) or {}).get("name", "") for h in tx.holders_of(number)]
                 s = {"bank": self.bank_id, "number": number, "kind": acc["kind"]}
                 if full:
-                    s["holder"] = " & ".join(names)
+                    s["holder"] = " & ".join((tx.get_customer(h) or {}).get("name", "") for h in tx.holders_of(number))
                     s["balance"] = acc["balance"]
-                    s["available"] = acc["balance"] - tx.holds_total(number)
+                    s["available"] = available(acc["balance"], tx.holds_total(number))
                     if acc["kind"] == "business":
                         s["company_name"] = acc["company_name"]
-                elif acc["kind"] == "business":
-                    s["holder"] = mask_name(acc["company_name"] or "")
                 else:
-                    s["holder"] = " & ".join(mask_name(n) for n in names)
+                    s["holder"] = self.masked_holder(tx, number, acc)
                 out.append(s)
         return out
 
-
-def _refusal_record(e: E.DomainError) -> dict:
-    return {"refused": type(e).__name__, "code": e.code, "title": e.title, "detail": e.detail, "extra": e.extra}
-
-
-def _replayed_refusal(status: int, rec: dict) -> E.DomainError:
-    """The stored refusal as the same exception type (callers such as the web UI catch
-    ``InsufficientFunds``); only types of the domain error module come back typed."""
-    cls = getattr(E, str(rec.get("refused", "")), None)
-    if not (isinstance(cls, type) and issubclass(cls, E.DomainError)):
-        cls = E.DomainError
-    err = cls(rec["detail"], code=rec["code"], status=status, **rec.get("extra", {}))
-    err.title = rec["title"]
-    return err
+    def masked_holder(self, tx: Tx, number: str, acc: dict | None = None) -> str:
+        """Who holds an account, as anyone may see it: masked names (the company's for a
+        business account)."""
+        acc = acc or tx.get_account(number)
+        if acc is None:
+            return ""
+        if acc["kind"] == "business":
+            return mask_name(acc["company_name"] or "")
+        return " & ".join(mask_name((tx.get_customer(h) or {}).get("name", "")) for h in tx.holders_of(number))
 
 
 def _token_hash(token: str) -> str:

@@ -1,154 +1,220 @@
-"""The two-phase-commit runtime: persists what the pure state machines decide, then does it.
+"""Transfers: the one facade the REST API and the web UI call for anything between banks.
 
-Coordinator (``submit``): record the transfer as preparing, send a PREPARE per participant
-bank (RPC with TTL and deadline), collect votes until the deadline, write the decision
-durably, and only then send it. Participant (``handle``): every inter-bank message arrives
-here from the broker's worker pool; its effect is committed to the ledger before any reply or
-acknowledgement leaves, and before the AMQP delivery is acked (docs/protocol.md, rule 1).
-
-A background resolver keeps the protocol live after faults: it re-sends unacknowledged
-decisions (with capped backoff), aborts transfers left undecided by a crash, and makes every
-prepared participant past its deadline ask the coordinator (and its peers) for the outcome.
+It validates what a customer asks, runs it through the inter-bank protocol
+(``bank_node/interbank/``: coordinator, participant, inbox, outbox, resolver, lookup, over one
+shared runtime and one group-commit writer), and turns the records into what customers see.
 """
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from broker import BrokerClient, BrokerError, Delivery, NotSent
+from broker import BrokerClient, Delivery
 from .. import protocol as P
 from ..config import ConsortiumConfig
 from ..domain import coordinator as C
 from ..domain import errors as E
-from ..domain import participant as PT
-from ..domain.documents import normalize_cpf
 from ..domain.money import format_cents, parse_amount, to_cents
-from ..faults import armed, crash_point
-from ..identity import AUDITOR, expected_user
+from ..domain.participant import Participation
+from ..domain.transfer import Leg, total
+from ..identity import keyring_for
+from ..interbank.coordinator import Coordinator
+from ..interbank.inbox import Inbox
+from ..interbank.lookup import Lookups
+from ..interbank.participant import Participant
+from ..interbank.resolver import Resolver
+from ..interbank.runtime import Runtime, now_ms
+from ..storage.batch import BatchWriter
 from ..storage.port import StorageError, Store
 from .banking import Banking, iso, request_fingerprint
+from .idempotency import check_key
 
 log = logging.getLogger("transfers")
 
-STATUS_GRACE_MS = 500     # a participant waits this long past the deadline before asking
-PUBLISH_WAIT_S = 5.0      # how long a handler waits for a publisher confirm
-RESENDS_PER_PASS = 500    # transfers whose decision is re-sent per resolver pass (5 passes a second)
-BATCH = 256               # protocol messages per AMQP message when they travel in bulk
+MAX_BATCH_ITEMS = 500
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+class _Replay(Exception):
+    """The Idempotency-Key was used before, for this same request: answer with its transfer."""
 
-
-class _Backoff:
-    """Per-transfer capped exponential backoff for re-sends and questions (in memory: after
-    a restart everything is simply due at once)."""
-
-    def __init__(self, first_ms: int, cap_ms: int):
-        self.first, self.cap = first_ms, cap_ms
-        self.next_at: dict[str, tuple[int, int]] = {}
-
-    def due(self, key: str, now_ms: int) -> bool:
-        at, _ = self.next_at.get(key, (0, 0))
-        return now_ms >= at
-
-    def sent(self, key: str, now_ms: int) -> None:
-        _, interval = self.next_at.get(key, (0, 0))
-        interval = self.first if interval == 0 else min(interval * 2, self.cap)
-        self.next_at[key] = (now_ms + interval, interval)
-
-    def forget_except(self, keys: set[str]) -> None:
-        for k in list(self.next_at):
-            if k not in keys:
-                del self.next_at[k]
+    def __init__(self, transfer_id: str):
+        super().__init__(transfer_id)
+        self.transfer_id = transfer_id
 
 
 class Transfers:
     def __init__(self, config: ConsortiumConfig, bank_id: str, store: Store, banking: Banking,
-                 broker: BrokerClient | None, metrics: Any = None):
+                 broker: BrokerClient | None, metrics: Any = None, keyring=None):
         self.config = config
         self.bank_id = bank_id
         self.store = store
         self.banking = banking
-        self.broker = broker
-        self.metrics = metrics
-        t = config.timeouts
-        self.ttl_ms = t.prepare_ttl_ms
-        self._resend = _Backoff(t.decision_resend_ms, t.retry_cap_ms)
-        self._ask = _Backoff(t.status_query_ms, t.retry_cap_ms)
-        # The broker user each principal's messages must carry (worked out once, not per message).
-        self._users = {p: expected_user(config, p) for p in [*config.bank_ids, AUDITOR]}
-        self._active: set[str] = set()   # transfers a request thread is coordinating right now
-        self._ack_waiters: dict[str, threading.Event] = {}
-        self._active_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.violations = 0
+        self.writer = BatchWriter(store, name=f"writer-{bank_id}", after_batch=self._after_batch)
+        self.rt = Runtime(config, bank_id, store, self.writer, broker,
+                          keyring if keyring is not None else keyring_for(config, bank_id), metrics)
+        self.participant = Participant(self.rt, outbox=None)  # the coordinator's outbox, set below
+        self.coordinator = Coordinator(self.rt, self.participant, reachable=lambda b: self.resolver.reachable(b))
+        self.participant.outbox = self.coordinator.outbox
+        self.resolver = Resolver(self.rt, self.coordinator, self.coordinator.outbox)
+        self.lookups = Lookups(self.rt, banking)
+        self.inbox = Inbox(self.rt, {
+            P.Prepare: self.participant.on_prepares,
+            P.Decision: self.participant.on_decisions,
+            P.Relay: self.participant.on_relays,
+            P.DecisionAck: self.coordinator.on_acks,
+            P.StatusQuery: self.resolver.on_status_queries,
+            P.Lookup: self.lookups.answer,
+            P.Audit: self._answer_audit,
+        })
 
-    # ===================================================================== coordinator side
+    @property
+    def broker(self) -> BrokerClient | None:
+        return self.rt.broker
+
+    @broker.setter
+    def broker(self, value) -> None:
+        self.rt.broker = value
+
+    def _after_batch(self, size: int) -> None:
+        if self.rt.metrics is not None:
+            self.rt.metrics.batch_size.observe(size)
+        self.coordinator.outbox.flush()
+
+    # life cycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.writer.start()
+        self.coordinator.start()
+        self.resolver.start()
+
+    def stop(self) -> None:
+        self.resolver.stop()
+        self.coordinator.stop()
+        self.writer.stop()
+
+    def handle(self, d: Delivery) -> None:
+        self.inbox.handle(d)
+
+    # submitting -------------------------------------------------------------------------------
     def submit(self, initiator: str, body: Any, idem_key: str | None = None) -> tuple[int, dict]:
-        """POST /api/transfers: validate, then run two-phase commit and report the outcome."""
-        transfer_id, sources, destination = self._validate(initiator, body, idem_key)
-        legs = [{"bank": s["bank"], "account": s["account"], "amount": s["amount"], "direction": "debit"}
-                for s in sources]
-        legs.append({"bank": destination["bank"], "account": destination["account"],
-                     "amount": sum(s["amount"] for s in sources), "direction": "credit"})
-        fingerprint = request_fingerprint("transfer", initiator, legs)
-        now = time.time()
-        deadline_ms = _now_ms() + self.ttl_ms
-        with self.store.transaction() as tx:
-            if idem_key is not None:
-                # The key names one request: the same key with another body (another id
-                # included) is refused, whatever the body's id says.
-                keyed = tx.get_idempotent(initiator, f"transfer:{idem_key}")
-                if keyed is not None:
-                    if keyed["request_hash"] != fingerprint or keyed["body"]["id"] != transfer_id:
-                        raise E.IdempotencyMismatch("this Idempotency-Key was already used for a different transfer")
-                else:
-                    tx.put_idempotent(initiator, f"transfer:{idem_key}", fingerprint, 201, {"id": transfer_id}, now)
-            seen = tx.get_coordinated(transfer_id)
-            if seen is not None:
-                if seen["initiator"] != initiator or seen["request_hash"] != fingerprint:
-                    raise E.IdempotencyMismatch("this transfer id was already used for a different transfer")
-                return self._answer(seen)
-            rec, effects = C.begin(transfer_id, initiator, fingerprint, legs, deadline_ms, now)
-            tx.put_coordinated(rec)
-        self._count("transfers_started")
-        applied = threading.Event()
-        with self._active_lock:
-            self._active.add(transfer_id)
-            self._ack_waiters[transfer_id] = applied
-        started = time.monotonic()
-        try:
-            try:
-                rec = self._run_prepare(rec, effects)
-            except StorageError as e:
-                # The decision could not be written: nobody was told anything, and the resolver
-                # aborts the transfer once its deadline has passed (presumed abort). The
-                # outcome is not known yet, which is what 202 says.
-                log.error("transfer %s: decision not written (%s); pending", transfer_id, e,
-                          extra={"transfer_id": transfer_id, "event": "pending"})
-                return 202, {"id": transfer_id, "status": "pending", "coordinator": self.bank_id}
-            if self.metrics is not None:
-                self.metrics.transfer_seconds.observe(time.monotonic() - started)
-            # Read-your-writes: give the participants a moment to apply the decision, so that
-            # the balances a customer looks at next already show it. The outcome does not
-            # depend on this wait; a slow participant only makes it return earlier.
-            if rec["state"] != "preparing" and rec["pending_acks"] > 0 and \
-                    self.broker is not None and self.broker.connected:
-                applied.wait(self.config.timeouts.apply_wait_ms / 1000)
-        finally:
-            with self._active_lock:
-                self._active.discard(transfer_id)
-                self._ack_waiters.pop(transfer_id, None)
-        return self._answer(rec)
+        """POST /api/transfers: validate, run two-phase commit, report the outcome."""
+        tid, legs = self._validate(body)
+        return self._answers(initiator, [(tid, legs)], idem_key)[0]
 
-    def _validate(self, initiator: str, body: Any, idem_key: str | None) -> tuple[str, list[dict], dict]:
+    def submit_batch(self, initiator: str, body: Any, idem_key: str | None = None) -> tuple[int, dict]:
+        """POST /api/transfer-batches: up to 500 independent transfers, each committing or
+        aborting on its own, answered item by item in order. Idempotent as a whole: the same
+        key and body answer with the same transfers again."""
+        if not isinstance(body, dict) or set(body) != {"items"}:
+            raise E.InvalidInput("the body must be exactly {items: [...]}")
+        items = body["items"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ITEMS:
+            raise E.InvalidInput(f"items must be a list of 1 to {MAX_BATCH_ITEMS} transfers")
+        parsed = []
+        for i, item in enumerate(items):
+            try:
+                parsed.append(self._validate(item))
+            except E.DomainError as e:
+                raise type(e)(f"items[{i}]: {e.detail}", code=e.code, status=e.status) from e
+        ids = [tid for tid, _ in parsed]
+        if len(set(ids)) != len(ids):
+            raise E.InvalidInput("each item needs its own id")
+        check_key(idem_key)
+        if idem_key is not None:
+            fingerprint = request_fingerprint("batch", initiator, [[_leg_dict(l) for l in legs] for _, legs in parsed])
+            with self.store.transaction() as tx:
+                seen = tx.get_idempotent(initiator, f"batch:{idem_key}")
+                if seen is not None and seen["request_hash"] != fingerprint:
+                    raise E.IdempotencyMismatch("this Idempotency-Key was already used for a different batch")
+                if seen is None:
+                    tx.put_idempotent(initiator, f"batch:{idem_key}", fingerprint, 201, {"ids": ids}, time.time())
+                else:
+                    ids = seen["body"]["ids"]
+                    parsed = [(tid, legs) for tid, (_, legs) in zip(ids, parsed)]
+        answers = self._answers(initiator, parsed, None)
+        out = []
+        for status, view in answers:
+            item = {"id": view["id"], "status": view["status"] if status < 400 else "aborted"}
+            if view.get("reason") or status >= 400:
+                item["reason"] = view.get("reason") or view.get("code")
+            out.append(item)
+        return 201, {"items": out}
+
+    def _answers(self, initiator: str, requests: list[tuple[str | None, tuple[Leg, ...]]],
+                 idem_key: str | None) -> list[tuple[int, dict]]:
+        """Begin every transfer (their begin records share commits), run those that need the
+        other banks, and wait for all of them."""
+        check_key(idem_key)
+        begins: list = []
+        for tid, legs in requests:
+            fingerprint = request_fingerprint("transfer", initiator, [_leg_dict(l) for l in legs])
+            try:
+                remember = None
+                if idem_key is not None:
+                    tid, remember = self._keyed(initiator, idem_key, fingerprint, tid)
+                begins.append(self.coordinator.begin(tid or str(uuid.uuid4()), initiator, legs, fingerprint,
+                                                     remember))
+            except (_Replay, E.DomainError) as e:
+                begins.append(e)
+        runs: list = []
+        for fut in begins:
+            try:
+                if isinstance(fut, BaseException):
+                    raise fut
+                begun = fut.result(timeout=60)
+            except _Replay as r:
+                runs.append(self.status(initiator, r.transfer_id, answer=True))
+                continue
+            except E.DomainError as e:
+                if len(requests) == 1:
+                    raise
+                runs.append((e.status, {"id": None, "status": "aborted", "reason": e.code}))
+                continue
+            except (StorageError, FutureTimeout) as e:
+                raise E.DomainError(f"the ledger is not available right now: {e}", code="unavailable",
+                                    status=503) from e
+            rec = begun.rec
+            runs.append(self.coordinator.run(rec) if begun.fresh and rec.state == "preparing" else rec)
+        out = []
+        for r, (tid, _) in zip(runs, requests):
+            if isinstance(r, tuple):
+                status, view = r
+                out.append((status, {**view, "id": view.get("id") or tid}))
+                continue
+            if isinstance(r, Future):
+                try:
+                    r = r.result(timeout=self.config.timeouts.prepare_ttl_ms / 1000 + 10)
+                except FutureTimeout:
+                    out.append((202, {"id": tid, "status": "pending", "coordinator": self.bank_id}))
+                    continue
+            out.append(self._answer(r))
+        return out
+
+    def _keyed(self, initiator: str, key: str, fingerprint: str, body_id: str | None):
+        """The transfer id an Idempotency-Key names: the one stored at its first use, else a
+        fresh random one (ids are never derived from the key, so nobody can predict them)."""
+        scope, name = initiator, f"transfer:{key}"
+        with self.store.transaction(write=False) as tx:
+            seen = tx.get_idempotent(scope, name)
+        if seen is not None:
+            if seen["request_hash"] != fingerprint or (body_id and seen["body"]["id"] != body_id):
+                raise E.IdempotencyMismatch("this Idempotency-Key was already used for a different transfer")
+            raise _Replay(seen["body"]["id"])
+        tid = body_id or str(uuid.uuid4())
+
+        def remember(tx) -> None:
+            again = tx.get_idempotent(scope, name)
+            if again is not None:   # a concurrent retry with the same key won the race
+                if again["request_hash"] != fingerprint:
+                    raise E.IdempotencyMismatch("this Idempotency-Key was already used for a different transfer")
+                raise _Replay(again["body"]["id"])
+            tx.put_idempotent(scope, name, fingerprint, 201, {"id": tid}, time.time())
+        return tid, remember
+
+    def _validate(self, body: Any) -> tuple[str | None, tuple[Leg, ...]]:
         if not isinstance(body, dict):
             raise E.InvalidInput("the body must be a JSON object")
         unknown = set(body) - {"id", "sources", "destination"}
@@ -162,19 +228,13 @@ class Transfers:
                 tid = None
             if tid is None:
                 raise E.InvalidInput("id must be a UUID")
-        elif idem_key is not None:
-            if not (1 <= len(idem_key) <= 200) or not idem_key.isprintable():
-                raise E.InvalidInput("Idempotency-Key must be 1 to 200 printable characters")
-            tid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"consorcio:{self.bank_id}:{initiator}:{idem_key}"))
-        else:
-            tid = str(uuid.uuid4())
         sources = body.get("sources")
         max_legs = self.config.limits.max_transfer_legs
         if not isinstance(sources, list) or not sources:
             raise E.InvalidInput("sources must be a non-empty list of {bank, account, amount}")
         if len(sources) > max_legs:
             raise E.InvalidInput(f"a transfer has at most {max_legs} sources")
-        out, seen = [], set()
+        legs, seen = [], set()
         for i, s in enumerate(sources):
             if not isinstance(s, dict) or set(s) != {"bank", "account", "amount"}:
                 raise E.InvalidInput(f"sources[{i}] must be exactly {{bank, account, amount}}")
@@ -182,18 +242,23 @@ class Transfers:
             if ref in seen:
                 raise E.InvalidInput(f"sources[{i}]: each source account may appear only once")
             seen.add(ref)
-            # A coarse bound here (a bank may allow more than the consortium); the bank that holds
-            # the account enforces its own limits while it prepares, and votes NO past them.
-            limit = to_cents(max(self.config.limits.max_amount, self.config.limits_for(ref[0]).max_amount))
-            out.append({"bank": ref[0], "account": ref[1],
-                        "amount": parse_amount(s["amount"], limit_cents=limit, field=f"sources[{i}].amount")})
+            # The limit of the bank that holds the account (it checks again while it prepares).
+            limit = to_cents(self.config.limits_for(ref[0]).max_amount)
+            legs.append(Leg(ref[0], ref[1], parse_amount(s["amount"], limit_cents=limit,
+                                                         field=f"sources[{i}].amount"), "debit"))
         dest = body.get("destination")
         if not isinstance(dest, dict) or set(dest) != {"bank", "account"}:
             raise E.InvalidInput("destination must be exactly {bank, account}")
         dref = self._account_ref(dest, "destination")
         if dref in seen:
             raise E.InvalidInput("the destination cannot also be a source")
-        return tid, out, {"bank": dref[0], "account": dref[1]}
+        amount = sum(l.amount for l in legs)
+        limit = to_cents(self.config.limits_for(dref[0]).max_amount)
+        if amount > limit:
+            raise E.InvalidAmount(f"the destination bank accepts at most {format_cents(limit)} in one transfer",
+                                  code="amount_over_limit", limit=format_cents(limit))
+        legs.append(Leg(dref[0], dref[1], amount, "credit"))
+        return tid, tuple(legs)
 
     def _account_ref(self, obj: dict, where: str) -> tuple[str, str]:
         bank, account = obj.get("bank"), obj.get("account")
@@ -203,596 +268,125 @@ class Transfers:
             raise E.InvalidInput(f"{where}.account must be an account number (digits)")
         return bank, account
 
-    def _run_prepare(self, rec: dict, effects: list) -> dict:
-        tid = rec["transfer_id"]
-        pending: dict[Future, str] = {}
-        cids: list[str] = []
-        try:
-            crash_point("coordinator.before_prepare")
-            if self.broker is None:
-                raise E.BankUnreachable("this bank has no broker connection")
-            # Remote PREPAREs first, so they travel while this bank prepares its own legs.
-            prepares = sorted((e for e in effects if isinstance(e, C.SendPrepare)), key=lambda e: e.bank == self.bank_id)
-            for i, eff in enumerate(prepares):
-                if i == 1:
-                    crash_point("coordinator.after_some_prepares")
-                msg = P.Prepare(transfer_id=tid, coordinator=self.bank_id, initiator=rec["initiator"],
-                                deadline_ms=rec["deadline_ms"],
-                                legs=[P.Leg(account=l["account"], amount=l["amount"], direction=l["direction"])
-                                      for l in rec["legs"] if l["bank"] == eff.bank],
-                                peers=sorted(rec["participants"]))
-                if eff.bank == self.bank_id:
-                    pending[self._prepare_locally(msg)] = eff.bank
-                    continue
-                req = self.broker.request(eff.bank, P.encode(self.bank_id, msg),
-                                          expiration_ms=max(1, rec["deadline_ms"] - _now_ms()),
-                                          expect_user=self._users[eff.bank])
-                pending[req.future] = eff.bank
-                cids.append(req.correlation_id)
-                self._count("prepares_sent")
-            decided: list = []
-            while pending and rec["state"] == "preparing":
-                left = (rec["deadline_ms"] - _now_ms()) / 1000
-                if left <= 0:
-                    break
-                done, _ = wait(list(pending), timeout=left, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    bank = pending.pop(fut)
-                    rec, decided = self._on_vote_future(rec, bank, fut)
-                    if decided:
-                        break
-            if rec["state"] == "preparing":
-                silent = {b for b, p in rec["participants"].items() if p["vote"] is None}
-                rec, decided = C.on_deadline(rec, self._unreachable(silent), time.time())
-        except Exception as e:  # noqa: BLE001 - rule 5: any error while preparing means ABORT
-            if not isinstance(e, (E.DomainError, BrokerError)):
-                log.exception("transfer %s: error while preparing", tid)
-            code = "bank_unreachable" if isinstance(e, (BrokerError, E.BankUnreachable)) else "error"
-            rec, decided = C.on_error(rec, None, code, time.time())
-        finally:
-            for cid in cids:
-                self.broker.forget(cid)
-        return self._decide(rec, decided)
-
-    def _prepare_locally(self, msg: P.Prepare) -> Future:
-        """This bank's own legs: the same participant step, called directly instead of through
-        the broker (same transaction, same durability before the vote counts)."""
-        fut: Future = Future()
-        try:
-            vote = self._on_prepare(msg)
-            if vote is None:
-                raise E.DomainError("a PREPARE of ours differs from the first one")
-            fut.set_result(P.encode(self.bank_id, vote))
-        except Exception as e:  # noqa: BLE001 - becomes an ABORT (rule 5)
-            log.exception("transfer %s: local prepare failed", msg.transfer_id)
-            fut.set_exception(e)
-        return fut
-
-    def _apply_locally(self, decision: P.Decision) -> None:
-        """A decision for this bank's own legs, applied directly; its acknowledgement recorded
-        directly. A failure only means the resolver tries again later."""
-        try:
-            ok, ack = self._on_decision(decision, self.bank_id)
-            if ack is not None and ack[0] == self.bank_id:
-                self._on_decision_ack(ack[1])
-        except Exception:  # noqa: BLE001 - re-sent until acknowledged
-            log.exception("transfer %s: local %s not applied yet; will retry", decision.transfer_id,
-                          decision.outcome)
-
-    def _on_vote_future(self, rec: dict, bank: str, fut: Future) -> tuple[dict, list]:
-        try:
-            body = fut.result()
-        except NotSent:  # no connection, or no queue for that bank: it cannot have prepared
-            return C.on_unsent(rec, bank, time.time())
-        except BrokerError:
-            return C.on_error(rec, bank, "bank_unreachable", time.time())
-        except Exception:  # noqa: BLE001 - this bank's own prepare failed
-            return C.on_error(rec, bank, "error", time.time())
-        try:
-            env = P.decode(body)
-            vote = next(i for i in env.items if isinstance(i, P.VoteMsg))
-        except (P.BadMessage, StopIteration):
-            log.warning("transfer %s: unreadable vote from %s", rec["transfer_id"], bank)
-            return C.on_error(rec, bank, "error", time.time())
-        if vote.transfer_id != rec["transfer_id"] or vote.bank != bank:
-            log.warning("transfer %s: vote for %s/%s from %s ignored", rec["transfer_id"], vote.transfer_id,
-                        vote.bank, bank)
-            return rec, []
-        self._count("votes_received", vote=vote.vote)
-        return C.on_vote(rec, bank, vote.vote == "yes", [(r.account, r.code) for r in vote.reasons],
-                         _now_ms(), time.time())
-
-    def _unreachable(self, banks: set[str]) -> set[str]:
-        """Banks whose queue nobody consumes (or that has no queue) are down, not slow."""
-        out = set()
-        for b in banks:
-            try:
-                n = self.broker.consumer_count(b).result(timeout=2) if self.broker else None
-            except (BrokerError, FutureTimeout):
-                n = None
-            if not n:
-                out.add(b)
-        return out
-
-    def _decide(self, rec: dict, effects: list) -> dict:
-        """Write the decision durably (compare-and-set on 'preparing'), then send it."""
-        tid = rec["transfer_id"]
-        if rec["state"] != "preparing":
-            crash_point("coordinator.before_decision_durable")
-        with self.store.transaction() as tx:
-            current = tx.get_coordinated(tid)
-            if current is None or current["state"] != "preparing":
-                return current or rec  # the resolver decided first (after a stall): its word stands
-            tx.put_coordinated(rec)
-        if rec["state"] == "committed":
-            crash_point("coordinator.after_commit_durable")
-        self._count("transfers_decided", outcome=rec["state"])
-        log.info("transfer %s: decided %s%s", tid, rec["state"].upper(),
-                 "" if rec["state"] == "committed" else f" ({rec['failures'][0]['reason'] if rec['failures'] else '?'})",
-                 extra={"transfer_id": tid, "event": "decision"})
-        self._perform(rec, effects)
-        return rec
-
-    def _perform(self, rec: dict, effects: list) -> None:
-        sent: list[Future] = []
-        for eff in sorted(effects, key=lambda e: isinstance(e, C.SendDecision) and e.bank == self.bank_id):
-            if isinstance(eff, C.SendDecision):
-                if len(sent) == 1 and rec["state"] == "committed" and armed("coordinator.after_some_decisions"):
-                    sent[0].result(timeout=5)  # make "sent to one participant" true before dying
-                    crash_point("coordinator.after_some_decisions")
-                sent.append(self._send_decision(rec["transfer_id"], eff.bank, eff.outcome))
-        self._resend.sent(rec["transfer_id"], _now_ms())
-
-    def _send_decision(self, tid: str, bank: str, outcome: str) -> Future:
-        """Fire and forget: a decision is re-sent until acknowledged, so a failed publish only
-        needs a log line."""
-        if self.broker is None or bank == self.bank_id:
-            if bank == self.bank_id:
-                self._count("decisions_sent", outcome=outcome)
-                self._apply_locally(P.Decision(transfer_id=tid, outcome=outcome))
-            f: Future = Future()
-            f.set_result(None)
-            return f
-        # Re-sent until acknowledged, so no need to wait for a confirm (unless a crash point
-        # needs the message to have reached the broker before the process dies).
-        fut = self.broker.publish(bank, P.encode(self.bank_id, P.Decision(transfer_id=tid, outcome=outcome)),
-                                  persistent=True, confirm=armed("coordinator.after_some_decisions"))
-        self._count("decisions_sent", outcome=outcome)
-        fut.add_done_callback(lambda f: f.exception() and log.info(
-            "transfer %s: %s to %s not sent yet (%s); will retry", tid, outcome, bank, f.exception()))
-        return fut
-
-    def _answer(self, rec: dict) -> tuple[int, dict]:
-        view = self.view(rec)
+    # what customers see -----------------------------------------------------------------------
+    def _answer(self, rec: C.CoordinatedTransfer) -> tuple[int, dict]:
+        with self.store.transaction(write=False) as tx:
+            view = self._coordinated_view(tx, rec)
         return (202 if view["status"] == "pending" else 201), view
 
-    def view(self, rec: dict) -> dict:
-        status = C.public_status(rec)
-        failures = {(f["bank"], f["account"]): f["reason"] for f in rec["failures"]}
-        bank_fail = {f["bank"]: f["reason"] for f in rec["failures"] if f["account"] == "*"}
-        legs = []
-        for leg in rec["legs"]:
-            item = {"bank": leg["bank"], "account": leg["account"], "amount": format_cents(leg["amount"]),
-                    "role": "source" if leg["direction"] == "debit" else "destination"}
-            reason = failures.get((leg["bank"], leg["account"])) or bank_fail.get(leg["bank"])
-            if status == "aborted" and reason:
-                item["reason"] = reason
-            legs.append(item)
-        out = {"id": rec["transfer_id"], "status": status, "coordinator": self.bank_id,
-               "created_at": iso(rec["created_at"]), "legs": legs,
-               "amount": format_cents(sum(l["amount"] for l in rec["legs"] if l["direction"] == "credit"))}
-        if status == "aborted":
-            out["reason"] = rec["failures"][0]["reason"] if rec["failures"] else "aborted"
-            out["failures"] = rec["failures"]
-        if rec.get("decided_at"):
-            out["decided_at"] = iso(rec["decided_at"])
-        return out
-
-    def status(self, caller: str, transfer_id: str) -> dict:
-        """GET /api/transfers/{id}: for the initiator, or a holder of one of its legs here."""
+    def status(self, caller: str, transfer_id: Any, *, answer: bool = False):
+        """GET /api/transfers/{id}: for the initiator, or a holder of one of its legs here. At
+        the coordinator, the whole story; at another bank of a leg, what that bank knows (the
+        whole transfer, as its PREPARE carried it)."""
+        if not isinstance(transfer_id, str) or len(transfer_id) > 64:
+            raise E.NotFound("no such transfer at this bank")
         with self.store.transaction(write=False) as tx:
-            rec = tx.get_coordinated(transfer_id) if isinstance(transfer_id, str) else None
-            if rec is None:
-                return self._participant_view(tx, caller, transfer_id)
-            allowed = rec["initiator"] == caller or any(
-                leg["bank"] == self.bank_id and caller in tx.holders_of(leg["account"]) for leg in rec["legs"])
-        if not allowed:
-            raise E.NotFound("no such transfer at this bank")
-        return self.view(rec)
+            rec = tx.get_coordinated(transfer_id)
+            if rec is not None and (rec.initiator == caller or any(
+                    leg.bank == self.bank_id and caller in tx.holders_of(leg.account) for leg in rec.legs)):
+                view = self._coordinated_view(tx, rec)
+                return ((202 if view["status"] == "pending" else 201), view) if answer else view
+            for part in tx.participations_of(transfer_id):
+                if part.legs and (part.initiator == caller or any(
+                        caller in tx.holders_of(l.account) for l in part.own_legs(self.bank_id))):
+                    view = self._participant_view(tx, part)
+                    return ((202 if view["status"] == "pending" else 201), view) if answer else view
+        raise E.NotFound("no such transfer at this bank")
 
-    def _participant_view(self, tx, caller: str, transfer_id: Any) -> dict:
-        """A transfer coordinated elsewhere, seen from this bank: its legs here and their state,
-        for the initiator or a holder of one of those legs."""
-        part = tx.get_participant(transfer_id) if isinstance(transfer_id, str) else None
-        if part is None or not part["legs"] or not (
-                part["initiator"] == caller or any(caller in tx.holders_of(l["account"]) for l in part["legs"])):
-            raise E.NotFound("no such transfer at this bank")
-        status = {"prepared": "pending", "committed": "committed", "aborted": "aborted"}[part["state"]]
-        out = {"id": transfer_id, "status": status, "coordinator": part["coordinator"],
-               "created_at": iso(part["created_at"]),
-               "legs": [{"bank": self.bank_id, "account": l["account"], "amount": format_cents(l["amount"]),
-                         "role": "source" if l["direction"] == "debit" else "destination"} for l in part["legs"]],
-               "partial": True}
-        if status == "aborted":
-            out["reason"] = part["reasons"][0][1] if part["reasons"] else "aborted"
+    def _legs_view(self, tx, legs, reasons: dict | None = None) -> list[dict]:
+        out = []
+        for leg in legs:
+            item = {"bank": leg.bank, "bank_name": self.config.bank(leg.bank).name if leg.bank in self.config.bank_ids
+                    else leg.bank, "account": leg.account, "amount": format_cents(leg.amount),
+                    "role": "source" if leg.is_debit else "destination"}
+            if leg.bank == self.bank_id:
+                item["holder"] = self.banking.masked_holder(tx, leg.account)
+            if reasons and reasons.get((leg.bank, leg.account)):
+                item["reason"] = reasons[(leg.bank, leg.account)]
+            out.append(item)
         return out
 
-    # ===================================================================== message handling
-    def handle(self, d: Delivery) -> None:
-        """Entry point of every message from this bank's queue (on a broker worker thread)."""
-        try:
-            env = P.decode(d.body)
-        except P.BadMessage as e:
-            return self._refuse(d, "malformed", str(e))
-        refusal = self._check_sender(env, d.user_id)
-        if refusal:
-            return self._refuse(d, refusal, f"from {env.sender!r} as user {d.user_id!r}")
-        outbox: dict[str, list] = {}  # replies that travel as messages, batched per bank
-        refused = 0
-        for item in env.items:
-            if isinstance(item, P.Prepare):
-                vote = self._on_prepare(item)
-                if vote is None:
-                    refused += self._refuse_item("tampered", f"PREPARE {item.transfer_id} differs from the first one")
-                elif d.reply_to:
-                    self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, vote)))
-            elif isinstance(item, P.Decision):
-                ok, ack = self._on_decision(item, env.sender)
-                if not ok:
-                    refused += self._refuse_item("not_coordinator", f"decision for {item.transfer_id} from {env.sender}")
-                elif ack is not None:
-                    outbox.setdefault(ack[0], []).append(ack[1])
-            elif isinstance(item, P.DecisionAck):
-                self._on_decision_ack(item)
-            elif isinstance(item, P.StatusQuery):
-                answer = self._on_status_query(item)
-                if answer is not None:
-                    outbox.setdefault(item.bank, []).append(answer)
-            elif isinstance(item, P.Lookup):
-                if d.reply_to and _now_ms() <= item.deadline_ms:
-                    result = P.LookupResult(bank=self.bank_id, accounts=[
-                        P.AccountSummary(**s) for s in self.banking.summaries_for(item.cpf, item.requester)])
-                    self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
-            elif isinstance(item, P.Audit):
-                if d.reply_to and _now_ms() <= item.deadline_ms:
-                    c = self.figures()
-                    result = P.AuditResult(
-                        bank=self.bank_id, accounts=c["accounts"], balance_total=c["balance_total"],
-                        deposits_total=c["deposits_total"], withdrawals_total=c["withdrawals_total"],
-                        transfers_in_total=c["transfers_in_total"], transfers_out_total=c["transfers_out_total"],
-                        holds_total=c["holds_total"], in_doubt=c["prepared_legs"] + c["preparing"],
-                        unacknowledged=c["unacknowledged_decisions"])
-                    self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
-            else:
-                log.warning("unexpected %s message on the bank queue, dropped", item.type)
-        # After every local commit above: acknowledgements and answers, one message per bank.
-        for bank, items in outbox.items():
-            for fut in self._send_batches(bank, items):
-                self._wait(fut)
-        if refused and refused == len(env.items):
-            d.reject(requeue=False)  # nothing in it was acceptable: dead-letter it
-        else:
-            d.ack()
+    def _coordinated_view(self, tx, rec: C.CoordinatedTransfer) -> dict:
+        status = C.public_status(rec.state)
+        out = {"id": rec.transfer_id, "status": status, "amount": format_cents(rec.amount),
+               "coordinator": self.bank_id, "created_at": iso(rec.created_at),
+               "legs": self._legs_view(tx, rec.legs, C.leg_reasons(rec) if status == "aborted" else None),
+               "timeline": timeline(rec)}
+        if status == "aborted":
+            out["reason"] = C.first_reason(rec.failures)
+            out["failures"] = [{"bank": f.bank, "account": f.account, "reason": f.reason} for f in rec.failures]
+        if rec.decided_at:
+            out["decided_at"] = iso(rec.decided_at)
+        return out
 
-    def _send_batches(self, bank: str, items: list) -> list[Future]:
-        """Messages the protocol re-sends until answered, many per envelope, no confirm."""
-        futs = []
-        for i in range(0, len(items), BATCH):
-            futs.append(self.broker.publish(bank, P.encode(self.bank_id, *items[i:i + BATCH]),
-                                            persistent=True, confirm=False))
-        return futs
+    def _participant_view(self, tx, part: Participation) -> dict:
+        status = C.public_status(part.state)
+        own = {(self.bank_id, a): c for a, c in part.reasons}
+        out = {"id": part.transfer_id, "status": status, "amount": format_cents(total(part.legs)),
+               "coordinator": part.coordinator, "created_at": iso(part.created_at),
+               "legs": self._legs_view(tx, part.legs, own if status == "aborted" else None),
+               "timeline": [{"at": iso(part.created_at), "bank": self.bank_id,
+                             "event": "vote_yes" if part.state != "aborted" or not part.reasons else "vote_no",
+                             **({"detail": part.reasons[0][1]} if part.state == "aborted" and part.reasons else {})}]}
+        if part.state != "prepared":
+            out["timeline"].append({"at": iso(part.updated_at), "bank": self.bank_id, "event": "decision_applied",
+                                    "ms": int((part.updated_at - part.created_at) * 1000)})
+            out["decided_at"] = iso(part.updated_at)
+        if status == "aborted":
+            out["reason"] = part.reasons[0][1] if part.reasons else "aborted"
+        return out
 
-    def _refuse_item(self, reason: str, detail: str) -> int:
-        log.warning("refused an inter-bank message (%s): %s", reason, detail, extra={"event": "refused"})
-        self._count("messages_rejected", reason=reason)
-        return 1
-
-    def _check_sender(self, env: P.Envelope, user_id: str | None) -> str | None:
-        """Who sent it, and may they send that? The broker guarantees user_id is the
-        connection's user; we check that user is the bank the message claims, and that the
-        bank has the role the message needs. Decisions are checked against the transfer."""
-        if env.sender not in self.config.bank_ids and env.sender != AUDITOR:
-            return "unknown_sender"
-        if user_id is None:
-            return "no_user_id"
-        if user_id != self._users[env.sender]:
-            return "wrong_user_id"
-        for item in env.items:
-            if env.sender == AUDITOR and not isinstance(item, P.Audit):
-                return "wrong_role"
-            if isinstance(item, P.Audit) and env.sender != AUDITOR:
-                return "wrong_role"
-            if isinstance(item, P.Prepare) and item.coordinator != env.sender:
-                return "not_coordinator"
-            if isinstance(item, (P.DecisionAck, P.StatusQuery)) and item.bank != env.sender:
-                return "wrong_role"
-            if isinstance(item, (P.VoteMsg, P.LookupResult, P.AuditResult)):
-                return "unexpected"  # answers travel on reply queues, never on a bank's queue
-        return None
-
-    def _refuse(self, d: Delivery, reason: str, detail: str) -> None:
-        """Count it, log it, dead-letter it: a refused message never has an effect and is
-        never redelivered to us."""
-        log.warning("refused an inter-bank message (%s): %s", reason, detail, extra={"event": "refused"})
-        self._count("messages_rejected", reason=reason)
-        d.reject(requeue=False)
-
-    @staticmethod
-    def _wait(fut: Future) -> None:
-        try:
-            fut.result(timeout=PUBLISH_WAIT_S)
-        except (BrokerError, FutureTimeout) as e:
-            # A lost vote is an abort, a lost acknowledgement is re-asked: never fatal.
-            log.info("reply not delivered: %s", e)
-
-    # participant ---------------------------------------------------------------------------
-    def _on_prepare(self, msg: P.Prepare) -> P.VoteMsg | None:
-        """None when the PREPARE replays a known transfer with other legs (tampered)."""
-        legs = [PT.Leg(l.account, l.amount, l.direction) for l in msg.legs]
-        now = time.time()
-        with self.store.transaction() as tx:
-            rec = tx.get_participant(msg.transfer_id)
-            if rec is not None and rec["legs"] and (
-                    rec["coordinator"] != msg.coordinator or rec["initiator"] != msg.initiator or
-                    rec["legs"] != [{"account": l.account, "amount": l.amount, "direction": l.direction}
-                                    for l in legs]):
-                return None
-            accounts: dict[str, PT.AccountView | None] = {}
-            if rec is None:
-                for leg in legs:
-                    acc = tx.get_account(leg.account)
-                    accounts[leg.account] = None if acc is None else PT.AccountView(
-                        acc["number"], acc["status"], frozenset(tx.holders_of(leg.account)),
-                        acc["balance"] - tx.holds_total(leg.account),
-                        self.banking.debited_today(tx, leg.account) if leg.direction == "debit" else 0)
-            # The limits are this bank's own (its entry in consorcio.yml), whoever coordinates.
-            decision = PT.on_prepare(rec["state"] if rec else None, rec["reasons"] if rec else [], legs,
-                                     msg.initiator, msg.deadline_ms, _now_ms(), accounts,
-                                     max_amount=self.banking.limit_cents,
-                                     daily_limit=self.banking.daily_limit_cents)
-            if decision.new_state:
-                tx.put_participant({
-                    "transfer_id": msg.transfer_id, "coordinator": msg.coordinator, "state": decision.new_state,
-                    "deadline_ms": msg.deadline_ms, "initiator": msg.initiator,
-                    "legs": [{"account": l.account, "amount": l.amount, "direction": l.direction} for l in legs],
-                    "reasons": [list(r) for r in decision.vote.reasons], "peers": msg.peers,
-                    "created_at": now, "updated_at": now})
-                for account, amount in decision.holds:
-                    tx.place_hold(msg.transfer_id, account, amount, now)
-                crash_point("participant.before_prepare_durable")
-        if decision.new_state == "prepared":
-            self._count("holds_placed", n=len(decision.holds))
-            crash_point("participant.after_prepare_durable")
-        v = decision.vote
-        self._count("votes_sent", vote="yes" if v.yes else "no")
-        log.info("transfer %s: voted %s", msg.transfer_id, "YES" if v.yes else "NO",
-                 extra={"transfer_id": msg.transfer_id, "event": "vote"})
-        return P.VoteMsg(transfer_id=msg.transfer_id, bank=self.bank_id, vote="yes" if v.yes else "no",
-                         reasons=[P.Reason(account=a, code=c) for a, c in v.reasons])
-
-    def _on_decision(self, msg: P.Decision, sender: str) -> tuple[bool, tuple[str, P.DecisionAck] | None]:
-        """Apply a decision; returns (accepted, the acknowledgement to send and to whom).
-        Not accepted when the sender may not decide this transfer: only its coordinator (or,
-        with cooperative termination, one of its participants)."""
-        now = time.time()
-        with self.store.transaction() as tx:
-            rec = tx.get_participant(msg.transfer_id)
-            if rec is not None and rec["coordinator"] and sender != rec["coordinator"] and not (
-                    self.config.cooperative_termination and sender in rec["peers"]):
-                return False, None
-            eff = PT.on_decision(rec["state"] if rec else None, msg.outcome)
-            if eff.violation:
-                self.violations += 1
-                self._count("messages_rejected", reason="violation")
-                log.error("transfer %s: %s (from %s)", msg.transfer_id, eff.violation, sender,
-                          extra={"transfer_id": msg.transfer_id, "event": "violation"})
-                return True, None
-            if eff.apply_commit:
-                crash_point("participant.before_commit_applied")
-                for leg in rec["legs"]:
-                    signed = -leg["amount"] if leg["direction"] == "debit" else leg["amount"]
-                    kind = "transfer_out" if leg["direction"] == "debit" else "transfer_in"
-                    tx.append_entry(leg["account"], kind, signed, now, msg.transfer_id)
-            if eff.apply_commit or eff.release_holds:
-                tx.release_holds(msg.transfer_id)
-            if eff.new_state:
-                rec = rec or {"transfer_id": msg.transfer_id, "coordinator": sender, "deadline_ms": 0,
-                              "initiator": "", "legs": [], "reasons": [["*", "aborted"]], "peers": [],
-                              "created_at": now}
-                tx.put_participant({**rec, "state": eff.new_state, "updated_at": now})
-        if eff.apply_commit:
-            crash_point("participant.after_commit_applied")
-        if eff.new_state:
-            self._count("decisions_applied", outcome=msg.outcome)
-            log.info("transfer %s: %s applied", msg.transfer_id, msg.outcome.upper(),
-                     extra={"transfer_id": msg.transfer_id, "event": "applied"})
-        if eff.acknowledge and self.broker is not None:
-            coordinator = (rec["coordinator"] if rec else None) or sender
-            return True, (coordinator, P.DecisionAck(transfer_id=msg.transfer_id, bank=self.bank_id,
-                                                     outcome=msg.outcome))
-        return True, None
-
-    # coordinator, asynchronous part -------------------------------------------------------------
-    def _on_decision_ack(self, msg: P.DecisionAck) -> None:
-        with self.store.transaction() as tx:
-            rec = tx.get_coordinated(msg.transfer_id)
-            if rec is None:
-                return
-            rec, effects = C.on_ack(rec, msg.bank, msg.outcome)
-            if effects:
-                tx.put_coordinated(rec)
-        if rec["pending_acks"] == 0:
-            with self._active_lock:
-                waiter = self._ack_waiters.get(msg.transfer_id)
-            if waiter is not None:
-                waiter.set()
-
-    def _on_status_query(self, msg: P.StatusQuery) -> P.Decision | None:
-        """From a participant in doubt. As coordinator: the decision, or presumed abort. As a
-        peer (cooperative termination): the outcome if this bank knows it; a peer that never
-        voted and is past the deadline aborts for good and says so."""
-        outcome = None
-        with self.store.transaction() as tx:
-            rec = tx.get_coordinated(msg.transfer_id)
-            if rec is not None:
-                # Only the transfer's own participants learn its outcome.
-                effects = C.on_status_query(rec, msg.bank) if msg.bank in rec["participants"] else []
-                outcome = effects[0].outcome if effects else None
-            else:
-                part = tx.get_participant(msg.transfer_id)
-                if part is not None and part["state"] in ("committed", "aborted") and (
-                        not part["peers"] or msg.bank in part["peers"]):
-                    outcome = "commit" if part["state"] == "committed" else "abort"
-                elif part is None and msg.deadline_ms is not None and _now_ms() > msg.deadline_ms:
-                    now = time.time()
-                    tx.put_participant({"transfer_id": msg.transfer_id, "coordinator": "", "state": "aborted",
-                                        "deadline_ms": msg.deadline_ms, "initiator": "", "legs": [],
-                                        "reasons": [["*", "timeout"]], "peers": [], "created_at": now,
-                                        "updated_at": now})
-                    outcome = "abort"
-                elif part is None and self._is_coordinator_query(msg):
-                    outcome = "abort"
-        if outcome is None:
-            return None
-        self._count("decisions_sent", outcome=outcome)
-        return P.Decision(transfer_id=msg.transfer_id, outcome=outcome)
-
-    def _is_coordinator_query(self, msg: P.StatusQuery) -> bool:
-        # A query without a deadline is addressed to the coordinator: with no record of the
-        # transfer, presumed abort answers it.
-        return msg.deadline_ms is None
-
-    # ===================================================================== lookup (scatter-gather)
+    # lookups and figures ----------------------------------------------------------------------
     def lookup(self, requester: str, cpf: Any) -> dict:
-        cpf = normalize_cpf(cpf)
-        ttl = self.config.timeouts.lookup_ttl_ms
-        deadline = _now_ms() + ttl
-        missing: set[str] = set(self.config.bank_ids)
-        accounts: list[dict] = []
-        # This bank answers for itself directly: its own accounts never depend on the broker.
-        results = [(self.bank_id, self.banking.summaries_for(cpf, requester))]
-        missing.discard(self.bank_id)
-        if self.broker is not None:
-            body = P.encode(self.bank_id, P.Lookup(cpf=cpf, requester=requester, deadline_ms=deadline))
-            others = [b for b in self.config.bank_ids if b != self.bank_id]
-            for bank, raw in self.broker.gather(others, body, deadline_s=deadline / 1000,
-                                                expect_user=self._users.get).items():
-                try:
-                    res = next(i for i in P.decode(raw).items if isinstance(i, P.LookupResult))
-                except (P.BadMessage, StopIteration):
-                    continue
-                if res.bank == bank:
-                    missing.discard(bank)
-                    results.append((bank, [a.model_dump(exclude_none=True) for a in res.accounts]))
-        for bank, summaries in results:
-            for a in summaries:
-                if a["bank"] != bank:
-                    continue  # a bank speaks only for its own accounts
-                item = {"bank": bank, "bank_name": self.config.bank(bank).name,
-                        "number": a["number"], "kind": a["kind"], "holder": a["holder"]}
-                if cpf == requester and a.get("balance") is not None:
-                    item["balance"] = format_cents(a["balance"])
-                    item["available"] = format_cents(a.get("available") or 0)
-                    if a.get("company_name"):
-                        item["company_name"] = a["company_name"]
-                accounts.append(item)
-        order = {b: i for i, b in enumerate(self.config.bank_ids)}
-        accounts.sort(key=lambda a: (order[a["bank"]], a["number"]))
-        return {"cpf": cpf, "full": cpf == requester, "accounts": accounts,
-                "unreachable_banks": sorted(missing, key=order.get)}
+        return self.lookups.lookup(requester, cpf)
 
-    # ===================================================================== resolver
-    def start(self) -> None:
-        self.recover()
-        self._thread = threading.Thread(target=self._loop, name=f"resolver-{self.bank_id}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-
-    def recover(self) -> None:
-        """Rule 7, at start-up: transfers this bank was coordinating when it died are aborted
-        (nobody is waiting for their votes any more); the rest is the resolver's usual work."""
-        with self.store.transaction(write=False) as tx:
-            stale = tx.coordinated_preparing()
-        for rec in stale:
-            log.info("transfer %s: undecided at restart, aborting (presumed abort)", rec["transfer_id"])
-            rec, effects = C.on_recover(rec, time.time())
-            self._decide(rec, effects)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            try:
-                self.resolve_once()
-            except Exception:  # noqa: BLE001 - keep resolving whatever happened
-                log.exception("resolver pass failed")
-
-    def resolve_once(self) -> None:
-        now_ms = _now_ms()
-        with self.store.transaction(write=False) as tx:
-            unacked = tx.coordinated_unacknowledged()
-            preparing = tx.coordinated_preparing()
-            prepared = tx.participations_in("prepared")
-        # A request thread that stalled past the deadline (or died) leaves a transfer undecided.
-        with self._active_lock:
-            active = set(self._active)
-        for rec in preparing:
-            if rec["transfer_id"] not in active and now_ms > rec["deadline_ms"] + STATUS_GRACE_MS:
-                rec, effects = C.on_recover(rec, time.time())
-                self._decide(rec, effects)
-        if self.broker is None or not self.broker.connected:
-            return
-        # Re-sends and questions go out batched, one message per bank per pass, so that a
-        # backlog after an outage costs a few messages, not one per transfer.
-        outbox: dict[str, list] = {}
-        keys = set()
-        budget = RESENDS_PER_PASS  # oldest first; the rest waits for the next pass
-        for rec in unacked:
-            tid = rec["transfer_id"]
-            keys.add(tid)
-            if budget > 0 and self._resend.due(tid, now_ms):
-                budget -= 1
-                for eff in C.pending_decisions(rec):
-                    outbox.setdefault(eff.bank, []).append(P.Decision(transfer_id=tid, outcome=eff.outcome))
-                    self._count("decisions_sent", outcome=eff.outcome)
-                self._resend.sent(tid, now_ms)
-        self._resend.forget_except(keys)
-        keys = set()
-        for part in prepared:
-            tid = part["transfer_id"]
-            keys.add(tid)
-            if PT.needs_outcome(part["state"], part["deadline_ms"], now_ms, STATUS_GRACE_MS) \
-                    and self._ask.due(tid, now_ms):
-                self._ask_outcome(part, outbox)
-                self._ask.sent(tid, now_ms)
-        self._ask.forget_except(keys)
-        for item in outbox.pop(self.bank_id, []):
-            if isinstance(item, P.StatusQuery):
-                item = self._on_status_query(item)
-            if isinstance(item, P.Decision):
-                self._apply_locally(item)
-        for bank, items in outbox.items():
-            self._send_batches(bank, items)
-
-    def _ask_outcome(self, part: dict, outbox: dict[str, list]) -> None:
-        tid = part["transfer_id"]
-        self._count("status_queries_sent")
-        outbox.setdefault(part["coordinator"], []).append(P.StatusQuery(transfer_id=tid, bank=self.bank_id))
-        if not self.config.cooperative_termination:
-            return
-        to_peer = P.StatusQuery(transfer_id=tid, bank=self.bank_id, deadline_ms=part["deadline_ms"])
-        for peer in part["peers"]:
-            if peer not in (self.bank_id, part["coordinator"]):
-                outbox.setdefault(peer, []).append(to_peer)
-
-    # ===================================================================== figures
     def figures(self) -> dict:
         """The ledger's totals and the 2PC work in progress (health, metrics, audit)."""
         with self.store.transaction(write=False) as tx:
             return tx.counts()
 
-    def _count(self, name: str, **labels) -> None:
-        if self.metrics is not None:
-            self.metrics.inc(name, **labels)
+    def positions(self) -> dict[str, int]:
+        with self.store.transaction(write=False) as tx:
+            return tx.positions()
+
+    def _answer_audit(self, d: Delivery, env: P.Envelope, items: list[P.Audit]) -> None:
+        if not d.reply_to or self.rt.broker is None or all(now_ms() > i.deadline_ms for i in items):
+            return
+        c = self.figures()
+        result = P.AuditResult(
+            bank=self.bank_id, accounts=c["accounts"], balance_total=c["balance_total"],
+            deposits_total=c["deposits_total"], withdrawals_total=c["withdrawals_total"],
+            transfers_in_total=c["transfers_in_total"], transfers_out_total=c["transfers_out_total"],
+            holds_total=c["holds_total"], in_doubt=c["prepared_legs"] + c["preparing"],
+            unacknowledged=c["unacknowledged_decisions"], positions=self.positions(), claims_total=c["claims_total"])
+        body, headers = self.rt.seal(result)
+        self.rt.broker.reply(d.reply_to, d.correlation_id, body, headers)
+
+
+def timeline(rec: C.CoordinatedTransfer) -> list[dict]:
+    """The two-phase commit of one transfer as its coordinator recorded it: each PREPARE sent,
+    each vote and when, the decision written, sent, and each acknowledgement; ``ms`` is the time
+    since the transfer began."""
+    t0 = int(rec.created_at * 1000)
+    events: list[tuple[int, str, str, dict]] = [(t0, "", "created", {})]
+    for bank, p in sorted(rec.participants.items()):
+        if p.sent_ms:
+            events.append((p.sent_ms, bank, "prepare_sent", {}))
+        if p.vote in ("yes", "no") and p.vote_ms:
+            reason = next((f.reason for f in rec.failures if f.bank == bank), None)
+            events.append((p.vote_ms, bank, f"vote_{p.vote}", {"detail": reason} if p.vote == "no" and reason else {}))
+        if p.ack_ms:
+            events.append((p.ack_ms, bank, "ack", {}))
+    if rec.decided_at:
+        events.append((int(rec.decided_at * 1000), "", f"decision_{rec.outcome}", {}))
+    if rec.decision_sent_ms:
+        events.append((rec.decision_sent_ms, "", "decision_sent", {}))
+    out = []
+    for at, bank, event, extra in sorted(events, key=lambda e: e[0]):
+        out.append({"at": iso(at / 1000), "bank": bank or None, "event": event, "ms": at - t0, **extra})
+    return out
+
+
+def _leg_dict(leg: Leg) -> dict:
+    return {"bank": leg.bank, "account": leg.account, "amount": leg.amount, "direction": leg.direction}
+

@@ -14,7 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..domain.consent import Mandate
+from ..domain.coordinator import CoordinatedTransfer
+from ..domain.participant import Participation
 from .port import StorageError
+from .records import coordinated_of, coordinated_row, mandate_of, participation_of, participation_row
 
 # Versioned migrations: index i upgrades schema version i to i+1. Never edit a released one.
 MIGRATIONS: list[str] = [
@@ -115,6 +119,108 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX entries_by_account_time ON entries(number, at);
     """,
+    # 3: the trust protocol. Participations are named by (transfer id, coordinator), so that an
+    # ABORT sent by a bank for an id it does not coordinate cannot block the real transfer of
+    # that id; they keep the whole transfer (every leg with its bank) and the hashes of the
+    # signed envelopes they acted on. Legs recorded before this version carry no bank: they
+    # are this bank's own (bank "" when read back). Mandates (consent at the account's own
+    # bank) and their daily use; claims on peers of pending credits, bilateral positions and
+    # their append-only settlement journal (double entry between banks); signed envelopes kept
+    # as evidence; running daily totals per account (the daily limits read one row, not the
+    # day's entries).
+    """
+    CREATE TABLE participations_v3 (
+        transfer_id TEXT NOT NULL,
+        coordinator TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('prepared', 'committed', 'aborted')),
+        deadline_ms INTEGER NOT NULL,
+        initiator TEXT NOT NULL,
+        legs TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        prepare_evidence TEXT,
+        decision_evidence TEXT,
+        PRIMARY KEY (transfer_id, coordinator)
+    );
+    INSERT INTO participations_v3 (transfer_id, coordinator, state, deadline_ms, initiator, legs, reasons,
+                                   created_at, updated_at)
+        SELECT transfer_id, coordinator, state, deadline_ms, initiator, legs, reasons, created_at, updated_at
+        FROM participations;
+    DROP TABLE participations;
+    ALTER TABLE participations_v3 RENAME TO participations;
+    -- the resolver lists prepared legs; the operator view counts by state
+    CREATE INDEX participations_by_state ON participations(state, created_at);
+    ALTER TABLE coordinated ADD COLUMN decision_sent_ms INTEGER;
+    ALTER TABLE coordinated ADD COLUMN resend_stopped INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE mandates (
+        id TEXT PRIMARY KEY,
+        number TEXT NOT NULL REFERENCES accounts(number),
+        bank TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        max_per_transfer INTEGER,
+        max_per_day INTEGER,
+        expires_at REAL,
+        revoked_at REAL
+    );
+    -- a PREPARE looks up the mandate of (account, initiating bank)
+    CREATE INDEX mandates_by_account_bank ON mandates(number, bank);
+    CREATE TABLE mandate_uses (
+        mandate_id TEXT NOT NULL REFERENCES mandates(id),
+        transfer_id TEXT NOT NULL,
+        number TEXT NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        day INTEGER NOT NULL,
+        PRIMARY KEY (mandate_id, transfer_id)
+    );
+    -- the daily use of a mandate is summed per (mandate, day)
+    CREATE INDEX mandate_uses_by_day ON mandate_uses(mandate_id, day);
+    CREATE TABLE claims (
+        transfer_id TEXT NOT NULL,
+        coordinator TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        PRIMARY KEY (transfer_id, coordinator, peer)
+    );
+    -- a peer's exposure sums its pending claims
+    CREATE INDEX claims_by_peer ON claims(peer);
+    CREATE TABLE positions (
+        peer TEXT PRIMARY KEY,
+        amount INTEGER NOT NULL
+    );
+    CREATE TABLE settlement_entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer TEXT NOT NULL,
+        transfer_id TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX settlement_once_per_transfer ON settlement_entries(transfer_id, peer);
+    CREATE TRIGGER settlement_append_only_u BEFORE UPDATE ON settlement_entries
+        BEGIN SELECT RAISE(ABORT, 'settlement entries are append-only'); END;
+    CREATE TRIGGER settlement_append_only_d BEFORE DELETE ON settlement_entries
+        BEGIN SELECT RAISE(ABORT, 'settlement entries are append-only'); END;
+    CREATE TABLE evidence (
+        hash TEXT PRIMARY KEY,
+        sender TEXT NOT NULL,
+        body BLOB NOT NULL,
+        signature TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE TABLE daily_totals (
+        number TEXT NOT NULL REFERENCES accounts(number),
+        day INTEGER NOT NULL,
+        deposits INTEGER NOT NULL DEFAULT 0,
+        debits INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (number, day)
+    );
+    INSERT INTO daily_totals (number, day, deposits, debits)
+        SELECT number, CAST((at - 10800) / 86400 AS INTEGER),
+               COALESCE(SUM(CASE WHEN kind = 'deposit' THEN amount END), 0),
+               COALESCE(SUM(CASE WHEN amount < 0 THEN -amount END), 0)
+        FROM entries GROUP BY 1, 2;
+    """,
 ]
 
 
@@ -127,6 +233,7 @@ class SqliteTx:
 
     def __init__(self, conn: sqlite3.Connection):
         self.c = conn
+        self._sp = 0
 
     def _one(self, sql: str, args: tuple = ()) -> dict | None:
         cur = self.c.execute(sql, args)
@@ -178,8 +285,9 @@ class SqliteTx:
         r = self._one("SELECT COALESCE(SUM(amount), 0) AS s FROM holds WHERE number = ?", (number,))
         return int(r["s"])
 
-    def append_entry(self, number, kind, amount, now, transfer_id=None):
-        """Journal one movement and move the cached balance with it, in the caller's transaction."""
+    def append_entry(self, number, kind, amount, now, transfer_id=None, *, day: int):
+        """Journal one movement, move the cached balance with it and the account's running total
+        of the day (``day``: the number of the limits' day), in the caller's transaction."""
         cur = self.c.execute("UPDATE accounts SET balance = balance + ? WHERE number = ? RETURNING balance",
                              (amount, number))
         row = cur.fetchone()
@@ -187,18 +295,21 @@ class SqliteTx:
             raise StorageError(f"account {number} vanished inside a transaction")
         self.c.execute("INSERT INTO entries (number, kind, amount, balance_after, transfer_id, at) "
                        "VALUES (?, ?, ?, ?, ?, ?)", (number, kind, amount, row[0], transfer_id, now))
+        deposit, debit = (amount, 0) if kind == "deposit" else (0, max(0, -amount))
+        if deposit or debit:
+            self.c.execute("INSERT INTO daily_totals VALUES (?, ?, ?, ?) ON CONFLICT (number, day) DO UPDATE SET"
+                           " deposits = deposits + excluded.deposits, debits = debits + excluded.debits",
+                           (number, day, deposit, debit))
         return int(row[0])
 
     def statement(self, number, limit):
         return self._all("SELECT id, at, kind, amount, balance_after, transfer_id FROM entries "
                          "WHERE number = ? ORDER BY id DESC LIMIT ?", (number, limit))
 
-    def day_totals(self, number, since) -> dict:
-        """Deposits and debits (withdrawals, transfers out) of one account since ``since``."""
-        r = self._one("SELECT COALESCE(SUM(CASE WHEN kind = 'deposit' THEN amount END), 0) AS deposits,"
-                      " COALESCE(SUM(CASE WHEN amount < 0 THEN -amount END), 0) AS debits"
-                      " FROM entries WHERE number = ? AND at >= ?", (number, since))
-        return {"deposits": int(r["deposits"]), "debits": int(r["debits"])}
+    def day_totals(self, number, day: int) -> dict:
+        """Deposits and debits (withdrawals, transfers out) of one account on the limits' ``day``."""
+        r = self._one("SELECT deposits, debits FROM daily_totals WHERE number = ? AND day = ?", (number, day))
+        return {"deposits": int(r["deposits"]), "debits": int(r["debits"])} if r else {"deposits": 0, "debits": 0}
 
     def journal_sum(self, number) -> int:
         r = self._one("SELECT COALESCE(SUM(amount), 0) AS s FROM entries WHERE number = ?", (number,))
@@ -226,44 +337,122 @@ class SqliteTx:
                        (scope, key, request_hash, status, json.dumps(body), now))
 
     # two-phase commit ----------------------------------------------------------------------
-    _JSON_P = ("legs", "reasons", "peers")
-    _JSON_C = ("legs", "participants", "failures")
+    def get_participant(self, transfer_id: str, coordinator: str) -> Participation | None:
+        return participation_of(self._one("SELECT * FROM participations WHERE transfer_id = ? AND coordinator = ?",
+                                          (transfer_id, coordinator)))
 
-    def get_participant(self, transfer_id):
-        r = self._one("SELECT * FROM participations WHERE transfer_id = ?", (transfer_id,))
-        return _decode(r, self._JSON_P)
+    def participations_of(self, transfer_id: str) -> list[Participation]:
+        """Every participation of this id, whoever coordinated it (an id reused elsewhere)."""
+        return [participation_of(r) for r in self._all(
+            "SELECT * FROM participations WHERE transfer_id = ? ORDER BY created_at", (transfer_id,))]
 
-    def put_participant(self, rec):
+    def put_participant(self, rec: Participation) -> None:
         self.c.execute(
-            "INSERT INTO participations VALUES (:transfer_id, :coordinator, :state, :deadline_ms, :initiator,"
-            " :legs, :reasons, :peers, :created_at, :updated_at) ON CONFLICT (transfer_id) DO UPDATE SET"
-            " state = excluded.state, reasons = excluded.reasons, updated_at = excluded.updated_at",
-            _encode(rec, self._JSON_P))
+            "INSERT INTO participations (transfer_id, coordinator, state, deadline_ms, initiator, legs, reasons,"
+            " created_at, updated_at, prepare_evidence, decision_evidence) VALUES (:transfer_id, :coordinator,"
+            " :state, :deadline_ms, :initiator, :legs, :reasons, :created_at, :updated_at, :prepare_evidence,"
+            " :decision_evidence) ON CONFLICT (transfer_id, coordinator) DO UPDATE SET state = excluded.state,"
+            " reasons = excluded.reasons, updated_at = excluded.updated_at,"
+            " decision_evidence = excluded.decision_evidence", participation_row(rec))
 
-    def participations_in(self, state: str) -> list[dict]:
-        return [_decode(r, self._JSON_P) for r in self._all(
-            "SELECT * FROM participations WHERE state = ? ORDER BY created_at", (state,))]
+    def participations_in(self, state: str, limit: int = 100_000) -> list[Participation]:
+        return [participation_of(r) for r in self._all(
+            "SELECT * FROM participations WHERE state = ? ORDER BY created_at LIMIT ?", (state, limit))]
 
-    def get_coordinated(self, transfer_id):
-        r = self._one("SELECT * FROM coordinated WHERE transfer_id = ?", (transfer_id,))
-        return _decode(r, self._JSON_C)
+    def get_coordinated(self, transfer_id: str) -> CoordinatedTransfer | None:
+        return coordinated_of(self._one("SELECT * FROM coordinated WHERE transfer_id = ?", (transfer_id,)))
 
-    def put_coordinated(self, rec):
+    def put_coordinated(self, rec: CoordinatedTransfer) -> None:
         self.c.execute(
-            "INSERT INTO coordinated VALUES (:transfer_id, :initiator, :request_hash, :state, :deadline_ms,"
-            " :legs, :participants, :failures, :pending_acks, :created_at, :decided_at)"
+            "INSERT INTO coordinated (transfer_id, initiator, request_hash, state, deadline_ms, legs, participants,"
+            " failures, pending_acks, created_at, decided_at, decision_sent_ms, resend_stopped) VALUES"
+            " (:transfer_id, :initiator, :request_hash, :state, :deadline_ms, :legs, :participants, :failures,"
+            " :pending_acks, :created_at, :decided_at, :decision_sent_ms, :resend_stopped)"
             " ON CONFLICT (transfer_id) DO UPDATE SET state = excluded.state,"
             " participants = excluded.participants, failures = excluded.failures,"
-            " pending_acks = excluded.pending_acks, decided_at = excluded.decided_at",
-            _encode(rec, self._JSON_C))
+            " pending_acks = excluded.pending_acks, decided_at = excluded.decided_at,"
+            " decision_sent_ms = excluded.decision_sent_ms, resend_stopped = excluded.resend_stopped",
+            coordinated_row(rec))
 
-    def coordinated_preparing(self) -> list[dict]:
-        return [_decode(r, self._JSON_C) for r in self._all(
+    def coordinated_preparing(self) -> list[CoordinatedTransfer]:
+        return [coordinated_of(r) for r in self._all(
             "SELECT * FROM coordinated WHERE state = 'preparing' ORDER BY created_at")]
 
-    def coordinated_unacknowledged(self) -> list[dict]:
-        return [_decode(r, self._JSON_C) for r in self._all(
-            "SELECT * FROM coordinated WHERE state != 'preparing' AND pending_acks > 0 ORDER BY decided_at")]
+    def coordinated_unacknowledged(self, limit: int = 100_000) -> list[CoordinatedTransfer]:
+        """Decided transfers some participant has not acknowledged, whose re-sends go on."""
+        return [coordinated_of(r) for r in self._all(
+            "SELECT * FROM coordinated WHERE state != 'preparing' AND pending_acks > 0 AND resend_stopped = 0"
+            " ORDER BY decided_at LIMIT ?", (limit,))]
+
+    # mandates ------------------------------------------------------------------------------
+    def insert_mandate(self, m: Mandate) -> None:
+        self.c.execute("INSERT INTO mandates (id, number, bank, created_by, created_at, max_per_transfer,"
+                       " max_per_day, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (m.id, m.account, m.bank, m.created_by, m.created_at, m.max_per_transfer, m.max_per_day,
+                        m.expires_at, m.revoked_at))
+
+    def get_mandate(self, mandate_id: str) -> Mandate | None:
+        return mandate_of(self._one("SELECT * FROM mandates WHERE id = ?", (mandate_id,)))
+
+    def mandates_of_accounts(self, numbers: list[str]) -> list[Mandate]:
+        if not numbers:
+            return []
+        marks = ",".join("?" * len(numbers))
+        return [mandate_of(r) for r in self._all(
+            f"SELECT * FROM mandates WHERE number IN ({marks}) ORDER BY created_at", tuple(numbers))]
+
+    def active_mandate(self, number: str, bank: str, now: float) -> Mandate | None:
+        """The newest mandate of this account for this bank that is neither revoked nor expired."""
+        return mandate_of(self._one(
+            "SELECT * FROM mandates WHERE number = ? AND bank = ? AND revoked_at IS NULL"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC LIMIT 1", (number, bank, now)))
+
+    def revoke_mandate(self, mandate_id: str, now: float) -> None:
+        self.c.execute("UPDATE mandates SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, mandate_id))
+
+    def mandate_used(self, mandate_id: str, day: int) -> int:
+        r = self._one("SELECT COALESCE(SUM(amount), 0) AS s FROM mandate_uses WHERE mandate_id = ? AND day = ?",
+                      (mandate_id, day))
+        return int(r["s"])
+
+    def add_mandate_use(self, mandate_id: str, transfer_id: str, number: str, amount: int, day: int) -> None:
+        self.c.execute("INSERT INTO mandate_uses VALUES (?, ?, ?, ?, ?)", (mandate_id, transfer_id, number, amount, day))
+
+    def release_mandate_uses(self, transfer_id: str) -> None:
+        """An aborted transfer used nothing of its mandates."""
+        self.c.execute("DELETE FROM mandate_uses WHERE transfer_id = ?", (transfer_id,))
+
+    # claims on peers and bilateral positions ------------------------------------------------
+    def add_claim(self, transfer_id: str, coordinator: str, peer: str, amount: int) -> None:
+        self.c.execute("INSERT INTO claims VALUES (?, ?, ?, ?)", (transfer_id, coordinator, peer, amount))
+
+    def release_claims(self, transfer_id: str, coordinator: str) -> None:
+        self.c.execute("DELETE FROM claims WHERE transfer_id = ? AND coordinator = ?", (transfer_id, coordinator))
+
+    def exposure(self) -> dict[str, int]:
+        """Per peer: its position (what it owes us) plus the claims of transfers still pending."""
+        out = dict(self.c.execute("SELECT peer, amount FROM positions").fetchall())
+        for peer, amount in self.c.execute("SELECT peer, SUM(amount) FROM claims GROUP BY peer").fetchall():
+            out[peer] = out.get(peer, 0) + int(amount)
+        return out
+
+    def post_settlement(self, peer: str, transfer_id: str, amount: int, now: float) -> None:
+        """One settlement entry against ``peer`` (positive: a claim on it), and its position."""
+        self.c.execute("INSERT INTO settlement_entries (peer, transfer_id, amount, at) VALUES (?, ?, ?, ?)",
+                       (peer, transfer_id, amount, now))
+        self.c.execute("INSERT INTO positions VALUES (?, ?) ON CONFLICT (peer) DO UPDATE SET"
+                       " amount = amount + excluded.amount", (peer, amount))
+
+    def positions(self) -> dict[str, int]:
+        return dict(self.c.execute("SELECT peer, amount FROM positions ORDER BY peer").fetchall())
+
+    # evidence --------------------------------------------------------------------------------
+    def put_evidence(self, digest: str, sender: str, body: bytes, signature: str, now: float) -> None:
+        self.c.execute("INSERT INTO evidence VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+                       (digest, sender, body, signature, now))
+
+    def get_evidence(self, digest: str) -> dict | None:
+        return self._one("SELECT * FROM evidence WHERE hash = ?", (digest,))
 
     # operator figures -----------------------------------------------------------------------
     def operator_view(self, now: float) -> dict:
@@ -278,8 +467,8 @@ class SqliteTx:
                      for r in self._all("SELECT transfer_id, state, created_at, coordinator FROM participations "
                                         "WHERE state = 'prepared' ORDER BY created_at")]
         unacked = [{"transfer_id": r["transfer_id"], "state": r["state"], "pending_acks": r["pending_acks"],
-                    "age_s": now - (r["decided_at"] or r["created_at"])}
-                   for r in self._all("SELECT transfer_id, state, pending_acks, decided_at, created_at "
+                    "age_s": now - (r["decided_at"] or r["created_at"]), "resend_stopped": bool(r["resend_stopped"])}
+                   for r in self._all("SELECT transfer_id, state, pending_acks, decided_at, created_at, resend_stopped "
                                       "FROM coordinated WHERE state != 'preparing' AND pending_acks > 0 "
                                       "ORDER BY decided_at LIMIT 1000")]
         holds = [{"transfer_id": r["transfer_id"], "account": r["number"], "amount": r["amount"],
@@ -289,6 +478,7 @@ class SqliteTx:
             "coordinated_by_state": by("SELECT state, COUNT(*) FROM coordinated GROUP BY state ORDER BY state"),
             "participations_by_state": by("SELECT state, COUNT(*) FROM participations GROUP BY state ORDER BY state"),
             "in_doubt": in_doubt, "unacknowledged": unacked, "holds": holds,
+            "positions": self.positions(), "claims": by("SELECT peer, SUM(amount) FROM claims GROUP BY peer ORDER BY peer"),
         }
 
     def ledger_snapshot(self) -> dict:
@@ -298,12 +488,16 @@ class SqliteTx:
             "balances": dict(q("SELECT number, balance FROM accounts")),
             "journal": dict(q("SELECT number, SUM(amount) FROM entries GROUP BY number")),
             "holds": q("SELECT transfer_id, number, amount FROM holds"),
-            "participations": dict(q("SELECT transfer_id, state FROM participations")),
+            # real participations only: an early ABORT remembered for some bank has no legs
+            "participations": dict(q("SELECT transfer_id, state FROM participations WHERE legs != '[]'")),
             "coordinated": dict(q("SELECT transfer_id, state FROM coordinated")),
             "pending_acks": [r[0] for r in q("SELECT transfer_id FROM coordinated WHERE pending_acks > 0")],
             "transfer_entries": q("SELECT transfer_id, number, kind, amount FROM entries WHERE transfer_id IS NOT NULL"),
             "deposits": q("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'deposit'")[0][0],
             "withdrawals": q("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind = 'withdrawal'")[0][0],
+            "positions": dict(q("SELECT peer, amount FROM positions")),
+            "claims": q("SELECT transfer_id, coordinator, peer, amount FROM claims"),
+            "settlement": dict(q("SELECT peer, SUM(amount) FROM settlement_entries GROUP BY peer")),
         }
 
     def counts(self) -> dict:
@@ -322,22 +516,25 @@ class SqliteTx:
             "journal_total": one("SELECT COALESCE(SUM(amount), 0) FROM entries"),
             "transfers_in_total": one("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'transfer_in'"),
             "transfers_out_total": one("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind = 'transfer_out'"),
+            "positions_total": one("SELECT COALESCE(SUM(amount), 0) FROM positions"),
+            "claims_total": one("SELECT COALESCE(SUM(amount), 0) FROM claims"),
+            "resend_stopped": one("SELECT COUNT(*) FROM coordinated WHERE resend_stopped != 0 AND pending_acks > 0"),
         }
 
-
-def _encode(rec: dict, json_fields: tuple) -> dict:
-    out = dict(rec)
-    for f in json_fields:
-        out[f] = json.dumps(out[f], sort_keys=True)
-    return out
-
-
-def _decode(rec: dict | None, json_fields: tuple) -> dict | None:
-    if rec is None:
-        return None
-    for f in json_fields:
-        rec[f] = json.loads(rec[f])
-    return rec
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested unit inside the transaction: what it wrote is undone, and only that, when
+        it raises (one item of a batch refused without losing the others)."""
+        self._sp += 1
+        name = f"sp{self._sp}"
+        self.c.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.c.execute(f"ROLLBACK TO {name}")
+            self.c.execute(f"RELEASE {name}")
+            raise
+        self.c.execute(f"RELEASE {name}")
 
 
 class SqliteStore:
@@ -388,19 +585,31 @@ class SqliteStore:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[SqliteTx]:
+    def transaction(self, write: bool = True, durable: bool = True) -> Iterator[SqliteTx]:
         """One atomic unit of work. Writers of this process queue on a lock before BEGIN
         IMMEDIATE: SQLite's own busy handler makes a waiting writer sleep in steps of up to
         100 ms, which under load cost far more than the fsync (busy_timeout still covers other
         processes, such as a checker reading the file)."""
         if write:
             with self._write_lock:
-                yield from self._transaction(True)
+                yield from self._transaction(True, durable)
         else:
-            yield from self._transaction(False)
+            yield from self._transaction(False, True)
 
-    def _transaction(self, write: bool) -> Iterator[SqliteTx]:
+    def _transaction(self, write: bool, durable: bool) -> Iterator[SqliteTx]:
+        """``durable=False`` commits without waiting for the disk (synchronous=NORMAL in WAL: the
+        transaction is atomic, and a power cut may lose it): only for bookkeeping that the
+        protocol can redo, such as a decision's acknowledgement (a lost one means a re-send)."""
         c = self._conn()
+        if not durable:
+            c.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield from self._run(c, write)
+        finally:
+            if not durable:
+                c.execute("PRAGMA synchronous=FULL")
+
+    def _run(self, c: sqlite3.Connection, write: bool) -> Iterator[SqliteTx]:
         try:
             c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as e:

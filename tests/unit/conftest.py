@@ -20,7 +20,6 @@ def make_config(**overrides: Any) -> ConsortiumConfig:
         "consortium": "unit",
         "broker_url": "amqp://guest:guest@127.0.0.1:1/%2F",   # never dialled: connect_broker=False
         "security": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "allow_weak_hashing_for_tests": True},
-        "timeouts": {"apply_wait_ms": 0},   # no broker here: nobody can acknowledge a decision
         "banks": [{"id": "alfa", "name": "Banco Alfa", "port": 18001},
                   {"id": "beta", "name": "Banco Beta", "port": 18002},
                   {"id": "gama", "name": "Banco Gama", "port": 18003}],

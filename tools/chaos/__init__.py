@@ -38,7 +38,7 @@ class Chaos:
         cfg = write_config(workdir / "consorcio.yml", consortium=self.namespace, broker_url=amqp_url,
                            banks=bank_entries(free_ports(banks)),
                            timeouts={"prepare_ttl_ms": ttl_ms, "decision_resend_ms": 500,
-                                     "status_query_ms": 500, "retry_cap_ms": 2000, "apply_wait_ms": 500},
+                                     "status_query_ms": 500, "retry_cap_ms": 2000},
                            security=TEST_SECURITY)
         self.cluster = Cluster(cfg, workdir / "data")
         self.bank_ids = list(self.cluster.banks)

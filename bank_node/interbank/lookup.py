@@ -1,0 +1,107 @@
+"""Lookups: every account of a CPF in every bank (scatter-gather), leaking nothing.
+
+The asking side sends one ``lookup`` to every other bank and merges the answers that arrive by
+the deadline, naming the banks that stayed silent. The answering side believes the requester
+only as far as it must: the requester is the coordinating bank's authenticated customer, as that
+bank signs it. An answer about someone else's CPF never carries balances or full names (bank,
+number, kind and a masked name only, to choose a destination). Full answers about the
+requester's own CPF are rate-limited per requesting customer and per requesting bank, and
+counted, so a dishonest bank that claims its customer is everyone is slowed down and visible
+(``consorcio_lookups_answered_total{scope="full"}``).
+"""
+from __future__ import annotations
+
+import logging
+
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from broker import Delivery
+from .. import protocol as P
+from ..domain.documents import normalize_cpf
+from ..domain.money import format_cents
+from ..services.banking import Banking
+from .runtime import Runtime, now_ms
+
+log = logging.getLogger("interbank")
+
+
+class Lookups:
+    def __init__(self, rt: Runtime, banking: Banking):
+        self.rt = rt
+        self.banking = banking
+        ib = rt.config.interbank
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._per_customer = RateLimitItemPerMinute(ib.lookups_per_minute_per_customer)
+        self._per_bank = RateLimitItemPerSecond(ib.lookups_per_second_per_bank)
+
+    # asking ---------------------------------------------------------------------------------
+    def lookup(self, requester: str, cpf) -> dict:
+        cpf = normalize_cpf(cpf)
+        config = self.rt.config
+        deadline = now_ms() + config.timeouts.lookup_ttl_ms
+        missing: set[str] = set(config.bank_ids)
+        # This bank answers for itself directly: its own accounts never depend on the broker.
+        results = [(self.rt.bank_id, self.banking.summaries_for(cpf, requester))]
+        missing.discard(self.rt.bank_id)
+        if self.rt.broker is not None:
+            body, headers = self.rt.seal(P.Lookup(cpf=cpf, requester=requester, deadline_ms=deadline))
+            others = [b for b in config.bank_ids if b != self.rt.bank_id]
+            replies = self.rt.broker.gather(others, body, deadline_s=deadline / 1000, expect_user=self.rt.users.get,
+                                            headers=headers, with_headers=True)
+            for bank, (raw, rheaders) in replies.items():
+                res = self._result(bank, raw, rheaders)
+                if res is not None:
+                    missing.discard(bank)
+                    results.append((bank, [a.model_dump(exclude_none=True) for a in res.accounts]))
+        accounts = []
+        for bank, summaries in results:
+            for a in summaries:
+                if a["bank"] != bank:
+                    continue  # a bank speaks only for its own accounts
+                item = {"bank": bank, "bank_name": config.bank(bank).name,
+                        "number": a["number"], "kind": a["kind"], "holder": a["holder"]}
+                if cpf == requester and a.get("balance") is not None:
+                    item["balance"] = format_cents(a["balance"])
+                    item["available"] = format_cents(a.get("available") or 0)
+                    if a.get("company_name"):
+                        item["company_name"] = a["company_name"]
+                accounts.append(item)
+        order = {b: i for i, b in enumerate(config.bank_ids)}
+        accounts.sort(key=lambda a: (order[a["bank"]], a["number"]))
+        return {"cpf": cpf, "full": cpf == requester, "accounts": accounts,
+                "unreachable_banks": sorted(missing, key=order.get)}
+
+    def _result(self, bank: str, raw: bytes, headers: dict) -> P.LookupResult | None:
+        try:
+            env = P.decode(raw)
+            res = next(i for i in env.items if isinstance(i, P.LookupResult))
+        except (P.BadMessage, StopIteration):
+            return None
+        if env.sender != bank or res.bank != bank or (
+                self.rt.keyring is not None and not self.rt.keyring.verify(bank, raw, headers.get("sig"))):
+            self.rt.count("messages_rejected", reason="bad_signature")
+            return None
+        return res
+
+    # answering ------------------------------------------------------------------------------
+    def answer(self, d: Delivery, env: P.Envelope, items: list[P.Lookup]) -> None:
+        if not d.reply_to or self.rt.broker is None:
+            return
+        results = []
+        for item in items:
+            if now_ms() > item.deadline_ms:
+                continue
+            full = item.cpf == item.requester
+            if not self._limiter.hit(self._per_bank, "lookup", env.sender) or (
+                    full and not self._limiter.hit(self._per_customer, "lookup", env.sender, item.requester)):
+                self.rt.count("lookups_refused", bank=env.sender)
+                log.warning("lookup from %s refused: over its rate", env.sender, extra={"event": "refused"})
+                continue
+            self.rt.count("lookups_answered", scope="full" if full else "masked")
+            results.append(P.LookupResult(bank=self.rt.bank_id, accounts=[
+                P.AccountSummary(**s) for s in self.banking.summaries_for(item.cpf, item.requester)][:1000]))
+        if results:
+            body, headers = self.rt.seal(*results)
+            self.rt.broker.reply(d.reply_to, d.correlation_id, body, headers)

@@ -1,0 +1,153 @@
+"""Per-peer batching of what a bank sends: PREPAREs as RPCs, everything else one way.
+
+PREPAREs: per peer bank, at most ``interbank.prepare_envelopes_in_flight`` envelopes wait for
+their votes; PREPAREs that arrive meanwhile ride in the next envelope, sent the moment a slot
+frees up (natural batching, no timers). The votes come back as one envelope per request,
+matched by transfer id.
+
+One-way messages (decisions, acknowledgements, outcome questions, relays, answers) are queued
+per peer and published together by ``flush``, which the group-commit writer calls after each
+batch it commits: everything that one commit made this bank owe to a peer travels in one
+envelope. These are persistent and re-sent by the protocol until answered, so they are handed
+to the broker without waiting for a confirm.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict, deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+from broker import BrokerError
+from .. import protocol as P
+from .runtime import Runtime, now_ms
+
+log = logging.getLogger("interbank")
+
+
+@dataclass
+class SentPrepares:
+    """One PREPARE envelope in flight: its transfers and when its votes stop mattering."""
+    bank: str
+    transfer_ids: list[str]
+    deadline_ms: int
+    sent_ms: int
+    correlation_id: str | None = None
+
+
+@dataclass
+class _Lane:
+    waiting: deque = field(default_factory=deque)   # (Prepare, deadline_ms)
+    in_flight: dict = field(default_factory=dict)   # correlation id -> SentPrepares
+
+
+class Outbox:
+    def __init__(self, rt: Runtime, on_reply: Callable[[SentPrepares, tuple | None, BaseException | None], None],
+                 defer: Callable[[Callable[[], None]], None]):
+        self.rt = rt
+        self.on_reply = on_reply  # the coordinator's: (body, headers) of the votes, or a failure
+        self.defer = defer        # run later on the coordinator's thread (never on the broker's I/O thread)
+        self.max_in_flight = rt.config.interbank.prepare_envelopes_in_flight
+        self._lanes: dict[str, _Lane] = defaultdict(_Lane)
+        self._oneway: dict[str, list] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    # PREPAREs -------------------------------------------------------------------------------
+    def prepare(self, bank: str, item: P.Prepare) -> None:
+        with self._lock:
+            self._lanes[bank].waiting.append(item)
+            batch = self._take(bank)
+        if batch:
+            self._send_prepares(bank, batch)
+
+    def _take(self, bank: str) -> list[P.Prepare]:
+        lane = self._lanes[bank]
+        if not lane.waiting or len(lane.in_flight) >= self.max_in_flight:
+            return []
+        batch = []
+        while lane.waiting and len(batch) < P.MAX_ITEMS:
+            batch.append(lane.waiting.popleft())
+        lane.in_flight[id(batch)] = None  # the slot is taken before the request exists
+        return batch
+
+    def _send_prepares(self, bank: str, batch: list[P.Prepare]) -> None:
+        now = now_ms()
+        deadline = min(p.deadline_ms for p in batch)
+        sent = SentPrepares(bank, [p.transfer_id for p in batch], deadline, now)
+        body, headers = self.rt.seal(*batch)
+        if self.rt.broker is None:
+            self._settle(bank, id(batch), sent, None, BrokerError("this bank has no broker connection"))
+            return
+        req = self.rt.broker.request(bank, body, expiration_ms=max(1, deadline - now),
+                                     expect_user=self.rt.users[bank], headers=headers, with_headers=True)
+        sent.correlation_id = req.correlation_id
+        self.rt.count("prepares_sent", len(batch))
+        self.rt.count("envelopes_sent", kind="prepare")
+        key = id(batch)
+        with self._lock:
+            lane = self._lanes[bank]
+            lane.in_flight.pop(key, None)
+            lane.in_flight[req.correlation_id] = sent
+        req.future.add_done_callback(
+            lambda f: self._settle(bank, req.correlation_id, sent, *_outcome(f)))
+
+    def _settle(self, bank: str, key, sent: SentPrepares, reply: tuple | None, error: BaseException | None) -> None:
+        """An envelope's votes arrived, it failed, or its deadline passed: free its slot, hand
+        the outcome over, send what waited."""
+        with self._lock:
+            if self._lanes[bank].in_flight.pop(key, "gone") == "gone":
+                return  # settled already (a reply after the deadline, a failure after expiry)
+            batch = self._take(bank)
+        if sent.correlation_id and self.rt.broker is not None:
+            self.rt.broker.forget(sent.correlation_id)
+        self.on_reply(sent, reply, error)
+        if batch:
+            self.defer(lambda: self._send_prepares(bank, batch))
+
+    def expire(self, now: int) -> None:
+        """Free the slots of envelopes whose deadline passed with no answer (their transfers
+        abort on their own deadline); called by the coordinator's clock."""
+        late = []
+        with self._lock:
+            for bank, lane in self._lanes.items():
+                late += [(bank, cid, s) for cid, s in lane.in_flight.items()
+                         if s is not None and s.deadline_ms < now]
+        for bank, cid, s in late:
+            self._settle(bank, cid, s, None, TimeoutError("no votes by the deadline"))
+
+    # one-way ----------------------------------------------------------------------------------
+    def queue(self, bank: str, item) -> None:
+        with self._lock:
+            self._oneway[bank].append(item)
+
+    def flush(self) -> list[Future]:
+        """Publish everything queued, one envelope per peer (chunks of at most MAX_ITEMS)."""
+        with self._lock:
+            if not self._oneway:
+                return []
+            queued, self._oneway = self._oneway, defaultdict(list)
+        futures = []
+        for bank, items in queued.items():
+            for i in range(0, len(items), P.MAX_ITEMS):
+                futures.append(self.publish(bank, items[i:i + P.MAX_ITEMS]))
+        return futures
+
+    def publish(self, bank: str, items: list, *, confirm: bool = False) -> Future:
+        body, headers = self.rt.seal(*items)
+        self.rt.count("envelopes_sent", kind=items[0].type)
+        if self.rt.broker is None:
+            f: Future = Future()
+            f.set_exception(BrokerError("this bank has no broker connection"))
+            return f
+        fut = self.rt.broker.publish(bank, body, persistent=True, confirm=confirm, headers=headers)
+        fut.add_done_callback(lambda f: f.exception() and log.info(
+            "%d %s to %s not sent yet (%s); the protocol re-sends them", len(items), items[0].type, bank,
+            f.exception()))
+        return fut
+
+
+def _outcome(f: Future) -> tuple[tuple | None, BaseException | None]:
+    e = f.exception()
+    return (None, e) if e is not None else (f.result(), None)

@@ -1,0 +1,210 @@
+"""Resolver: what keeps the protocol live after faults (docs/protocol.md, rules 4 and 7).
+
+Several times a second it
+- aborts transfers this bank coordinates that are still undecided well past their deadline
+  (their request thread died or stalled; at start-up, every one of them);
+- re-sends unacknowledged decisions, batched per bank, with capped per-transfer backoff, and
+  stops after ``timeouts.decision_resend_limit_s`` (the participant still asks, and is answered:
+  a bank that never acknowledges cannot make this one re-send forever);
+- makes every leg prepared here and past its deadline ask its coordinator for the outcome (and,
+  with cooperative termination, the other participants, which may only relay the coordinator's
+  signed decision);
+- keeps track of which banks have a consumer on their queue, so that a silent bank is reported
+  ``bank_unreachable`` rather than ``timeout`` without asking the broker on the hot path.
+
+It also answers the questions: as coordinator, the decision (presumed abort with no record,
+which writes nothing); as a peer, the coordinator's signed decision envelope, if it has one.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
+
+from broker import BrokerError, Delivery
+from .. import protocol as P
+from ..domain import coordinator as C
+from ..domain import participant as PT
+from .coordinator import Coordinator
+from .outbox import Outbox
+from .runtime import Runtime, now_ms
+
+log = logging.getLogger("transfers")
+
+STATUS_GRACE_MS = 500     # a participant waits this long past the deadline before asking
+RESENDS_PER_PASS = 500    # transfers whose decision is re-sent per pass (5 passes a second)
+PASS_S = 0.2
+REACHABILITY_EVERY_S = 1.0
+
+
+class _Backoff:
+    """Per-transfer capped exponential backoff (in memory: after a restart everything is due)."""
+
+    def __init__(self, first_ms: int, cap_ms: int):
+        self.first, self.cap = first_ms, cap_ms
+        self.next_at: dict[str, tuple[int, int]] = {}
+
+    def due(self, key: str, now: int) -> bool:
+        return now >= self.next_at.get(key, (0, 0))[0]
+
+    def sent(self, key: str, now: int) -> None:
+        _, interval = self.next_at.get(key, (0, 0))
+        interval = self.first if interval == 0 else min(interval * 2, self.cap)
+        self.next_at[key] = (now + interval, interval)
+
+    def forget_except(self, keys: set[str]) -> None:
+        for k in list(self.next_at):
+            if k not in keys:
+                del self.next_at[k]
+
+
+class Resolver:
+    def __init__(self, rt: Runtime, coordinator: Coordinator, outbox: Outbox):
+        self.rt = rt
+        self.coordinator = coordinator
+        self.outbox = outbox
+        t = rt.config.timeouts
+        self._resend = _Backoff(t.decision_resend_ms, t.retry_cap_ms)
+        self._ask = _Backoff(t.status_query_ms, t.retry_cap_ms)
+        self._consumers: dict[str, bool] = {}
+        self._checked_at = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name=f"resolver-{self.rt.bank_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def reachable(self, bank: str) -> bool:
+        """Whether someone consumes ``bank``'s queue, as last seen (unknown counts as yes)."""
+        return self._consumers.get(bank, True)
+
+    def recover(self) -> None:
+        """Rule 7, at start-up: transfers this bank was coordinating when it died are aborted
+        (nobody waits for their votes any more); the rest is the resolver's usual work."""
+        with self.rt.store.transaction(write=False) as tx:
+            stale = tx.coordinated_preparing()
+        for rec in stale:
+            log.info("transfer %s: undecided at restart, aborting (presumed abort)", rec.transfer_id)
+            self.coordinator.decide_stale(rec)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(PASS_S):
+            try:
+                self.resolve_once()
+            except Exception:  # noqa: BLE001 - keep resolving whatever happened
+                log.exception("resolver pass failed")
+
+    def resolve_once(self) -> None:
+        now = now_ms()
+        with self.rt.store.transaction(write=False) as tx:
+            unacked = tx.coordinated_unacknowledged(limit=RESENDS_PER_PASS * 4)
+            preparing = tx.coordinated_preparing()
+            prepared = tx.participations_in("prepared")
+        for rec in preparing:
+            if not self.coordinator.active(rec.transfer_id) and now > rec.deadline_ms + STATUS_GRACE_MS:
+                self.coordinator.decide_stale(rec)
+        broker = self.rt.broker
+        if broker is None or not broker.connected:
+            return
+        self._check_consumers()
+        self._resend_decisions(unacked, now)
+        self._ask_outcomes(prepared, now)
+        self.outbox.flush()
+
+    def _resend_decisions(self, unacked: list[C.CoordinatedTransfer], now: int) -> None:
+        limit_ms = self.rt.config.timeouts.decision_resend_limit_s * 1000
+        budget, keys, stopped = RESENDS_PER_PASS, set(), []
+        for rec in unacked:
+            tid = rec.transfer_id
+            keys.add(tid)
+            if rec.decided_at is not None and now - rec.decided_at * 1000 > limit_ms:
+                stopped.append(rec)
+                continue
+            if budget <= 0 or not self._resend.due(tid, now):
+                continue
+            budget -= 1
+            for eff in C.pending_decisions(rec):
+                if eff.bank == self.rt.bank_id:
+                    continue   # our own legs take the decision in its own transaction
+                self.outbox.queue(eff.bank, P.Decision(transfer_id=tid, outcome=eff.outcome))
+                self.rt.count("decisions_sent", outcome=eff.outcome)
+            self._resend.sent(tid, now)
+        self._resend.forget_except(keys)
+        if stopped:
+            def unit(tx):
+                for rec in stopped:
+                    tx.put_coordinated(replace(rec, resend_stopped=True))
+            self.rt.writer.run(unit, durable=False)
+            for rec in stopped:
+                log.warning("transfer %s: decision unacknowledged by %s after %d s; no more re-sends (they "
+                            "may still ask)", rec.transfer_id,
+                            ", ".join(b for b, p in rec.participants.items() if not p.acked),
+                            self.rt.config.timeouts.decision_resend_limit_s,
+                            extra={"transfer_id": rec.transfer_id, "event": "resend_stopped"})
+
+    def _ask_outcomes(self, prepared: list[PT.Participation], now: int) -> None:
+        keys = set()
+        for part in prepared:
+            tid = part.transfer_id
+            keys.add(tid)
+            if not PT.needs_outcome(part.state, part.deadline_ms, now, STATUS_GRACE_MS) or not self._ask.due(tid, now):
+                continue
+            if part.coordinator == self.rt.bank_id:
+                continue   # ours: the coordinator side above settles it
+            self.rt.count("status_queries_sent")
+            q = P.StatusQuery(transfer_id=tid, bank=self.rt.bank_id, coordinator=part.coordinator)
+            self.outbox.queue(part.coordinator, q)
+            if self.rt.config.cooperative_termination:
+                for peer in part.peers:
+                    if peer not in (self.rt.bank_id, part.coordinator):
+                        self.outbox.queue(peer, q)
+            self._ask.sent(tid, now)
+        self._ask.forget_except(keys)
+
+    def _check_consumers(self) -> None:
+        if time.monotonic() - self._checked_at < REACHABILITY_EVERY_S:
+            return
+        self._checked_at = time.monotonic()
+        for bank in self.rt.config.bank_ids:
+            if bank == self.rt.bank_id:
+                continue
+            try:
+                n = self.rt.broker.consumer_count(bank).result(timeout=2)
+            except (BrokerError, FutureTimeout):
+                continue
+            self._consumers[bank] = bool(n)
+
+    # answering questions ---------------------------------------------------------------------
+    def on_status_queries(self, d: Delivery, env: P.Envelope, items: list[P.StatusQuery]) -> None:
+        """As coordinator: the decision, or presumed abort (nothing written). As a peer, with
+        cooperative termination: the coordinator's own signed decision, relayed as it is."""
+        answers: list = []
+        with self.rt.store.transaction(write=False) as tx:
+            for q in items:
+                if q.coordinator == self.rt.bank_id:
+                    effects = C.on_status_query(tx.get_coordinated(q.transfer_id), q.bank)
+                    for eff in effects:
+                        answers.append(P.Decision(transfer_id=q.transfer_id, outcome=eff.outcome))
+                        self.rt.count("decisions_sent", outcome=eff.outcome)
+                elif self.rt.config.cooperative_termination:
+                    part = tx.get_participant(q.transfer_id, q.coordinator)
+                    if part is None or part.decision_evidence is None or q.bank not in part.peers:
+                        continue
+                    ev = tx.get_evidence(part.decision_evidence)
+                    if ev is not None:
+                        answers.append(P.Relay(transfer_id=q.transfer_id, coordinator=q.coordinator,
+                                               envelope=base64.b64encode(bytes(ev["body"])).decode(),
+                                               signature=ev["signature"]))
+        for a in answers:
+            self.outbox.queue(env.sender, a)
+        self.outbox.flush()
