@@ -271,7 +271,7 @@ class Transfers:
     # what customers see -----------------------------------------------------------------------
     def _answer(self, rec: C.CoordinatedTransfer) -> tuple[int, dict]:
         with self.store.transaction(write=False) as tx:
-            view = self._coordinated_view(tx, rec)
+            view = self._coordinated_view(tx, rec, rec.initiator)
         return (202 if view["status"] == "pending" else 201), view
 
     def status(self, caller: str, transfer_id: Any, *, answer: bool = False):
@@ -284,33 +284,37 @@ class Transfers:
             rec = tx.get_coordinated(transfer_id)
             if rec is not None and (rec.initiator == caller or any(
                     leg.bank == self.bank_id and caller in tx.holders_of(leg.account) for leg in rec.legs)):
-                view = self._coordinated_view(tx, rec)
+                view = self._coordinated_view(tx, rec, caller)
                 return ((202 if view["status"] == "pending" else 201), view) if answer else view
             for part in tx.participations_of(transfer_id):
                 if part.legs and (part.initiator == caller or any(
                         caller in tx.holders_of(l.account) for l in part.own_legs(self.bank_id))):
-                    view = self._participant_view(tx, part)
+                    view = self._participant_view(tx, part, caller)
                     return ((202 if view["status"] == "pending" else 201), view) if answer else view
         raise E.NotFound("no such transfer at this bank")
 
-    def _legs_view(self, tx, legs, reasons: dict | None = None) -> list[dict]:
+    def _legs_view(self, tx, legs, caller: str, committed: bool, reasons: dict | None = None) -> list[dict]:
+        """The legs as the caller may see them: a leg's masked holder name only for accounts
+        the caller holds, and for the destination of a committed transfer (who was paid, as a
+        receipt says); never for an account the transfer was refused on."""
         out = []
         for leg in legs:
             item = {"bank": leg.bank, "bank_name": self.config.bank(leg.bank).name if leg.bank in self.config.bank_ids
                     else leg.bank, "account": leg.account, "amount": format_cents(leg.amount),
                     "role": "source" if leg.is_debit else "destination"}
-            if leg.bank == self.bank_id:
+            if leg.bank == self.bank_id and ((committed and not leg.is_debit) or caller in tx.holders_of(leg.account)):
                 item["holder"] = self.banking.masked_holder(tx, leg.account)
             if reasons and reasons.get((leg.bank, leg.account)):
                 item["reason"] = reasons[(leg.bank, leg.account)]
             out.append(item)
         return out
 
-    def _coordinated_view(self, tx, rec: C.CoordinatedTransfer) -> dict:
+    def _coordinated_view(self, tx, rec: C.CoordinatedTransfer, caller: str) -> dict:
         status = C.public_status(rec.state)
         out = {"id": rec.transfer_id, "status": status, "amount": format_cents(rec.amount),
                "coordinator": self.bank_id, "created_at": iso(rec.created_at),
-               "legs": self._legs_view(tx, rec.legs, C.leg_reasons(rec) if status == "aborted" else None),
+               "legs": self._legs_view(tx, rec.legs, caller, status == "committed",
+                                       C.leg_reasons(rec) if status == "aborted" else None),
                "timeline": timeline(rec)}
         if status == "aborted":
             out["reason"] = C.first_reason(rec.failures)
@@ -319,12 +323,13 @@ class Transfers:
             out["decided_at"] = iso(rec.decided_at)
         return out
 
-    def _participant_view(self, tx, part: Participation) -> dict:
+    def _participant_view(self, tx, part: Participation, caller: str) -> dict:
         status = C.public_status(part.state)
         own = {(self.bank_id, a): c for a, c in part.reasons}
         out = {"id": part.transfer_id, "status": status, "amount": format_cents(total(part.legs)),
                "coordinator": part.coordinator, "created_at": iso(part.created_at),
-               "legs": self._legs_view(tx, part.legs, own if status == "aborted" else None),
+               "legs": self._legs_view(tx, part.legs, caller, status == "committed",
+                                       own if status == "aborted" else None),
                "timeline": [{"at": iso(part.created_at), "bank": self.bank_id,
                              "event": "vote_yes" if part.state != "aborted" or not part.reasons else "vote_no",
                              **({"detail": part.reasons[0][1]} if part.state == "aborted" and part.reasons else {})}]}

@@ -709,14 +709,16 @@ def test_transfer_without_a_broker_is_a_clean_abort_and_leaves_no_hold(api, node
         assert tx.counts()["holds"] == 0 and tx.counts()["prepared_legs"] == 0
 
 
-def test_transfer_between_accounts_of_this_bank_without_a_broker_moves_nothing(api, ana, ana_acc):
+def test_transfer_between_accounts_of_this_bank_needs_no_broker(api, node, ana, ana_acc):
+    """Every leg is here: prepared, decided and applied in one local transaction, no broker."""
     other = api.open_account(ana["token"], [ana["cpf"]])
-    r, _ = _transfer(api, ana["token"], ana_acc, dest_bank="alfa", dest=other)
-    assert r.status_code in (201, 503)
-    if r.status_code == 201:
-        assert r.get_json()["status"] == "aborted"
-    assert api.account(ana["token"], ana_acc)["balance"] == "100.00"
-    assert api.account(ana["token"], other)["balance"] == "0.00"
+    r, tid = _transfer(api, ana["token"], ana_acc, dest_bank="alfa", dest=other)
+    assert (r.status_code, r.get_json()["status"]) == (201, "committed"), r.get_json()
+    assert api.account(ana["token"], ana_acc)["balance"] == "90.00"
+    assert api.account(ana["token"], other)["balance"] == "10.00"
+    with node.store.transaction(write=False) as tx:
+        assert tx.counts()["holds"] == 0 and tx.counts()["prepared_legs"] == 0
+        assert tx.positions() == {}   # no other bank owes anything for a transfer within one bank
 
 
 def test_transfer_replay_with_the_same_id_gives_the_same_answer(api, ana, ana_acc):
@@ -758,7 +760,7 @@ def client_health(api) -> dict:
 
 def test_transfer_without_a_broker_answers_at_once(tmp_path, new_cpf):
     from .conftest import Api
-    node = BankNode(make_config(timeouts={"apply_wait_ms": 2000}), "alfa", tmp_path / "d", connect_broker=False)
+    node = BankNode(make_config(), "alfa", tmp_path / "d", connect_broker=False)
     try:
         api = Api(create_app(node, testing=True).test_client(), new_cpf)
         cpf, token = api.customer()

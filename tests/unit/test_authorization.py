@@ -27,10 +27,12 @@ ROUTES = {
     ("/api/accounts/<number>/withdrawals", "POST"): lambda o: (f"/api/accounts/{o['number']}/withdrawals",
                                                                {"amount": "1.00"}),
     ("/api/transfers/<transfer_id>", "GET"): lambda o: (f"/api/transfers/{o['transfer_id']}", None),
+    ("/api/mandates/<mandate_id>", "DELETE"): lambda o: (f"/api/mandates/{o['mandate_id']}", None),
 }
 # Routes that take account numbers in their body rather than their path (not visible in the
 # url_map's arguments): each has its own test below.
-BODY_ROUTES = {("/api/transfers", "POST"), ("/api/accounts", "POST")}
+BODY_ROUTES = {("/api/transfers", "POST"), ("/api/accounts", "POST"), ("/api/mandates", "POST"),
+               ("/api/transfer-batches", "POST")}
 
 
 @pytest.fixture
@@ -68,8 +70,12 @@ def world(banks):
     bob_acc_a = a_api.open_account(bob_a, [bob_cpf])
     bob_acc_b = b_api.open_account(bob_b, [bob_cpf])
     a_api.deposit(bob_a, bob_acc_a, "50.00")
+    # Ana's consent, at each bank, for the other to debit her account there.
+    mandates = {bank: api.call("POST", "/api/mandates", {"account": acc, "bank": other}, token=tok).get_json()["id"]
+                for bank, api, acc, other, tok in (("alfa", a_api, ana_acc_a, "beta", ana_a),
+                                                   ("beta", b_api, ana_acc_b, "alfa", ana_b))}
     return {"ana": {"cpf": ana_cpf, "alfa": ana_a, "beta": ana_b, "acc_alfa": ana_acc_a, "acc_beta": ana_acc_b,
-                    "transfer_id": tid},
+                    "transfer_id": tid, "mandate_alfa": mandates["alfa"], "mandate_beta": mandates["beta"]},
             "bob": {"cpf": bob_cpf, "alfa": bob_a, "beta": bob_b, "acc_alfa": bob_acc_a, "acc_beta": bob_acc_b}}
 
 
@@ -101,8 +107,9 @@ def test_every_api_route_with_an_object_in_its_path_is_in_the_table(banks):
 @pytest.mark.parametrize("bank", ["alfa", "beta"])
 def test_someone_elses_object_is_404_no_data_and_no_change(banks, world, route, bank):
     node, api = banks[bank]
-    objects = {"number": world["ana"][f"acc_{bank}"], "transfer_id": world["ana"]["transfer_id"]}
-    missing = {"number": "000000000", "transfer_id": str(uuid.uuid4())}
+    objects = {"number": world["ana"][f"acc_{bank}"], "transfer_id": world["ana"]["transfer_id"],
+               "mandate_id": world["ana"][f"mandate_{bank}"]}
+    missing = {"number": "000000000", "transfer_id": str(uuid.uuid4()), "mandate_id": uuid.uuid4().hex}
     before = ledger(node)
     for key in (None, "bob-idem-1"):
         path, body = ROUTES[route](objects)
@@ -127,7 +134,8 @@ def test_someone_elses_object_is_404_no_data_and_no_change(banks, world, route, 
 
 def test_a_transfer_from_someone_elses_account_is_refused_by_the_bank_that_holds_it(banks, world):
     """Bob initiates at beta with Ana's account at alfa as a source: alfa, not only beta,
-    refuses the leg, nothing moves anywhere, and the answer tells Bob nothing about Ana."""
+    refuses the leg, nothing moves anywhere, and the answer tells Bob nothing about Ana, not
+    even that the account exists (the same reason as a missing account)."""
     (alfa, a_api), (beta, b_api) = banks["alfa"], banks["beta"]
     before = (ledger(alfa), ledger(beta))
     for initiator_bank, api in (("alfa", a_api), ("beta", b_api)):
@@ -136,7 +144,7 @@ def test_a_transfer_from_someone_elses_account_is_refused_by_the_bank_that_holds
         r = api.call("POST", "/api/transfers", body, token=world["bob"][initiator_bank])
         assert r.status_code == 201, r.get_json()
         out = r.get_json()
-        assert (out["status"], out["reason"]) == ("aborted", "forbidden"), out
+        assert (out["status"], out["reason"]) == ("aborted", "not_found"), out
         assert_no_data_of_ana(r, world)
     assert (ledger(alfa), ledger(beta)) == before
 
@@ -150,16 +158,18 @@ def test_a_transfer_mixing_own_and_someone_elses_sources_moves_none_of_them(bank
     out = b_api.call("POST", "/api/transfers", body, token=world["bob"]["beta"]).get_json()
     assert out["status"] == "aborted"
     assert {(leg["account"], leg.get("reason")) for leg in out["legs"] if leg["role"] == "source"} >= {
-        (world["ana"]["acc_alfa"], "forbidden")}
+        (world["ana"]["acc_alfa"], "not_found")}
     assert (ledger(alfa), ledger(beta)) == before
 
 
 def test_a_participant_bank_shows_a_transfer_only_to_those_it_concerns(banks, world):
-    """beta saw Ana's transfer only as a participant (its credit leg): Bob gets 404 there too."""
+    """beta saw Ana's transfer only as a participant (its credit leg): Ana sees the whole
+    transfer there (the PREPARE carried it), Bob gets 404."""
     (_, b_api) = banks["beta"]
     tid = world["ana"]["transfer_id"]
     r = b_api.call("GET", f"/api/transfers/{tid}", token=world["ana"]["beta"])
-    assert r.status_code == 200 and r.get_json()["partial"] is True
+    body = r.get_json()
+    assert r.status_code == 200 and (body["coordinator"], body["amount"], len(body["legs"])) == ("alfa", "7.77", 2)
     r = b_api.call("GET", f"/api/transfers/{tid}", token=world["bob"]["beta"])
     assert_problem(r, 404, "not_found")
     assert_no_data_of_ana(r, world)

@@ -7,54 +7,54 @@ presumed abort answers a status question about a transfer with no record. Rule 7
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 
 from bank_node.domain import coordinator as C
 from bank_node.domain.coordinator import Persist, SendDecision, SendPrepare
+from bank_node.domain.transfer import Leg
 
 DEADLINE = 1_000_000
 BEFORE, AFTER = DEADLINE - 1, DEADLINE + 1
-LEGS = [
-    {"bank": "beta", "account": "111", "amount": 10_00, "direction": "debit"},
-    {"bank": "alfa", "account": "222", "amount": 5_00, "direction": "debit"},
-    {"bank": "beta", "account": "333", "amount": 1_00, "direction": "debit"},
-    {"bank": "gama", "account": "444", "amount": 16_00, "direction": "credit"},
-]
+LEGS = (
+    Leg("beta", "111", 10_00, "debit"),
+    Leg("alfa", "222", 5_00, "debit"),
+    Leg("beta", "333", 1_00, "debit"),
+    Leg("gama", "444", 16_00, "credit"),
+)
 
 
 def record(state="preparing", votes=None, acked=None):
     """A coordinator record in a given state: votes and acks per bank (alfa, beta, gama)."""
-    rec, _ = C.begin("t-1", "ana", "hash", copy.deepcopy(LEGS), DEADLINE, 0.0)
+    rec, _ = C.begin("t-1", "ana", "hash", LEGS, DEADLINE, 0.0)
     for bank, v in (votes or {}).items():
-        rec["participants"][bank]["vote"] = v
+        rec = rec.with_peer(bank, vote=v)
     for bank, a in (acked or {}).items():
-        rec["participants"][bank]["acked"] = a
+        rec = rec.with_peer(bank, acked=a)
     if state != "preparing":
-        rec["state"] = state
-        rec["decided_at"] = 1.0
-        rec["pending_acks"] = sum(1 for p in rec["participants"].values() if not p["acked"])
+        rec = replace(rec, state=state, decided_at=1.0)
     return rec
 
 
 def votes_of(rec):
-    return {b: p["vote"] for b, p in rec["participants"].items()}
+    return {b: p.vote for b, p in rec.participants.items()}
 
 
 def acks_of(rec):
-    return {b: p["acked"] for b, p in rec["participants"].items()}
+    return {b: p.acked for b, p in rec.participants.items()}
 
 
 def reasons_of(rec):
-    return sorted((f["bank"], f["reason"]) for f in rec["failures"])
+    return sorted((f.bank, f.reason) for f in rec.failures)
 
 
 def test_begin_persists_before_any_prepare_and_asks_each_bank_once():
     rec, effects = C.begin("t-1", "ana", "hash", LEGS, DEADLINE, 0.0)
     assert effects == [Persist(), SendPrepare("alfa"), SendPrepare("beta"), SendPrepare("gama")]
-    assert rec["state"] == "preparing"
+    assert rec.state == "preparing"
     assert votes_of(rec) == {"alfa": None, "beta": None, "gama": None}
-    assert C.public_status(rec) == "pending"
+    assert C.public_status(rec.state) == "pending"
 
 
 Y, N = "yes", "no"
@@ -102,13 +102,13 @@ def test_on_vote(rec, event, effects, state, votes, failures):
     new, eff = C.on_vote(rec, bank, yes, [("111", "insufficient_funds")] if not yes else [], now_ms, 2.0)
     assert rec == before, "the pure function never mutates the stored record"
     assert eff == effects
-    assert new["state"] == state
+    assert new.state == state
     assert votes_of(new) == votes
     assert reasons_of(new) == failures
     if effects:
         assert effects[0] == Persist(), "the decision is persisted before anything is sent"
-        assert new["pending_acks"] == sum(isinstance(e, SendDecision) for e in effects)
-        assert new["decided_at"] == 2.0
+        assert new.pending_acks == sum(isinstance(e, SendDecision) for e in effects)
+        assert new.decided_at == 2.0
 
 
 def test_a_no_without_reasons_is_still_named():
@@ -118,7 +118,7 @@ def test_a_no_without_reasons_is_still_named():
 
 def test_reasons_of_a_no_name_each_refused_account():
     new, _ = C.on_vote(record(), "beta", False, [("111", "forbidden"), ("333", "not_found")], BEFORE, 2.0)
-    assert sorted((f["account"], f["reason"]) for f in new["failures"]) == [("111", "forbidden"),
+    assert sorted((f.account, f.reason) for f in new.failures) == [("111", "forbidden"),
                                                                               ("333", "not_found")]
 
 
@@ -145,7 +145,7 @@ def test_on_deadline(rec, unreachable, effects, state, failures):
     before = copy.deepcopy(rec)
     new, eff = C.on_deadline(rec, unreachable, 3.0)
     assert rec == before
-    assert (eff, new["state"], reasons_of(new)) == (effects, state, failures)
+    assert (eff, new.state, reasons_of(new)) == (effects, state, failures)
 
 
 UNSENT_TABLE = [
@@ -168,20 +168,20 @@ def test_on_unsent(rec, bank, effects, state, pending):
     before = copy.deepcopy(rec)
     new, eff = C.on_unsent(rec, bank, 3.0)
     assert rec == before
-    assert (eff, new["state"], new["pending_acks"]) == (effects, state, pending)
+    assert (eff, new.state, new.pending_acks) == (effects, state, pending)
     if state == "aborted":
-        assert new["participants"][bank] == {"vote": "unsent", "acked": True}
+        assert (new.participants[bank].vote, new.participants[bank].acked) == ("unsent", True)
         assert ("beta", "bank_unreachable") in reasons_of(new)
 
 
 def test_all_prepares_unsent_owes_nothing():
     rec = record()
     for bank in ("alfa", "beta"):
-        rec, eff = C.on_unsent(rec, bank, 3.0) if rec["state"] == "preparing" else (rec, [])
+        rec, eff = C.on_unsent(rec, bank, 3.0) if rec.state == "preparing" else (rec, [])
     # The first failure decided: alfa unsent (acked), beta and gama may have prepared.
-    assert rec["state"] == "aborted"
+    assert rec.state == "aborted"
     assert acks_of(rec) == {"alfa": True, "beta": False, "gama": False}
-    assert rec["pending_acks"] == 2
+    assert rec.pending_acks == 2
 
 
 @pytest.mark.parametrize("rec, effects, state", [
@@ -192,7 +192,7 @@ def test_all_prepares_unsent_owes_nothing():
 ], ids=["error while preparing aborts", "error after commit changes nothing"])
 def test_on_error(rec, effects, state):
     new, eff = C.on_error(rec, "beta", "bank_unreachable", 3.0)
-    assert (eff, new["state"]) == (effects, state)
+    assert (eff, new.state) == (effects, state)
     if state == "aborted":
         assert ("beta", "bank_unreachable") in reasons_of(new)
 
@@ -225,10 +225,10 @@ ACK_TABLE = [
                          ids=[r[0] for r in ACK_TABLE])
 def test_on_ack(rec, event, effects, acks, pending):
     before = copy.deepcopy(rec)
-    new, eff = C.on_ack(rec, *event)
+    new, eff = C.on_ack(rec, *event, 5)
     assert rec == before
-    assert (eff, acks_of(new), new["pending_acks"]) == (effects, acks, pending)
-    assert new["state"] == before["state"], "an acknowledgement never changes the outcome"
+    assert (eff, acks_of(new), new.pending_acks) == (effects, acks, pending)
+    assert new.state == before.state, "an acknowledgement never changes the outcome"
 
 
 # (id, record or None) -> answer to the participant "beta" asking for the outcome
@@ -272,27 +272,27 @@ def test_on_recover(rec, effects, state, failures):
     before = copy.deepcopy(rec)
     new, eff = C.on_recover(rec, 9.0)
     assert rec == before
-    assert (eff, new["state"], reasons_of(new)) == (effects, state, failures)
+    assert (eff, new.state, reasons_of(new)) == (effects, state, failures)
     assert C.pending_decisions(new) == [e for e in eff if isinstance(e, SendDecision)]
 
 
 def test_recovery_of_an_undecided_transfer_where_everyone_voted_is_still_an_abort_with_a_reason():
     rec = record(votes={"alfa": Y, "beta": Y, "gama": Y})  # crash between the last vote and the decision
     new, eff = C.on_recover(rec, 9.0)
-    assert new["state"] == "aborted" and new["failures"], "an abort always says why"
+    assert new.state == "aborted" and new.failures, "an abort always says why"
     assert eff[0] == Persist()
 
 
 @pytest.mark.parametrize("state, public", [("preparing", "pending"), ("committed", "committed"),
                                            ("aborted", "aborted")])
 def test_public_status(state, public):
-    assert C.public_status(record(state)) == public
+    assert C.public_status(record(state).state) == public
 
 
 # --- whole runs: fold events through the pure functions like the runtime does.
 
 def run(events):
-    rec, _ = C.begin("t-1", "ana", "hash", copy.deepcopy(LEGS), DEADLINE, 0.0)
+    rec, _ = C.begin("t-1", "ana", "hash", LEGS, DEADLINE, 0.0)
     sent = []
     for ev in events:
         kind, *args = ev
@@ -301,11 +301,11 @@ def run(events):
         elif kind == "deadline":
             rec, eff = C.on_deadline(rec, set(), 1.0)
         elif kind == "ack":
-            rec, eff = C.on_ack(rec, args[0], args[1])
+            rec, eff = C.on_ack(rec, args[0], args[1], 5)
         else:
             rec, eff = C.on_recover(rec, 1.0)
         sent += [(e.bank, e.outcome) for e in eff if isinstance(e, SendDecision)]
-    return rec["state"], rec["pending_acks"], sent
+    return rec.state, rec.pending_acks, sent
 
 
 def test_run_commit_then_acks_in_any_order_with_duplicates():

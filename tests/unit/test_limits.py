@@ -14,6 +14,8 @@ import pytest
 
 from bank_node.api import create_app
 from bank_node.domain import participant as PT
+from bank_node.domain.ledger import AccountFigures, Limits, debit_refusal
+from bank_node.domain.transfer import Leg
 from bank_node.node import BankNode
 
 from .conftest import Api, assert_problem, make_config
@@ -34,6 +36,11 @@ def ts(iso: str) -> float:
     return datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp()
 
 
+class Nodes(dict):
+    """bank id -> (node, Api), and ``net``: the loopback broker between them."""
+    net: Loopback
+
+
 @pytest.fixture
 def consortium(tmp_path, new_cpf):
     """Factory: nodes for some banks of one config, wired by a loopback broker, each with an Api."""
@@ -42,7 +49,8 @@ def consortium(tmp_path, new_cpf):
     def make(run=("alfa", "beta"), **overrides):
         cfg = make_config(**overrides)
         net = Loopback()
-        out = {}
+        out = Nodes()
+        out.net = net
         for b in run:
             node = BankNode(cfg, b, tmp_path / b, connect_broker=False)
             made.append(node)
@@ -66,7 +74,8 @@ def customer_with_money(api, node, amount="0.00"):
     number = api.open_account(token, [cpf])
     if amount != "0.00":
         with node.store.transaction() as tx:  # seed the ledger: a deposit would count toward today
-            tx.append_entry(number, "deposit", int(amount.replace(".", "")), time.time() - 2 * DAY)
+            at = time.time() - 2 * DAY
+            tx.append_entry(number, "deposit", int(amount.replace(".", "")), at, day=node.banking.day(at))
     return cpf, token, number
 
 
@@ -112,7 +121,8 @@ def test_the_day_starts_at_midnight_brasilia_time_by_default(consortium, monkeyp
     node, api = consortium(**limits_doc())["alfa"]
     clock = Clock(ts("2025-03-10T02:30:00"))          # 23:30 on the 9th in Brasília
     monkeypatch.setattr(node.banking, "clock", clock)
-    assert node.banking.day_start(clock.t) == ts("2025-03-09T03:00:00")
+    assert node.banking.day(clock.t) == node.banking.day(ts("2025-03-09T03:00:00"))
+    assert node.banking.day(clock.t) != node.banking.day(ts("2025-03-09T02:59:59"))
     _, token, number = customer_with_money(api, node)
     assert api.deposit(token, number, "200.00").status_code == 201
     assert api.deposit(token, number, "100.00").status_code == 201
@@ -165,23 +175,29 @@ def test_transfer_debits_count_toward_the_daily_limit_of_the_bank_holding_the_ac
     assert (out["status"], out["reason"]) == ("aborted", "daily_limit_exceeded")
     assert out["legs"][0]["reason"] == "daily_limit_exceeded"
     assert transfer(alfa_api, token, [("alfa", src, "50.00")], ("beta", dest))["status"] == "committed"
+    nodes.net.settle()   # beta applies the decisions a moment after alfa answers
     assert alfa_api.account(token, src)["balance"] == "700.00"
     assert beta_api.account(btoken, dest)["balance"] == "250.00"   # credits are not limited
 
 
 def test_the_holding_bank_enforces_its_own_limits_whoever_coordinates(consortium):
-    """beta coordinates (its limits are the consortium's); alfa holds the account and says no."""
+    """beta coordinates; alfa holds the account: beta refuses at once what its copy of the
+    consortium's rules already forbids (naming the limit), alfa refuses what depends on its ledger."""
     nodes = consortium(**limits_doc(alfa={"max_amount": "50.00", "daily_max_amount": "80.00"}))
     (alfa, alfa_api), (beta, beta_api) = nodes["alfa"], nodes["beta"]
     cpf, token, src = customer_with_money(alfa_api, alfa, "1000.00")
     beta_api.register(cpf)
     btoken = beta_api.login(cpf)
     dest = beta_api.open_account(btoken, [cpf])
-    out = transfer(beta_api, btoken, [("alfa", src, "60.00")], ("beta", dest))
-    assert (out["status"], out["reason"]) == ("aborted", "amount_over_limit")
+    r = alfa_api.call("POST", "/api/mandates", {"account": src, "bank": "beta"}, token=token)
+    assert r.status_code == 201, r.get_json()
+    body = {"sources": [{"bank": "alfa", "account": src, "amount": "60.00"}], "destination": {"bank": "beta", "account": dest}}
+    refused = assert_problem(beta_api.call("POST", "/api/transfers", body, token=btoken), 422, "invalid_amount")
+    assert "50.00" in refused["detail"]
     assert transfer(beta_api, btoken, [("alfa", src, "50.00")], ("beta", dest))["status"] == "committed"
     out = transfer(beta_api, btoken, [("alfa", src, "30.01")], ("beta", dest))
     assert (out["status"], out["reason"]) == ("aborted", "daily_limit_exceeded")
+    nodes.net.settle()
     assert alfa_api.account(token, src)["balance"] == "950.00"
     with alfa.store.transaction(write=False) as tx:
         assert tx.counts()["holds"] == 0
@@ -189,52 +205,26 @@ def test_the_holding_bank_enforces_its_own_limits_whoever_coordinates(consortium
 
 # ============================================================================ the pure check
 
-def view(available=1000, debited_today=0, holders=("ana",)):
-    return PT.AccountView("1", "open", frozenset(holders), available, debited_today)
-
-
-@pytest.mark.parametrize("legs, debited, max_amount, expected", [
-    ([("1", 100, "debit")], 0, None, []),
-    ([("1", 300, "debit")], 0, None, []),                                  # exactly the daily limit
-    ([("1", 301, "debit")], 0, None, [("1", "daily_limit_exceeded")]),
-    ([("1", 100, "debit")], 200, None, []),
-    ([("1", 101, "debit")], 200, None, [("1", "daily_limit_exceeded")]),  # today's debits and holds count
-    ([("1", 5000, "credit")], 300, None, []),                             # credits are not limited
-    ([("1", 200, "debit")], 0, 200, []),                                  # exactly the operation limit
-    ([("1", 201, "debit")], 0, 200, [("1", "amount_over_limit")]),
-    ([("1", 2000, "debit")], 0, 200, [("1", "insufficient_funds")]),     # funds are checked first
+@pytest.mark.parametrize("amount, debited, already, expected", [
+    (100, 0, 0, None),
+    (250, 0, 0, None),                           # exactly the operation limit
+    (251, 0, 0, "amount_over_limit"),
+    (200, 100, 0, None),                         # exactly the daily limit
+    (201, 100, 0, "daily_limit_exceeded"),       # today's debits and holds count
+    (2000, 0, 0, "insufficient_funds"),          # funds are checked first
+    (150, 0, 150, None),
+    (151, 0, 150, "daily_limit_exceeded"),       # an earlier leg of the same operation counts
+    (950, 0, 100, "insufficient_funds"),
 ])
-def test_check_legs_limits(legs, debited, max_amount, expected):
-    accounts = {"1": view(debited_today=debited)}
-    got = PT.check_legs([PT.Leg(a, amt, d) for a, amt, d in legs], accounts, "ana", max_amount=max_amount,
-                        daily_limit=300)
-    assert got == expected
+def test_debit_refusal_is_one_rule_for_withdrawals_and_transfer_legs(amount, debited, already, expected):
+    figures = AccountFigures(balance=1000, held=0, debited_today=debited)
+    assert debit_refusal(figures, amount, Limits(max_amount=250, daily_max_amount=300), already=already) == expected
 
 
-def test_check_legs_without_limits_keeps_its_old_meaning():
-    assert PT.check_legs([PT.Leg("1", 10**9, "debit")], {"1": view(available=10**9, debited_today=10**9)}, "ana") == []
-
-
-def test_on_prepare_votes_no_with_the_limit_reason_and_places_no_hold():
-    d = PT.on_prepare(None, [], [PT.Leg("1", 150, "debit")], "ana", 10_000, 0, {"1": view(debited_today=200)},
-                      max_amount=200, daily_limit=300)
+def test_a_refused_leg_places_no_hold():
+    rules = PT.Rules("alfa", ("alfa", "beta"), 8, 4000, lambda b: 200, Limits(200, 300))
+    legs = (Leg("alfa", "1", 150, "debit"), Leg("beta", "2", 150, "credit"))
+    account = PT.AccountView("1", "open", frozenset({"ana"}), AccountFigures(1000, 0, 200))
+    d = PT.on_prepare(None, conflict=False, coordinator="alfa", initiator="ana", deadline_ms=10_000, legs=legs,
+                      rules=rules, accounts={"1": account}, consents={}, exposure={}, now_ms=9_000, now=9.0)
     assert (d.vote.yes, d.vote.reasons, d.new_state, d.holds) == (False, (("1", "daily_limit_exceeded"),), "aborted", ())
-
-
-# ============================================================================ found by the property tests
-
-@pytest.mark.parametrize("legs", [
-    [("1", 10, "debit"), ("1", 10, "debit")],
-    [("1", 10, "credit"), ("1", 10, "credit")],
-])
-def test_a_prepare_naming_an_account_twice_in_one_direction_is_no_not_a_crash(legs):
-    """Two debits of one account used to be held twice (a UNIQUE violation in the handler);
-    two credits would have been prepared and then failed at every COMMIT."""
-    d = PT.on_prepare(None, [], [PT.Leg(a, amt, dr) for a, amt, dr in legs], "ana", 10_000, 0, {"1": view()})
-    assert (d.vote.yes, d.vote.reasons, d.new_state, d.holds) == (False, (("1", "duplicate_leg"),), "aborted", ())
-
-
-def test_a_debit_and_a_credit_of_one_account_are_still_fine():
-    d = PT.on_prepare(None, [], [PT.Leg("1", 10, "debit"), PT.Leg("1", 10, "credit")], "ana", 10_000, 0,
-                      {"1": view()})
-    assert d.vote.yes and d.holds == (("1", 10),)

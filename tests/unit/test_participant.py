@@ -1,98 +1,199 @@
-"""The participant of two-phase commit as tables: (state, event) -> (effects, new state).
+"""The participant of two-phase commit as tables: (record, event) -> (vote, writes, new state).
 
 docs/protocol.md: rule 2 (every handler idempotent), rule 3 (check, hold, record, then YES),
 rule 4 (a YES voter never decides on its own), rule 6 (a late PREPARE, or one for a transfer
-already aborted, is answered NO).
+already aborted, is answered NO), and the trust rules: the whole transfer must add up, a debit
+initiated elsewhere needs the holder's mandate here, a credit must fit under the cap this bank
+sets on the debit bank. Here this bank is "beta".
 """
 from __future__ import annotations
 
 import pytest
 
-from bank_node.domain.participant import AccountView, Leg, Vote, needs_outcome, on_decision, on_prepare
+from bank_node.domain import participant as PT
+from bank_node.domain.consent import Mandate
+from bank_node.domain.ledger import AccountFigures, Limits
+from bank_node.domain.participant import AccountView, Consent, Vote, needs_outcome, on_decision, on_prepare
+from bank_node.domain.transfer import Leg
 
 ANA, BOB, CAIO = "52998224725", "11144477735", "39053344705"
 DEADLINE = 1_000_000
+NOW = 900.0   # seconds (mandate expiries are compared with it)
+TTL = 4_000
+
+RULES = PT.Rules(bank_id="beta", bank_ids=("alfa", "beta", "gama"), max_legs=8, ttl_ms=TTL,
+                 max_amount_of=lambda bank: 1_000_00, limits=Limits(1_000_00, 2_000_00),
+                 caps={"alfa": 500_00, "gama": 500_00})
+
+
+def acc(number, status, holders, balance, held=0, debited=0):
+    return AccountView(number, status, frozenset(holders), AccountFigures(balance, held, debited))
+
 
 ACCOUNTS = {
-    "A1": AccountView("A1", "open", frozenset({ANA}), 100_00),
-    "A2": AccountView("A2", "open", frozenset({ANA, BOB}), 50_00),     # joint
-    "B1": AccountView("B1", "open", frozenset({BOB}), 70_00),
-    "X1": AccountView("X1", "closed", frozenset({ANA}), 500_00),
-    "Z0": AccountView("Z0", "open", frozenset({ANA}), 0),
+    "A1": acc("A1", "open", {ANA}, 100_00),
+    "A2": acc("A2", "open", {ANA, BOB}, 50_00),          # joint
+    "B1": acc("B1", "open", {BOB}, 70_00),
+    "X1": acc("X1", "closed", {ANA}, 500_00),
+    "P1": acc("P1", "pending", {ANA, BOB}, 500_00),      # a joint account not yet accepted by all
+    "Z0": acc("Z0", "open", {ANA}, 0),
+    "H1": acc("H1", "open", {ANA}, 100_00, held=80_00, debited=80_00),   # a pending transfer holds 80
 }
 
 
-def debit(acc, amount):
-    return Leg(acc, amount, "debit")
+def debit(account, amount, bank="beta"):
+    return Leg(bank, account, amount, "debit")
 
 
-def credit(acc, amount):
-    return Leg(acc, amount, "credit")
+def credit(account, amount, bank="beta"):
+    return Leg(bank, account, amount, "credit")
 
 
-# (id, state, stored reasons, legs, initiator, now) -> (vote yes, reasons, new state, holds)
+def whole(*legs):
+    """The legs given, made into a transfer that adds up: debits here go to a credit at gama;
+    a credit here comes from a debit at alfa."""
+    legs = list(legs)
+    debits = sum(l.amount for l in legs if l.is_debit)
+    credits = [l for l in legs if not l.is_debit]
+    if not credits:
+        legs.append(credit("G9", debits, "gama"))
+    elif debits < credits[0].amount:
+        legs.insert(0, debit("F9", credits[0].amount - debits, "alfa"))
+    return tuple(legs)
+
+
+def mandate(**kw):
+    return Mandate("m-1", "A1", "alfa", ANA, 1.0, **kw)
+
+
+def prepare(legs, *, existing=None, conflict=False, initiator=ANA, coordinator="beta", deadline=DEADLINE,
+            now_ms=DEADLINE - 1, consents=None, exposure=None):
+    return on_prepare(existing, conflict=conflict, coordinator=coordinator, initiator=initiator, deadline_ms=deadline,
+                      legs=legs, rules=RULES, accounts=ACCOUNTS, consents=consents or {}, exposure=exposure or {},
+                      now_ms=now_ms, now=NOW)
+
+
+def record(state, legs, reasons=()):
+    return PT.Participation("t-1", "beta", state, DEADLINE, ANA, legs, tuple(reasons), 1.0, 1.0)
+
+
+NO = False
+# (id, legs, keyword arguments) -> (vote yes, reasons, new state, holds, claims)
 PREPARE_TABLE = [
-    ("debit covered", None, [], [debit("A1", 30_00)], ANA, DEADLINE - 1,
-     True, (), "prepared", (("A1", 30_00),)),
-    ("debit equal to available", None, [], [debit("A1", 100_00)], ANA, DEADLINE - 1,
-     True, (), "prepared", (("A1", 100_00),)),
-    ("debit and credit at this bank: hold only the debit", None, [], [debit("A1", 10_00), credit("B1", 10_00)],
-     ANA, DEADLINE - 1, True, (), "prepared", (("A1", 10_00),)),
-    ("credit only: no hold, any initiator", None, [], [credit("B1", 10_00)], ANA, DEADLINE - 1,
-     True, (), "prepared", ()),
-    ("joint account: a co-holder may debit", None, [], [debit("A2", 50_00)], BOB, DEADLINE - 1,
-     True, (), "prepared", (("A2", 50_00),)),
-    ("exactly at the deadline still counts", None, [], [debit("A1", 1)], ANA, DEADLINE,
-     True, (), "prepared", (("A1", 1),)),
-    ("insufficient funds", None, [], [debit("A1", 100_01)], ANA, DEADLINE - 1,
-     False, (("A1", "insufficient_funds"),), "aborted", ()),
-    ("empty account", None, [], [debit("Z0", 1)], ANA, DEADLINE - 1,
-     False, (("Z0", "insufficient_funds"),), "aborted", ()),
-    ("two debits of one account add up", None, [], [debit("A1", 60_00), debit("A1", 60_00)], ANA, DEADLINE - 1,
-     False, (("A1", "insufficient_funds"),), "aborted", ()),
-    ("initiator not a holder of the debited account", None, [], [debit("B1", 1_00)], ANA, DEADLINE - 1,
-     False, (("B1", "forbidden"),), "aborted", ()),
-    ("unauthorized even when funds are there", None, [], [debit("A1", 1_00)], CAIO, DEADLINE - 1,
-     False, (("A1", "forbidden"),), "aborted", ()),
-    ("unknown debited account", None, [], [debit("NOPE", 1_00)], ANA, DEADLINE - 1,
-     False, (("NOPE", "not_found"),), "aborted", ()),
-    ("unknown credited account", None, [], [credit("NOPE", 1_00)], ANA, DEADLINE - 1,
-     False, (("NOPE", "not_found"),), "aborted", ()),
-    ("closed account cannot be credited", None, [], [credit("X1", 1_00)], ANA, DEADLINE - 1,
-     False, (("X1", "account_closed"),), "aborted", ()),
-    ("closed account cannot be debited", None, [], [debit("X1", 1_00)], ANA, DEADLINE - 1,
-     False, (("X1", "account_closed"),), "aborted", ()),
-    ("every failing leg is named, a good leg does not save it", None, [],
-     [debit("A1", 10_00), debit("B1", 1_00), credit("NOPE", 11_00)], ANA, DEADLINE - 1,
-     False, (("B1", "forbidden"), ("NOPE", "not_found")), "aborted", ()),
-    ("PREPARE after its deadline is NO, even if it would pass", None, [], [debit("A1", 1_00)], ANA, DEADLINE + 1,
-     False, (("*", "timeout"),), "aborted", ()),
+    ("debit covered", whole(debit("A1", 30_00)), {}, True, (), "prepared", (("A1", 30_00),), ()),
+    ("debit equal to available", whole(debit("A1", 100_00)), {}, True, (), "prepared", (("A1", 100_00),), ()),
+    ("debit and credit here: hold only the debit", (debit("A1", 10_00), credit("B1", 10_00)), {},
+     True, (), "prepared", (("A1", 10_00),), ()),
+    ("credit here from alfa: no hold, a claim on alfa", whole(credit("B1", 10_00)), {},
+     True, (), "prepared", (), (("alfa", 10_00),)),
+    ("joint account: a co-holder may debit", whole(debit("A2", 50_00)), {"initiator": BOB},
+     True, (), "prepared", (("A2", 50_00),), ()),
+    ("exactly at the deadline still counts", whole(debit("A1", 1)), {"now_ms": DEADLINE},
+     True, (), "prepared", (("A1", 1),), ()),
+    ("pending holds count against the available amount", whole(debit("H1", 20_01)), {},
+     NO, (("H1", "insufficient_funds"),), "aborted", (), ()),
+    ("insufficient funds", whole(debit("A1", 100_01)), {}, NO, (("A1", "insufficient_funds"),), "aborted", (), ()),
+    ("empty account", whole(debit("Z0", 1)), {}, NO, (("Z0", "insufficient_funds"),), "aborted", (), ()),
+    ("one account debited twice is a duplicate leg", whole(debit("A1", 60_00), debit("A1", 60_00)), {},
+     NO, (("A1", "duplicate_leg"),), "aborted", (), ()),
+    ("initiator not a holder: the same answer as no account", whole(debit("B1", 1_00)), {},
+     NO, (("B1", "not_found"),), "aborted", (), ()),
+    ("unauthorized even when funds are there", whole(debit("A1", 1_00)), {"initiator": CAIO},
+     NO, (("A1", "not_found"),), "aborted", (), ()),
+    ("unknown debited account", whole(debit("NOPE", 1_00)), {}, NO, (("NOPE", "not_found"),), "aborted", (), ()),
+    ("unknown credited account", whole(credit("NOPE", 1_00)), {}, NO, (("NOPE", "not_found"),), "aborted", (), ()),
+    ("closed account cannot be credited", whole(credit("X1", 1_00)), {},
+     NO, (("X1", "account_closed"),), "aborted", (), ()),
+    ("closed account cannot be debited", whole(debit("X1", 1_00)), {},
+     NO, (("X1", "account_closed"),), "aborted", (), ()),
+    ("an account not accepted by every holder is not used", whole(debit("P1", 1_00)), {},
+     NO, (("P1", "account_pending"),), "aborted", (), ()),
+    ("every failing leg is named, a good leg does not save it",
+     (debit("A1", 10_00), debit("B1", 1_00), credit("NOPE", 11_00)), {},
+     NO, (("B1", "not_found"), ("NOPE", "not_found")), "aborted", (), ()),
+    ("PREPARE after its deadline is NO, even if it would pass", whole(debit("A1", 1_00)), {"now_ms": DEADLINE + 1},
+     NO, (("*", "timeout"),), "aborted", (), ()),
+    # the whole transfer, checked here whatever the coordinator says
+    ("debits that do not add up to the credit", (debit("A1", 10_00), credit("G9", 11_00, "gama")), {},
+     NO, (("*", "unbalanced"),), "aborted", (), ()),
+    ("a credit with no debit at all (money from nothing)", (credit("B1", 10_00),), {},
+     NO, (("*", "unbalanced"),), "aborted", (), ()),
+    ("two credits", (debit("A1", 2_00), credit("B1", 1_00), credit("G9", 1_00, "gama")), {},
+     NO, (("*", "not_one_credit"),), "aborted", (), ()),
+    ("a credit over the limit is refused too", whole(credit("B1", 1_000_01)), {},
+     NO, (("F9", "amount_over_limit"), ("B1", "amount_over_limit")), "aborted", (), ()),
+    ("a leg at a bank that is not a member", (debit("A1", 1_00), credit("Q1", 1_00, "zeta")), {},
+     NO, (("Q1", "unknown_bank"),), "aborted", (), ()),
+    ("a deadline years away cannot freeze money", whole(debit("A1", 1_00)),
+     {"deadline": DEADLINE + 10 * 365 * 86_400_000}, NO, (("*", "deadline_too_far"),), "aborted", (), ()),
+    ("a deadline within the TTL (and clock skew) is fine", whole(debit("A1", 1_00)),
+     {"deadline": DEADLINE - 1 + TTL}, True, (), "prepared", (("A1", 1_00),), ()),
+    ("nothing for this bank in it", (debit("F9", 1_00, "alfa"), credit("G9", 1_00, "gama")), {},
+     NO, (("*", "no_leg_here"),), "aborted", (), ()),
+    ("more legs than the consortium allows",
+     tuple(debit(f"F{i}", 1, "alfa") for i in range(9)) + (credit("B1", 9),), {},
+     NO, (("*", "too_many_legs"),), "aborted", (), ()),
+    ("an id another coordinator uses here", whole(debit("A1", 1_00)), {"conflict": True},
+     NO, (("*", "id_in_use"),), "aborted", (), ()),
+    # consent: a debit initiated at another bank needs the holder's mandate here
+    ("debit initiated elsewhere without a mandate", whole(debit("A1", 10_00)), {"coordinator": "alfa"},
+     NO, (("A1", "no_mandate"),), "aborted", (), ()),
+    ("with a mandate for that bank", whole(debit("A1", 10_00)),
+     {"coordinator": "alfa", "consents": {"A1": Consent(mandate())}}, True, (), "prepared", (("A1", 10_00),), ()),
+    ("over the mandate's limit per transfer", whole(debit("A1", 10_00)),
+     {"coordinator": "alfa", "consents": {"A1": Consent(mandate(max_per_transfer=9_99))}},
+     NO, (("A1", "mandate_limit_exceeded"),), "aborted", (), ()),
+    ("over the mandate's limit per day, pending use included", whole(debit("A1", 10_00)),
+     {"coordinator": "alfa", "consents": {"A1": Consent(mandate(max_per_day=15_00), used_today=5_01)}},
+     NO, (("A1", "mandate_limit_exceeded"),), "aborted", (), ()),
+    ("a revoked mandate stops debits at once", whole(debit("A1", 10_00)),
+     {"coordinator": "alfa", "consents": {"A1": Consent(mandate(revoked_at=NOW - 1))}},
+     NO, (("A1", "no_mandate"),), "aborted", (), ()),
+    ("an expired mandate", whole(debit("A1", 10_00)),
+     {"coordinator": "alfa", "consents": {"A1": Consent(mandate(expires_at=NOW))}},
+     NO, (("A1", "no_mandate"),), "aborted", (), ()),
+    ("a credit needs no mandate, whoever coordinates", whole(credit("B1", 5_00)), {"coordinator": "gama"},
+     True, (), "prepared", (), (("alfa", 5_00),)),
+    # caps: what a peer may owe this bank
+    ("a credit up to the cap on the debit bank", whole(credit("B1", 100_00)), {"exposure": {"alfa": 400_00}},
+     True, (), "prepared", (), (("alfa", 100_00),)),
+    ("a credit past the cap on the debit bank (pending claims count)", whole(credit("B1", 100_01)),
+     {"exposure": {"alfa": 400_00}}, NO, (("*", "peer_cap_exceeded"),), "aborted", (), ()),
     # duplicates: the first answer again, nothing written (rule 2)
-    ("duplicate PREPARE after YES", "prepared", [], [debit("A1", 1_00)], ANA, DEADLINE - 1,
-     True, (), None, ()),
-    ("duplicate PREPARE after YES, even past the deadline", "prepared", [], [debit("A1", 1_00)], ANA, DEADLINE + 5,
-     True, (), None, ()),
-    ("duplicate PREPARE after YES, funds since spent", "prepared", [], [debit("Z0", 1_00)], ANA, DEADLINE - 1,
-     True, (), None, ()),
-    ("duplicate PREPARE after commit", "committed", [], [debit("A1", 1_00)], ANA, DEADLINE - 1,
-     True, (), None, ()),
-    ("duplicate PREPARE after NO: same reasons", "aborted", [["A1", "insufficient_funds"]], [debit("A1", 1_00)],
-     ANA, DEADLINE - 1, False, (("A1", "insufficient_funds"),), None, ()),
-    ("PREPARE after an ABORT that overtook it", "aborted", [["*", "aborted"]], [debit("A1", 1_00)],
-     ANA, DEADLINE - 1, False, (("*", "aborted"),), None, ()),
+    ("duplicate PREPARE after YES", whole(debit("A1", 1_00)),
+     {"existing": record("prepared", whole(debit("A1", 1_00)))}, True, (), None, (), ()),
+    ("duplicate PREPARE after YES, even past the deadline, funds since spent", whole(debit("Z0", 1_00)),
+     {"existing": record("prepared", whole(debit("Z0", 1_00))), "now_ms": DEADLINE + 5}, True, (), None, (), ()),
+    ("duplicate PREPARE after commit", whole(debit("A1", 1_00)),
+     {"existing": record("committed", whole(debit("A1", 1_00)))}, True, (), None, (), ()),
+    ("duplicate PREPARE after NO: same reasons", whole(debit("A1", 1_00)),
+     {"existing": record("aborted", whole(debit("A1", 1_00)), [("A1", "insufficient_funds")])},
+     NO, (("A1", "insufficient_funds"),), None, (), ()),
+    ("PREPARE after an ABORT that overtook it", whole(debit("A1", 1_00)),
+     {"existing": record("aborted", (), [("*", "aborted")])}, NO, (("*", "aborted"),), None, (), ()),
+    ("a replay with other legs is tampered", whole(debit("A1", 2_00)),
+     {"existing": record("prepared", whole(debit("A1", 1_00)))}, NO, (("*", "tampered"),), None, (), ()),
 ]
 
 
-@pytest.mark.parametrize(
-    "state, stored, legs, initiator, now, yes, reasons, new_state, holds",
-    [row[1:] for row in PREPARE_TABLE], ids=[row[0] for row in PREPARE_TABLE])
-def test_on_prepare(state, stored, legs, initiator, now, yes, reasons, new_state, holds):
-    d = on_prepare(state, stored, legs, initiator, DEADLINE, now, ACCOUNTS)
+@pytest.mark.parametrize("legs, kw, yes, reasons, new_state, holds, claims",
+                         [row[1:] for row in PREPARE_TABLE], ids=[row[0] for row in PREPARE_TABLE])
+def test_on_prepare(legs, kw, yes, reasons, new_state, holds, claims):
+    d = prepare(legs, **kw)
     assert d.vote == Vote(yes, reasons)
-    assert d.new_state == new_state
-    assert d.holds == holds
+    assert (d.new_state, d.holds, d.claims) == (new_state, holds, claims)
     if not yes:
-        assert d.holds == (), "a NO vote never places a hold"
+        assert d.holds == () and d.claims == () and d.mandate_uses == (), "a NO vote never places anything"
+
+
+def test_a_mandated_debit_records_its_use_of_the_mandate():
+    d = prepare(whole(debit("A1", 10_00)), coordinator="alfa", consents={"A1": Consent(mandate())})
+    assert d.mandate_uses == (("m-1", "A1", 10_00),)
+
+
+def test_a_debit_initiated_here_needs_no_mandate_and_records_no_use():
+    d = prepare(whole(debit("A1", 10_00)))
+    assert d.vote.yes and d.mandate_uses == ()
 
 
 # (state, outcome) -> (new state, apply commit, release holds, acknowledge, violation?)
@@ -137,21 +238,24 @@ def test_needs_outcome(state, now, asks):
 
 # --- sequences: a tiny runtime folds events through the pure functions, as the real one does.
 
-def run(events, legs=(debit("A1", 30_00),), initiator=ANA):
-    state, reasons, out = None, [], []
+def run(events, legs=whole(debit("A1", 30_00)), initiator=ANA):
+    rec, out = None, []
     for ev, now in events:
+        now = now if now > 1000 else DEADLINE - 1000 + now   # small numbers: moments before the deadline
         if ev == "prepare":
-            d = on_prepare(state, reasons, list(legs), initiator, DEADLINE, now, ACCOUNTS)
+            d = prepare(legs, existing=rec, initiator=initiator, now_ms=now)
             if d.new_state:
-                state, reasons = d.new_state, [list(r) for r in d.vote.reasons]
+                rec = PT.Participation("t-1", "beta", d.new_state, DEADLINE, initiator, legs, d.vote.reasons, 1.0, 1.0)
             out.append("yes" if d.vote.yes else "no")
         elif ev == "timeout":
-            out.append("ask" if needs_outcome(state, DEADLINE, now, GRACE) else "-")
+            out.append("ask" if needs_outcome(rec.state if rec else None, DEADLINE, now, GRACE) else "-")
         else:
-            e = on_decision(state, ev)
-            state = e.new_state or state
+            e = on_decision(rec.state if rec else None, ev)
+            if e.new_state:
+                rec = PT.decided(rec, transfer_id="t-1", coordinator="beta", new_state=e.new_state, now=2.0,
+                                 evidence=None)
             out.append("ack" if e.acknowledge else "violation")
-    return out, state
+    return out, rec.state if rec else None
 
 
 SEQUENCES = [

@@ -323,7 +323,7 @@ def bank(tmp_path_factory):
     node.banking.register(cpf, "Ana Souza", PASSWORD)
     _, acc = node.banking.open_account(cpf, "individual", [cpf])
     with node.store.transaction() as tx:  # a month ago: far from any limit of today, enough for every example
-        tx.append_entry(acc["number"], "deposit", 1_000_000_00, time.time() - 30 * 86400)
+        tx.append_entry(acc["number"], "deposit", 1_000_000_00, time.time() - 30 * 86400, day=0)
     yield {"node": node, "cpf": cpf, "number": acc["number"], "port": port}
     node.stop()
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from bank_node.domain.consent import Mandate
+from bank_node.domain.coordinator import CoordinatedTransfer, Failure, Peer
+from bank_node.domain.participant import Participation
+from bank_node.domain.transfer import Leg
 from bank_node.storage import sqlite as sqlite_adapter
 from bank_node.storage.port import StorageError, Store
 from bank_node.storage.sqlite import MIGRATIONS, SqliteStore
@@ -120,7 +124,7 @@ def test_balance_equals_the_sum_of_the_journal(store):
     afters = []
     with store.transaction() as tx:
         for kind, amount in moves:
-            afters.append(tx.append_entry(n, kind, amount, 2.0, "t-1" if kind.startswith("transfer") else None))
+            afters.append(tx.append_entry(n, kind, amount, 2.0, "t-1" if kind.startswith("transfer") else None, day=0))
     assert afters == [100_00, 70_00, 75_55, 74_55, 94_55]
     with store.transaction(write=False) as tx:
         assert tx.get_account(n)["balance"] == 94_55
@@ -136,7 +140,7 @@ def test_statement_limit_keeps_the_newest(store):
     n = open_account(store)
     with store.transaction() as tx:
         for i in range(1, 6):
-            tx.append_entry(n, "deposit", i, float(i))
+            tx.append_entry(n, "deposit", i, float(i), day=0)
     with store.transaction(write=False) as tx:
         assert [e["amount"] for e in tx.statement(n, 2)] == [5, 4]
 
@@ -144,10 +148,10 @@ def test_statement_limit_keeps_the_newest(store):
 def test_balance_never_goes_negative_in_storage(store):
     n = open_account(store)
     with store.transaction() as tx:
-        tx.append_entry(n, "deposit", 10_00, 1.0)
+        tx.append_entry(n, "deposit", 10_00, 1.0, day=0)
     with pytest.raises(StorageError):
         with store.transaction() as tx:
-            tx.append_entry(n, "withdrawal", -10_01, 2.0)
+            tx.append_entry(n, "withdrawal", -10_01, 2.0, day=0)
     with store.transaction(write=False) as tx:
         assert tx.get_account(n)["balance"] == 10_00
         assert tx.journal_sum(n) == 10_00
@@ -156,17 +160,17 @@ def test_balance_never_goes_negative_in_storage(store):
 def test_a_transfer_moves_an_account_at_most_once_per_kind(store):
     n = open_account(store)
     with store.transaction() as tx:
-        tx.append_entry(n, "transfer_in", 5_00, 1.0, "t-9")
+        tx.append_entry(n, "transfer_in", 5_00, 1.0, "t-9", day=0)
     with pytest.raises(StorageError):
         with store.transaction() as tx:
-            tx.append_entry(n, "transfer_in", 5_00, 2.0, "t-9")
+            tx.append_entry(n, "transfer_in", 5_00, 2.0, "t-9", day=0)
     assert balance(store, n) == 5_00
 
 
 def test_entry_on_a_missing_account_is_refused(store):
     with pytest.raises(StorageError):
         with store.transaction() as tx:
-            tx.append_entry("404", "deposit", 1_00, 1.0)
+            tx.append_entry("404", "deposit", 1_00, 1.0, day=0)
 
 
 # --- holds ------------------------------------------------------------------------------------
@@ -229,30 +233,44 @@ def test_idempotency_records(store):
 
 # --- two-phase commit records -----------------------------------------------------------------
 
+LEGS = (Leg("beta", "1", 5, "debit"), Leg("gama", "2", 5, "credit"))
+
+
 def participation(state="prepared", **kw):
-    return {"transfer_id": "t-1", "coordinator": "alfa", "state": state, "deadline_ms": 1000,
-            "initiator": ANA, "legs": [{"account": "1", "amount": 5, "direction": "debit"}],
-            "reasons": [], "peers": ["alfa", "beta"], "created_at": 1.0, "updated_at": 1.0, **kw}
+    return Participation(**{"transfer_id": "t-1", "coordinator": "alfa", "state": state, "deadline_ms": 1000,
+                            "initiator": ANA, "legs": LEGS, "reasons": (), "created_at": 1.0, "updated_at": 1.0,
+                            "prepare_evidence": "e-1", **kw})
 
 
 def coordination(state="preparing", **kw):
-    return {"transfer_id": "t-1", "initiator": ANA, "request_hash": "h", "state": state, "deadline_ms": 1000,
-            "legs": [{"bank": "beta", "account": "1", "amount": 5, "direction": "debit"}],
-            "participants": {"beta": {"vote": None, "acked": False}}, "failures": [], "pending_acks": 0,
-            "created_at": 1.0, "decided_at": None, **kw}
+    return CoordinatedTransfer(**{"transfer_id": "t-1", "initiator": ANA, "request_hash": "h", "state": state,
+                                  "deadline_ms": 1000, "legs": LEGS,
+                                  "participants": {"beta": Peer(), "gama": Peer()}, "created_at": 1.0, **kw})
 
 
 def test_participation_round_trip_and_upsert(store):
     with store.transaction() as tx:
         tx.put_participant(participation())
     with store.transaction() as tx:
-        assert tx.get_participant("t-1") == participation()
-        assert [p["transfer_id"] for p in tx.participations_in("prepared")] == ["t-1"]
-        tx.put_participant(participation("committed", updated_at=2.0))
+        assert tx.get_participant("t-1", "alfa") == participation()
+        assert [p.transfer_id for p in tx.participations_in("prepared")] == ["t-1"]
+        tx.put_participant(participation("committed", updated_at=2.0, decision_evidence="e-2"))
     with store.transaction(write=False) as tx:
-        assert tx.get_participant("t-1") == participation("committed", updated_at=2.0)
+        assert tx.get_participant("t-1", "alfa") == participation("committed", updated_at=2.0, decision_evidence="e-2")
         assert tx.participations_in("prepared") == []
-        assert tx.get_participant("t-2") is None
+        assert tx.get_participant("t-2", "alfa") is None
+
+
+def test_participations_are_named_by_transfer_id_and_coordinator(store):
+    """An ABORT some bank sends for an id remembers an abort under that bank only."""
+    with store.transaction() as tx:
+        tx.put_participant(participation())
+        tx.put_participant(participation("aborted", coordinator="gama", legs=(), reasons=(("*", "aborted"),)))
+    with store.transaction(write=False) as tx:
+        assert tx.get_participant("t-1", "alfa").state == "prepared"
+        assert tx.get_participant("t-1", "gama").state == "aborted"
+        assert sorted(p.coordinator for p in tx.participations_of("t-1")) == ["alfa", "gama"]
+        assert tx.ledger_snapshot()["participations"] == {"t-1": "prepared"}, "an early abort is no participation"
 
 
 def test_coordinated_round_trip_and_upsert(store):
@@ -260,14 +278,106 @@ def test_coordinated_round_trip_and_upsert(store):
         tx.put_coordinated(coordination())
     with store.transaction() as tx:
         assert tx.get_coordinated("t-1") == coordination()
-        assert [r["transfer_id"] for r in tx.coordinated_preparing()] == ["t-1"]
-        tx.put_coordinated(coordination("committed", pending_acks=1, decided_at=3.0,
-                                        participants={"beta": {"vote": "yes", "acked": False}}))
+        assert [r.transfer_id for r in tx.coordinated_preparing()] == ["t-1"]
+        decided = coordination("committed", decided_at=3.0, participants={
+            "beta": Peer(vote="yes", acked=True, sent_ms=10, vote_ms=12, ack_ms=20, evidence="v-1"),
+            "gama": Peer(vote="yes", sent_ms=10, vote_ms=13)}, failures=(Failure("*", "*", "none"),))
+        tx.put_coordinated(decided)
     with store.transaction(write=False) as tx:
         rec = tx.get_coordinated("t-1")
-        assert (rec["state"], rec["pending_acks"], rec["participants"]["beta"]["vote"]) == ("committed", 1, "yes")
+        assert rec == decided and rec.pending_acks == 1
         assert tx.coordinated_preparing() == []
-        assert [r["transfer_id"] for r in tx.coordinated_unacknowledged()] == ["t-1"]
+        assert [r.transfer_id for r in tx.coordinated_unacknowledged()] == ["t-1"]
+    with store.transaction() as tx:
+        tx.put_coordinated(replace(decided, resend_stopped=True))
+    with store.transaction(write=False) as tx:
+        assert tx.coordinated_unacknowledged() == [], "a decision whose re-sends stopped is not re-sent"
+        assert tx.counts()["resend_stopped"] == 1
+
+
+# --- mandates, settlement, evidence ----------------------------------------------------------
+
+def test_mandates_round_trip_revoke_and_daily_use(store):
+    n = open_account(store)
+    m = Mandate("m-1", n, "beta", ANA, 1.0, max_per_transfer=10_00, max_per_day=20_00, expires_at=100.0)
+    with store.transaction() as tx:
+        tx.insert_mandate(m)
+        tx.insert_mandate(Mandate("m-2", n, "gama", ANA, 2.0))
+    with store.transaction() as tx:
+        assert tx.get_mandate("m-1") == m
+        assert tx.active_mandate(n, "beta", 50.0) == m
+        assert tx.active_mandate(n, "beta", 100.0) is None, "expired"
+        assert [x.id for x in tx.mandates_of_accounts([n])] == ["m-1", "m-2"]
+        tx.add_mandate_use("m-1", "t-1", n, 5_00, 7)
+        tx.add_mandate_use("m-1", "t-2", n, 3_00, 7)
+        tx.add_mandate_use("m-1", "t-3", n, 1_00, 8)
+        assert (tx.mandate_used("m-1", 7), tx.mandate_used("m-1", 8)) == (8_00, 1_00)
+        tx.release_mandate_uses("t-2")
+        assert tx.mandate_used("m-1", 7) == 5_00
+        tx.revoke_mandate("m-2", 3.0)
+        assert tx.active_mandate(n, "gama", 4.0) is None and tx.get_mandate("m-2").revoked_at == 3.0
+
+
+def test_claims_positions_and_the_settlement_journal(store):
+    with store.transaction() as tx:
+        tx.add_claim("t-1", "alfa", "beta", 10_00)
+        tx.add_claim("t-2", "alfa", "beta", 5_00)
+        tx.post_settlement("beta", "t-0", 20_00, 1.0)
+        tx.post_settlement("gama", "t-0", -7_00, 1.0)
+        assert tx.exposure() == {"beta": 35_00, "gama": -7_00}
+        tx.release_claims("t-1", "alfa")
+        assert tx.exposure() == {"beta": 25_00, "gama": -7_00}
+        assert tx.positions() == {"beta": 20_00, "gama": -7_00}
+        c = tx.counts()
+        assert (c["positions_total"], c["claims_total"]) == (13_00, 5_00)
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.post_settlement("beta", "t-0", 1, 2.0)   # once per transfer and peer
+
+
+def test_evidence_is_kept_once_per_envelope(store):
+    with store.transaction() as tx:
+        tx.put_evidence("h-1", "alfa", b'{"v":2}', "sig==", 1.0)
+        tx.put_evidence("h-1", "alfa", b'{"v":2}', "sig==", 2.0)   # the same envelope again: no error
+    with store.transaction(write=False) as tx:
+        ev = tx.get_evidence("h-1")
+        assert (ev["sender"], bytes(ev["body"]), ev["signature"]) == ("alfa", b'{"v":2}', "sig==")
+
+
+def test_daily_totals_run_with_the_entries(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        tx.append_entry(n, "deposit", 50_00, 1.0, day=7)
+        tx.append_entry(n, "withdrawal", -10_00, 2.0, day=7)
+        tx.append_entry(n, "transfer_out", -5_00, 3.0, "t-1", day=7)
+        tx.append_entry(n, "transfer_in", 4_00, 4.0, "t-2", day=7)
+        tx.append_entry(n, "withdrawal", -1_00, 5.0, day=8)
+    with store.transaction(write=False) as tx:
+        assert tx.day_totals(n, 7) == {"deposits": 50_00, "debits": 15_00}
+        assert tx.day_totals(n, 8) == {"deposits": 0, "debits": 1_00}
+        assert tx.day_totals(n, 9) == {"deposits": 0, "debits": 0}
+
+
+def test_a_savepoint_undoes_only_its_own_writes(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        tx.append_entry(n, "deposit", 10_00, 1.0, day=0)
+        with pytest.raises(Boom):
+            with tx.savepoint():
+                tx.append_entry(n, "deposit", 99_00, 1.0, day=0)
+                raise Boom()
+        with tx.savepoint():
+            tx.place_hold("t-1", n, 1_00, 1.0)
+    assert balance(store, n) == 10_00
+    with store.transaction(write=False) as tx:
+        assert tx.holds_total(n) == 1_00
+
+
+def test_a_transaction_that_need_not_be_durable_still_commits_atomically(store):
+    n = open_account(store)
+    with store.transaction(durable=False) as tx:
+        tx.append_entry(n, "deposit", 3_00, 1.0, day=0)
+    assert balance(store, n) == 3_00
 
 
 # --- atomicity ----------------------------------------------------------------------------------
@@ -282,7 +392,7 @@ def test_a_transaction_that_raises_rolls_back_everything(store):
         with store.transaction() as tx:
             tx.insert_customer(BOB, "Bob", "h", 1.0)
             tx.insert_account("100000009", "individual", [BOB], None, None, 1.0)
-            tx.append_entry(n, "deposit", 50_00, 1.0)
+            tx.append_entry(n, "deposit", 50_00, 1.0, day=0)
             tx.place_hold("t-1", n, 10_00, 1.0)
             tx.put_idempotent(ANA, "k", "h", 201, {}, 1.0)
             tx.put_participant(participation())
@@ -294,25 +404,25 @@ def test_a_transaction_that_raises_rolls_back_everything(store):
         assert tx.get_account(n)["balance"] == 0 and tx.statement(n, 10) == []
         assert tx.holds_total(n) == 0
         assert tx.get_idempotent(ANA, "k") is None
-        assert tx.get_participant("t-1") is None and tx.get_coordinated("t-1") is None
+        assert tx.get_participant("t-1", "alfa") is None and tx.get_coordinated("t-1") is None
 
 
 def test_a_database_error_mid_transaction_rolls_back_the_earlier_writes(store):
     n = open_account(store)
     with pytest.raises(StorageError):
         with store.transaction() as tx:
-            tx.append_entry(n, "deposit", 50_00, 1.0)
+            tx.append_entry(n, "deposit", 50_00, 1.0, day=0)
             tx.insert_customer(ANA, "Ana again", "h", 1.0)  # duplicate key
     assert balance(store, n) == 0
     with store.transaction() as tx:  # and the store is usable afterwards
-        tx.append_entry(n, "deposit", 1_00, 2.0)
+        tx.append_entry(n, "deposit", 1_00, 2.0, day=0)
     assert balance(store, n) == 1_00
 
 
 def test_a_write_transaction_is_visible_to_other_threads_once_committed(store):
     n = open_account(store)
     with store.transaction() as tx:
-        tx.append_entry(n, "deposit", 7_00, 1.0)
+        tx.append_entry(n, "deposit", 7_00, 1.0, day=0)
     seen = []
     t = threading.Thread(target=lambda: seen.append(balance(store, n)))
     t.start()
@@ -328,7 +438,7 @@ def test_reopening_keeps_the_data(adapter, tmp_path):
     s = adapter.open(tmp_path)
     n = open_account(s)
     with s.transaction() as tx:
-        tx.append_entry(n, "deposit", 123_45, 1.0)
+        tx.append_entry(n, "deposit", 123_45, 1.0, day=0)
         tx.place_hold("t-1", n, 3_00, 1.0)
         tx.put_idempotent(ANA, "k", "h", 201, {"balance": "123.45"}, 1.0)
         tx.insert_session("tok", ANA, 1.0, 99.0)
@@ -370,7 +480,7 @@ def test_a_new_migration_upgrades_an_existing_database_and_keeps_its_data(tmp_pa
     s = SqliteStore(tmp_path / "l.sqlite3")
     n = open_account(s)
     with s.transaction() as tx:
-        tx.append_entry(n, "deposit", 9_00, 1.0)
+        tx.append_entry(n, "deposit", 9_00, 1.0, day=0)
     s.close()
     monkeypatch.setattr(sqlite_adapter, "MIGRATIONS",
                         MIGRATIONS + ["CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);"])
@@ -421,7 +531,7 @@ def test_wal_and_synchronous_full_on_every_connection(sqlite_store, tmp_path):
 def test_entries_are_append_only(sqlite_store, tmp_path):
     n = open_account(sqlite_store)
     with sqlite_store.transaction() as tx:
-        tx.append_entry(n, "deposit", 10_00, 1.0)
+        tx.append_entry(n, "deposit", 10_00, 1.0, day=0)
     for sql in ("UPDATE entries SET amount = 999999", "DELETE FROM entries",
                 "UPDATE entries SET balance_after = 0 WHERE id = 1"):
         with pytest.raises(StorageError, match="append-only"):
@@ -455,12 +565,12 @@ def test_a_failure_that_already_ended_the_transaction_still_comes_out_as_storage
     n = open_account(sqlite_store)
     with pytest.raises(StorageError):
         with sqlite_store.transaction() as tx:
-            tx.append_entry(n, "deposit", 5_00, 1.0)
+            tx.append_entry(n, "deposit", 5_00, 1.0, day=0)
             tx.c.execute("ROLLBACK")              # what SQLite does on SQLITE_FULL / SQLITE_IOERR
             tx.c.execute("SELECT * FROM no_such_table")
     with pytest.raises(StorageError):
         with sqlite_store.transaction() as tx:
-            tx.append_entry(n, "deposit", 5_00, 1.0)
+            tx.append_entry(n, "deposit", 5_00, 1.0, day=0)
             tx.c.execute("ROLLBACK")              # and the block then ends normally: COMMIT fails
     with pytest.raises(Boom):
         with sqlite_store.transaction() as tx:
@@ -468,5 +578,36 @@ def test_a_failure_that_already_ended_the_transaction_still_comes_out_as_storage
             raise Boom()                          # the caller's own exception is not hidden
     assert balance(sqlite_store, n) == 0
     with sqlite_store.transaction() as tx:
-        tx.append_entry(n, "deposit", 1_00, 2.0)
+        tx.append_entry(n, "deposit", 1_00, 2.0, day=0)
     assert balance(sqlite_store, n) == 1_00
+
+
+def test_a_version_2_ledger_upgrades_to_the_trust_protocol_keeping_its_transfers(tmp_path):
+    """Participations get their coordinator in their key and their legs keep meaning "ours";
+    the running daily totals are built from the day's entries."""
+    path = tmp_path / "old.sqlite3"
+    c = sqlite3.connect(path, isolation_level=None)
+    for i in range(2):
+        for stmt in sqlite_adapter._split_sql(MIGRATIONS[i]):
+            c.execute(stmt)
+    c.execute("PRAGMA user_version = 2")
+    c.execute("INSERT INTO customers VALUES (?, 'Ana', 'h', 1.0)", (ANA,))
+    c.execute("INSERT INTO accounts (number, kind, created_at) VALUES ('1', 'individual', 1.0)")
+    c.execute("INSERT INTO account_holders VALUES ('1', ?)", (ANA,))
+    at = 20_000 * 86400 + 12 * 3600   # noon UTC: the same day in Brasília
+    c.execute("INSERT INTO entries (number, kind, amount, balance_after, at) VALUES ('1', 'deposit', 900, 900, ?)", (at,))
+    c.execute("INSERT INTO entries (number, kind, amount, balance_after, at) VALUES ('1', 'withdrawal', -100, 800, ?)",
+              (at + 60,))
+    c.execute("UPDATE accounts SET balance = 800")
+    c.execute("INSERT INTO participations VALUES ('t-1', 'alfa', 'prepared', 5, ?, ?, '[]', '[\"alfa\"]', 1.0, 1.0)",
+              (ANA, '[{"account": "1", "amount": 5, "direction": "debit"}]'))
+    c.close()
+    s = SqliteStore(path)
+    try:
+        assert s.schema_version() == len(MIGRATIONS)
+        with s.transaction(write=False) as tx:
+            rec = tx.get_participant("t-1", "alfa")
+            assert (rec.state, rec.legs) == ("prepared", (Leg("", "1", 5, "debit"),))
+            assert tx.day_totals("1", (at - 10800) // 86400) == {"deposits": 900, "debits": 100}
+    finally:
+        s.close()

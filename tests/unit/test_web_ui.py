@@ -36,7 +36,6 @@ def ui_config() -> ConsortiumConfig:
         "consortium": "unit-ui",
         "broker_url": "amqp://guest:guest@127.0.0.1:1/%2F",
         "security": {"argon2_time_cost": 1, "argon2_memory_kib": 1024},
-        "timeouts": {"apply_wait_ms": 0},
         "banks": [{"id": "alfa", "name": "Banco Alfa", "port": 18101, "color": "#1f6feb"},
                   {"id": "beta", "name": "Banco Beta", "port": 18102, "color": "#2da44e"},
                   {"id": "gama", "name": "Banco Gama", "port": 18103, "color": "#bf3989"}],
