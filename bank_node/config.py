@@ -59,6 +59,8 @@ class Limits(_Strict):
     """Where the limits' day starts: minutes from UTC (Brasília time, UTC-3, by default)."""
     max_transfer_legs: int = Field(8, ge=1, le=64)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_batch_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Request size of POST /api/transfer-batches (up to 500 transfers)."""
 
     _positive = field_validator("max_amount", "daily_max_amount")(_money_limit)
 

@@ -84,14 +84,31 @@ SCHEMAS = {
                                "unreachable_banks": {"type": "array", "items": BANK_ID}}),
     "TransferLeg": obj({"bank": BANK_ID, "account": DIGITS, "amount": MONEY,
                         "role": {"type": "string", "enum": ["source", "destination"]}},
-                       {"reason": {"type": "string"}}),
+                       {"reason": {"type": "string"}, "bank_name": {"type": "string"},
+                        "holder": {"type": "string", "description": "masked: the caller's own accounts, and the "
+                                                                     "destination of a committed transfer"}}),
+    "TimelineEvent": obj({"at": TIMESTAMP, "event": {"type": "string", "enum": [
+                              "created", "prepare_sent", "vote_yes", "vote_no", "decision_commit", "decision_abort",
+                              "decision_sent", "decision_applied", "ack"]}},
+                         {"bank": {"type": "string", "nullable": True}, "ms": {"type": "integer"},
+                          "detail": {"type": "string"}},
+                         description="One step of the transfer's two-phase commit, as the banks recorded it; "
+                                     "`ms` since the transfer began."),
     "Failure": obj({"bank": {"type": "string"}, "account": {"type": "string"}, "reason": {"type": "string"}}),
     "Transfer": obj({"id": {"type": "string"}, "status": TRANSFER_STATUS, "coordinator": BANK_ID,
                      "created_at": TIMESTAMP, "legs": {"type": "array", "items": ref("TransferLeg")}},
                     {"amount": MONEY, "reason": {"type": "string", "example": "insufficient_funds"},
                      "failures": {"type": "array", "items": ref("Failure")}, "decided_at": TIMESTAMP,
-                     "partial": {"type": "boolean",
-                                 "description": "seen from a participant bank: only its own legs"}}),
+                     "timeline": {"type": "array", "items": ref("TimelineEvent")}}),
+    "TransferBatchResult": obj({"items": {"type": "array", "items": obj(
+        {"id": {"type": "string"}, "status": TRANSFER_STATUS}, {"reason": {"type": "string"}})}}),
+    "Mandate": obj({"id": {"type": "string"}, "account": DIGITS, "bank": BANK_ID, "bank_name": {"type": "string"},
+                    "status": {"type": "string", "enum": ["active", "revoked", "expired"]}, "created_at": TIMESTAMP,
+                    "granted_by": CPF, "used_today": MONEY},
+                   {"max_per_transfer": MONEY, "max_per_day": MONEY, "expires_at": TIMESTAMP,
+                    "revoked_at": TIMESTAMP},
+                   description="A holder's consent, at this bank, for `bank` to initiate debits from the account."),
+    "MandateList": obj({"bank": BANK_ID, "mandates": {"type": "array", "items": ref("Mandate")}}),
     "Health": obj({"bank": BANK_ID, "name": {"type": "string"}, "consortium": {"type": "string"},
                    "status": {"type": "string", "enum": ["ok", "degraded"]},
                    "broker": {"type": "string", "enum": ["connected", "disconnected", "disabled"]},
@@ -107,7 +124,9 @@ SCHEMAS = {
                                                          "additionalProperties": {"type": "integer"}},
                              "in_doubt": {"type": "array", "items": {"type": "object"}},
                              "unacknowledged": {"type": "array", "items": {"type": "object"}},
-                             "holds": {"type": "array", "items": {"type": "object"}}}),
+                             "holds": {"type": "array", "items": {"type": "object"}}},
+                            {"positions": {"type": "object", "additionalProperties": {"type": "integer"}},
+                             "claims": {"type": "object", "additionalProperties": {"type": "integer"}}}),
 }
 
 REQUESTS = {
@@ -122,6 +141,9 @@ REQUESTS = {
                       {"cnpj": {"type": "string", "description": "business accounts only; punctuation optional"},
                        "company_name": NAME}),
     "Movement": obj({"amount": AMOUNT}),
+    "NewMandate": obj({"account": ACCOUNT_IN, "bank": BANK_ID},
+                      {"max_per_transfer": AMOUNT, "max_per_day": AMOUNT,
+                       "expires_at": {"type": "string", "description": "ISO 8601 date or date-time, in the future"}}),
     "NewTransfer": obj({"sources": {"type": "array", "minItems": 1, "maxItems": 64,
                                     "items": obj({"bank": BANK_ID, "account": ACCOUNT_IN, "amount": AMOUNT})},
                         "destination": obj({"bank": BANK_ID, "account": ACCOUNT_IN})},
@@ -148,7 +170,7 @@ ERRORS = {
     "404": problem("no such object among the caller's (`not_found`): someone else's looks exactly like a "
                    "missing one"),
     "409": problem("refused by the ledger's state: `insufficient_funds`, `daily_limit_exceeded`, "
-                   "`already_exists`, `account_closed`, `idempotency_key_reused`"),
+                   "`already_exists`, `account_closed`, `idempotency_key_reused`, `id_in_use`"),
     "413": problem("the body is over the configured size (`payload_too_large`)"),
     "415": problem("the body is not application/json (`unsupported_media_type`)"),
     "422": problem("invalid input, with a `code` such as `invalid_amount`, `invalid_document`, "
@@ -235,6 +257,29 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
             "responses": {"201": json_response("decided: committed, or aborted with a reason", ref("Transfer")),
                           "202": json_response("not decided yet: ask GET /api/transfers/{id}", ref("Transfer")),
                           **errors("401", "404", "409", *BODY_ERRORS)}}},
+        "/api/transfer-batches": {"post": {
+            "operationId": "transferBatch", "summary": "Up to 500 independent transfers in one request, each "
+                                                       "committing or aborting on its own",
+            "tags": ["transfers"], "security": BEARER, "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": obj({"items": {
+                "type": "array", "minItems": 1, "maxItems": 500, "items": ref("NewTransfer")}})}}},
+            "responses": {"201": json_response("each item's outcome, in order", ref("TransferBatchResult")),
+                          **errors("401", "404", "409", *BODY_ERRORS)}}},
+        "/api/mandates": {
+            "get": {"operationId": "listMandates", "summary": "The mandates on the caller's accounts at this bank",
+                    "tags": ["mandates"], "security": BEARER,
+                    "responses": {"200": json_response("the mandates", ref("MandateList")), **errors("401")}},
+            "post": {"operationId": "grantMandate",
+                     "summary": "Consent for another bank to initiate debits from one of the caller's accounts",
+                     "tags": ["mandates"], "security": BEARER, "parameters": [IDEMPOTENCY_KEY],
+                     "requestBody": body("NewMandate"),
+                     "responses": {"201": json_response("granted", ref("Mandate")),
+                                   **errors("401", "404", "409", *BODY_ERRORS)}}},
+        "/api/mandates/{mandate_id}": {"delete": {
+            "operationId": "revokeMandate", "summary": "Revoke a mandate: new debits under it stop at once",
+            "tags": ["mandates"], "security": BEARER,
+            "parameters": [{"name": "mandate_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": json_response("revoked", ref("Mandate")), **errors("401", "404")}}},
         "/api/transfers/{transfer_id}": {"get": {
             "operationId": "getTransfer", "summary": "A transfer, for its initiator or a holder of one of its legs",
             "tags": ["transfers"], "security": BEARER,
@@ -271,7 +316,7 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                                 "Errors are application/problem+json with a stable `code`."},
         "servers": [{"url": "/"}],
         "security": BEARER,
-        "tags": [{"name": t} for t in ("customers", "accounts", "transfers", "consortium", "operations")],
+        "tags": [{"name": t} for t in ("customers", "accounts", "transfers", "mandates", "consortium", "operations")],
         "paths": paths,
         "components": {
             "schemas": {**SCHEMAS, **REQUESTS, "NewTransfer": new_transfer},

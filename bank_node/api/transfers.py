@@ -1,7 +1,7 @@
 """Transfers across banks (two-phase commit): one, many at once, and their status."""
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, g, jsonify, request
 
 from .util import idempotency_key, json_body, login_required, node
 
@@ -21,6 +21,7 @@ def create_transfer():
 def create_batch():
     """Payroll and supplier runs: up to 500 independent transfers, each committing or aborting
     on its own, answered item by item in order."""
+    request.max_content_length = node().config.limits.max_batch_body_bytes
     data = json_body({"items"}, {"items"})
     status, body = node().transfers.submit_batch(g.cpf, data, idempotency_key())
     return jsonify(body), status

@@ -299,7 +299,7 @@ class Coordinator:
             # Nobody was told anything; presumed abort settles it after the deadline. 202 pending.
             log.error("transfer %s: decision not written (%s); pending", tid, f.exception(),
                       extra={"transfer_id": tid, "event": "pending"})
-            flight.answer.set_result(flight.rec)
+            flight.answer.set_result(replace(flight.rec, state="preparing", decided_at=None))
             return
         rec = f.result()
         if rec.state == "committed":

@@ -24,8 +24,8 @@ from bank_node.domain import errors as E
 from bank_node.domain.documents import make_cpf
 from bank_node.services.banking import Banking
 from bank_node.storage.sqlite import SqliteStore
-from broker import Delivery
 
+from .loopback import FakeDelivery, handle
 from .conftest import PASSWORD
 
 N = 50
@@ -109,20 +109,21 @@ def test_withdrawals_and_prepares_see_each_others_holds(config, tmp_path):
         _, acc = node.banking.open_account(cpf, "individual", [cpf])
         number = acc["number"]
         node.banking.deposit(cpf, number, "100.00")
-        deadline = int(time.time() * 1000) + 60_000
+        node.mandates.grant(cpf, {"account": number, "bank": "beta"})   # consent for beta's debits
+        deadline = int(time.time() * 1000) + 3_000
 
         def work(i):
             if i % 2 == 0:
                 return node.banking.withdraw(cpf, number, "10.00")
             tid = str(uuid.uuid4())
-            body = P.encode("beta", P.Prepare(transfer_id=tid, coordinator="beta", initiator=cpf,
-                                              deadline_ms=deadline, peers=["alfa", "beta"],
-                                              legs=[P.Leg(account=number, amount=10_00, direction="debit")]))
+            body = P.encode("beta", P.Prepare(transfer_id=tid, coordinator="beta", initiator=cpf, deadline_ms=deadline,
+                                              legs=[P.Leg(bank="alfa", account=number, amount=10_00, direction="debit"),
+                                                    P.Leg(bank="beta", account="9", amount=10_00, direction="credit")]),
+                            ns=config.consortium)
             # user_id is what the broker stamps on a message: the connection's user (shared mode)
-            node.transfers.handle(Delivery(body=body, correlation_id=None, reply_to=None,
-                                           user_id=urlparse(config.broker_url).username, redelivered=False))
+            handle(node, FakeDelivery(body, user_id=urlparse(config.broker_url).username))
             with node.store.transaction(write=False) as tx:
-                return ("prepare", tx.get_participant(tid)["state"])
+                return ("prepare", tx.get_participant(tid, "beta").state)
 
         results = run_together(N, work)
         withdrawals = Counter(_outcome(r) for r in results[0::2])

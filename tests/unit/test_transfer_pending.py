@@ -15,7 +15,7 @@ from .loopback import Loopback
 
 
 def test_decision_not_written_is_202_pending_then_presumed_abort(tmp_path, new_cpf, monkeypatch):
-    cfg = make_config(timeouts={"prepare_ttl_ms": 200, "apply_wait_ms": 0})
+    cfg = make_config(timeouts={"prepare_ttl_ms": 300})
     net = Loopback()
     nodes = {}
     for b in ("alfa", "beta"):
@@ -32,9 +32,10 @@ def test_decision_not_written_is_202_pending_then_presumed_abort(tmp_path, new_c
         btoken = b_api.login(cpf)
         dest = b_api.open_account(btoken, [cpf])
 
-        real_decide = alfa.transfers._decide
-        monkeypatch.setattr(alfa.transfers, "_decide",
-                            lambda rec, effects: (_ for _ in ()).throw(StorageError("disk full")))
+        coordinator = alfa.transfers.coordinator
+        real_apply = coordinator._apply_own
+        monkeypatch.setattr(coordinator, "_apply_own",
+                            lambda tx, rec, now: (_ for _ in ()).throw(StorageError("disk full")))
         tid = str(uuid.uuid4())
         r = a_api.call("POST", "/api/transfers", {"id": tid, "sources": [{"bank": "alfa", "account": src,
                                                                            "amount": "10.00"}],
@@ -43,11 +44,11 @@ def test_decision_not_written_is_202_pending_then_presumed_abort(tmp_path, new_c
         assert a_api.call("GET", f"/api/transfers/{tid}", token=token).get_json()["status"] == "pending"
         assert a_api.account(token, src)["available"] == "40.00"  # held while in doubt
 
-        monkeypatch.setattr(alfa.transfers, "_decide", real_decide)
+        monkeypatch.setattr(coordinator, "_apply_own", real_apply)
         end = time.monotonic() + 10
         while time.monotonic() < end and \
                 a_api.call("GET", f"/api/transfers/{tid}", token=token).get_json()["status"] == "pending":
-            alfa.transfers.resolve_once()   # what the resolver thread does every 200 ms
+            alfa.transfers.resolver.resolve_once()   # what the resolver thread does every 200 ms
             time.sleep(0.05)
         assert a_api.call("GET", f"/api/transfers/{tid}", token=token).get_json()["status"] == "aborted"
         assert a_api.account(token, src)["available"] == "50.00"
