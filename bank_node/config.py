@@ -91,13 +91,41 @@ class Security(_Strict):
     """Accept argon2 settings weaker than OWASP's in a configuration file. Only for test
     consortia, where hashing a password at full cost for every customer would be slow."""
     login_max_failures: int = Field(5, ge=1, le=1000)
-    """Failed logins of one CPF within ``login_window_s`` before its logins are refused (429)."""
+    """Failed logins of one CPF from one client address within ``login_window_s`` before that
+    address must wait (429) to try that CPF again. Never a lock on the CPF itself: the real
+    customer, from another address, logs in as usual."""
+    login_longer_waits: str = "10 per hour; 20 per day"
+    """Further limits on the same failures (CPF and address), in the ``limits`` notation: the
+    waits grow as the guessing goes on, instead of one hard lock."""
     login_max_failures_per_address: int = Field(20, ge=1, le=100_000)
     """Failed logins from one client address (any CPF) within the window before it is refused."""
     login_window_s: int = Field(300, ge=1, le=24 * 3600)
     register_max_per_address: int = Field(50, ge=1, le=100_000)
     """Registrations one client address may attempt within ``register_window_s``."""
     register_window_s: int = Field(3600, ge=1, le=24 * 3600)
+    unknown_account_answers: str = "10 per 10 minutes"
+    """How many "no such account" answers one customer may get (``limits`` notation) before
+    every request naming an account is refused (429): account numbers cannot be enumerated."""
+    rate_limit_storage: str = "memory://"
+    """Where the throttles count (a ``limits`` storage URI): ``memory://`` for a bank that runs
+    one process, ``redis://host:6379`` when several processes of one bank share the counts."""
+
+    @field_validator("login_longer_waits", "unknown_account_answers")
+    @classmethod
+    def _limits_notation(cls, v: str) -> str:
+        from limits import parse_many
+        try:
+            parse_many(v)
+        except ValueError as e:
+            raise ValueError(f"not in the limits notation (e.g. '10 per hour; 20 per day'): {e}") from e
+        return v
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage_uri(cls, v: str) -> str:
+        if not re.fullmatch(r"(memory|redis|rediss|redis\+unix|redis\+cluster|redis\+sentinel)://.*", v):
+            raise ValueError("must be memory:// or a redis:// URI")
+        return v
 
     def hashing_weaknesses(self) -> list[str]:
         """What makes the argon2id settings weaker than OWASP's minimum (empty when none)."""
