@@ -7,6 +7,7 @@ writing their own file (each test gets its own consortium name, ports and data f
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from decimal import Decimal
@@ -140,6 +141,14 @@ class Bank(_Strict):
     id: str
     name: str
     host: str = "127.0.0.1"
+    """The bank's public host name, in the URL a browser uses. One host name per bank
+    (``alfa.localhost``, ``beta.localhost``, ...: browsers resolve every ``*.localhost`` to the
+    loopback) keeps the cookies of one bank from ever reaching another, which different ports
+    of one host would not."""
+    listen: str | None = None
+    """The address the bank listens on (``--host`` / ``BANK_HOST`` override it). Default: the
+    host when it is an IP address, else 127.0.0.1 (Python's resolver, unlike browsers and curl,
+    may not resolve ``*.localhost``)."""
     port: int = Field(ge=1, le=65535)
     color: str = "#1f6feb"
     limits: BankLimits = BankLimits()
@@ -161,7 +170,25 @@ class Bank(_Strict):
 
     @property
     def url(self) -> str:
+        """The public URL: what a browser, or a customer's curl, opens."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def listen_address(self) -> str:
+        if self.listen:
+            return self.listen
+        try:
+            ipaddress.ip_address(self.host)
+            return self.host
+        except ValueError:
+            return "127.0.0.1"
+
+    @property
+    def local_url(self) -> str:
+        """How a program on the bank's own machine reaches it (the launcher's health checks, the
+        operator's tools), without resolving the public host name."""
+        addr = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.listen_address, self.listen_address)
+        return f"http://{'[' + addr + ']' if ':' in addr else addr}:{self.port}"
 
 
 class BrokerAuth(_Strict):
@@ -209,7 +236,8 @@ class ConsortiumConfig(_Strict):
         dup_ids = sorted({i for i in ids if ids.count(i) > 1})
         if dup_ids:
             raise ValueError(f"duplicate bank id {', '.join(dup_ids)}")
-        ports = [(b.host, b.port) for b in banks]
+        ports = [(b.host, b.port) for b in banks] + [(b.listen_address, b.port) for b in banks
+                                                      if b.listen_address != b.host]
         dup_ports = sorted({f"{h}:{p}" for h, p in ports if ports.count((h, p)) > 1})
         if dup_ports:
             raise ValueError(f"two banks share the address {', '.join(dup_ports)}")

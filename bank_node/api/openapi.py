@@ -268,8 +268,8 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
         "/api/operator/overview": {"get": {
             "operationId": "operatorOverview", "summary": "Transfers by state, in doubt, and holds",
             "tags": ["operations"], "security": [{"operator": []}],
-            "description": "Needs X-Operator-Token when the bank has CONSORCIO_OPERATOR_TOKEN; without one, "
-                           "answers only on the bank's own machine.",
+            "description": "Needs X-Operator-Token, the bank's CONSORCIO_OPERATOR_TOKEN (or a request through "
+                           "the bank's operator socket); without it 403, from any address. Never cached.",
             "responses": {"200": json_response("the overview", ref("OperatorOverview")), **errors("403")}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "tags": ["operations"], "security": [],
