@@ -103,21 +103,18 @@ def leg_refusals(legs: list[Leg], coordinator: str, initiator: str, rules: Rules
     debited: dict[str, int] = {}
     for leg in legs:
         acc = accounts.get(leg.account)
-        if acc is None:
+        if acc is None or (leg.is_debit and initiator not in acc.holders):
+            # Debiting someone else's account reads exactly as a missing one, before its state:
+            # a transfer must not tell whether someone else's account exists.
             out.append((leg.account, "not_found"))
             continue
-        if acc.status == "pending":
+        if acc.status == "pending":   # a holder has not accepted the account yet
             out.append((leg.account, "account_pending"))
             continue
         if acc.status != "open":
             out.append((leg.account, "account_closed"))
             continue
         if not leg.is_debit:
-            continue
-        if initiator not in acc.holders:
-            # The same answer as a missing account: a coordinator learns nothing of accounts
-            # that are not its customer's.
-            out.append((leg.account, "not_found"))
             continue
         if coordinator != rules.bank_id:
             consent = consents.get(leg.account) or Consent(None)

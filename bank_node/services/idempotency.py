@@ -51,7 +51,9 @@ def run_once(store: Store, scope: str, key: str | None, fingerprint: str, action
                 tx.put_idempotent(scope, key, fingerprint, status, body, now())
             return status, body
     except E.DomainError as e:
-        if key is not None and e is refused:
+        # A throttle's 429 (or 503) says "not now", nothing about the ledger: a retry after the
+        # wait must be performed, not answered with the refusal.
+        if key is not None and e is refused and e.status not in (429, 503):
             with store.transaction() as tx:
                 if tx.get_idempotent(scope, key) is None:
                     tx.put_idempotent(scope, key, fingerprint, e.status, refusal_record(e), now())

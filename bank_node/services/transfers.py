@@ -100,9 +100,21 @@ class Transfers:
 
     # submitting -------------------------------------------------------------------------------
     def submit(self, initiator: str, body: Any, idem_key: str | None = None) -> tuple[int, dict]:
-        """POST /api/transfers: validate, run two-phase commit, report the outcome."""
+        """POST /api/transfers: validate, run two-phase commit, report the outcome.
+
+        A transfer tells whether the accounts it names exist ("not_found" legs), so it is
+        throttled like every other request naming an account: each "no such account" leg
+        counts against the initiator, and one who had too many is refused before anything."""
+        self.banking.throttles.before_account_lookup(initiator)
         tid, legs = self._validate(body)
-        return self._answers(initiator, [(tid, legs)], idem_key)[0]
+        status, view = self._answers(initiator, [(tid, legs)], idem_key)[0]
+        self._count_unknown(initiator, [view])
+        return status, view
+
+    def _count_unknown(self, initiator: str, views: list[dict]) -> None:
+        unknown = sum(1 for v in views for f in v.get("failures", ()) if f.get("reason") == "not_found")
+        if unknown:
+            self.banking.throttles.unknown_account(initiator, unknown)
 
     def submit_batch(self, initiator: str, body: Any, idem_key: str | None = None) -> tuple[int, dict]:
         """POST /api/transfer-batches: up to 500 independent transfers, each committing or
@@ -134,7 +146,9 @@ class Transfers:
                 else:
                     ids = seen["body"]["ids"]
                     parsed = [(tid, legs) for tid, (_, legs) in zip(ids, parsed)]
+        self.banking.throttles.before_account_lookup(initiator)
         answers = self._answers(initiator, parsed, None)
+        self._count_unknown(initiator, [view for _, view in answers])
         out = []
         for status, view in answers:
             item = {"id": view["id"], "status": view["status"] if status < 400 else "aborted"}
@@ -386,8 +400,10 @@ def timeline(rec: C.CoordinatedTransfer) -> list[dict]:
         events.append((int(rec.decided_at * 1000), "", f"decision_{rec.outcome}", {}))
     if rec.decision_sent_ms:
         events.append((rec.decision_sent_ms, "", "decision_sent", {}))
+    step = {"created": 0, "prepare_sent": 1, "vote_yes": 2, "vote_no": 2, "decision_commit": 3, "decision_abort": 3,
+            "decision_sent": 4, "ack": 5}
     out = []
-    for at, bank, event, extra in sorted(events, key=lambda e: e[0]):
+    for at, bank, event, extra in sorted(events, key=lambda e: (e[0], step[e[2]], e[1])):
         out.append({"at": iso(at / 1000), "bank": bank or None, "event": event, "ms": at - t0, **extra})
     return out
 

@@ -1,5 +1,5 @@
 """Per-object authorization, route by route: another customer's account number or
-transfer id gives 403/404 and never data, and changes nothing.
+transfer id gives 404, exactly as one that does not exist, never data, and changes nothing.
 
 The routes come from the Flask url_map: every /api route with a path argument must have a
 row in ROUTES, so a new route without an authorization test fails here. Transfers are real
@@ -26,6 +26,7 @@ ROUTES = {
                                                             {"amount": "1.00"}),
     ("/api/accounts/<number>/withdrawals", "POST"): lambda o: (f"/api/accounts/{o['number']}/withdrawals",
                                                                {"amount": "1.00"}),
+    ("/api/accounts/<number>/accept", "POST"): lambda o: (f"/api/accounts/{o['number']}/accept", None),
     ("/api/transfers/<transfer_id>", "GET"): lambda o: (f"/api/transfers/{o['transfer_id']}", None),
     ("/api/mandates/<mandate_id>", "DELETE"): lambda o: (f"/api/mandates/{o['mandate_id']}", None),
 }
@@ -117,7 +118,7 @@ def test_someone_elses_object_is_404_no_data_and_no_change(banks, world, route, 
         headers = {"Authorization": f"Bearer {world['bob'][bank]}", **({"Idempotency-Key": key} if key else {})}
         r = api.client.open(path, method=route[1], headers=headers, **kw)
         problem = assert_problem(r, r.status_code)
-        assert r.status_code in (403, 404) and problem["code"] in ("forbidden", "not_found"), problem
+        assert (r.status_code, problem["code"]) == (404, "not_found"), problem
         assert_no_data_of_ana(r, world)
         # and it looks exactly like an object that does not exist: no oracle
         path, body = ROUTES[route](missing)

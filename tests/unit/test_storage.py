@@ -55,7 +55,7 @@ def open_account(store, number="100000001", holders=(ANA,), kind="individual"):
         for cpf in holders:
             if tx.get_customer(cpf) is None:
                 tx.insert_customer(cpf, f"Cliente {cpf[:3]}", "hash", 1.0)
-        tx.insert_account(number, kind, list(holders), None, None, 1.0)
+        tx.insert_account(number, kind, list(holders), None, None, 1.0, accepted=holders)
     return number
 
 
@@ -391,7 +391,7 @@ def test_a_transaction_that_raises_rolls_back_everything(store):
     with pytest.raises(Boom):  # the caller's exception goes on unchanged, not wrapped
         with store.transaction() as tx:
             tx.insert_customer(BOB, "Bob", "h", 1.0)
-            tx.insert_account("100000009", "individual", [BOB], None, None, 1.0)
+            tx.insert_account("100000009", "individual", [BOB], None, None, 1.0, accepted=[BOB])
             tx.append_entry(n, "deposit", 50_00, 1.0, day=0)
             tx.place_hold("t-1", n, 10_00, 1.0)
             tx.put_idempotent(ANA, "k", "h", 201, {}, 1.0)
