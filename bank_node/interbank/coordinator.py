@@ -138,7 +138,7 @@ class Coordinator:
                     for b in rec.participants:
                         if b != self.rt.bank_id:
                             rec = rec.with_peer(b, vote="unsent")
-                rec, _ = C.on_vote(rec, self.rt.bank_id, vote.yes, list(vote.reasons), now_ms(), now)
+                rec, _ = C.on_vote(rec, self.rt.bank_id, vote.yes, list(vote.reasons), int(now * 1000), now)
                 if rec.state != "preparing":
                     rec = self._apply_own(tx, rec, now)
             tx.put_coordinated(rec)
@@ -182,7 +182,8 @@ class Coordinator:
         self.post(lambda: self._votes(sent, reply, error))
 
     def _votes(self, sent: SentPrepares, reply: tuple | None, error: BaseException | None) -> None:
-        bank, now, at = sent.bank, time.time(), now_ms()
+        bank, at = sent.bank, now_ms()
+        now = at / 1000
         for tid in sent.transfer_ids:
             if tid in self._in_flight:
                 self._in_flight[tid].rec = self._in_flight[tid].rec.with_peer(bank, sent_ms=sent.sent_ms)

@@ -56,10 +56,10 @@ def guesses(n: int) -> list[str]:
 
 def without_ids(body: dict, *numbers: str) -> str:
     """A transfer answer with what legitimately differs (its id, times, the numbers asked for) blanked;
-    the timeline keeps its steps and their order, not their clock times."""
+    the timeline keeps its steps, not their clock times (nor the order of steps of different banks)."""
     import json
     kept = {k: v for k, v in body.items() if k not in ("id", "created_at", "decided_at", "timeline")}
-    kept["timeline"] = [(e["bank"], e["event"], e.get("detail")) for e in body.get("timeline", [])]
+    kept["timeline"] = sorted((e["bank"] or "", e["event"], e.get("detail") or "") for e in body.get("timeline", []))
     text = json.dumps(kept, sort_keys=True)
     for n in numbers:
         text = text.replace(n, "NUMBER")
