@@ -37,6 +37,12 @@ class Timeouts(_Strict):
     """First interval between a prepared participant's questions about the outcome."""
     retry_cap_ms: int = Field(5000, ge=100, le=600_000)
     """Upper bound of both back-offs above."""
+    apply_wait_ms: int = Field(2000, ge=0, le=60_000)
+    """Once its decision is durable, how long the coordinator waits for the other banks to
+    acknowledge it before answering the customer, so that a balance read at any bank right after
+    the answer shows the transfer. It never changes the outcome: past it, the customer is answered
+    and the other banks apply the decision a moment later. 0 answers as soon as the decision is
+    durable (the batch API and the benchmark's --no-wait measure that)."""
     decision_resend_limit_s: int = Field(3600, ge=10, le=30 * 24 * 3600)
     """How long an unacknowledged decision is re-sent. After that the coordinator stops (a
     participant that never answers, or a bank that reused an id, cannot make it re-send

@@ -68,6 +68,8 @@ def make_cluster(tmp_path, amqp_url, namespace):
     def make(banks=("alfa", "beta", "gama"), env=None, start=True, **overrides) -> Cluster:
         env = {"CONSORCIO_OPERATOR_TOKEN": OPERATOR_TOKEN, **(env or {})}
         ports = free_ports(len(banks))
+        if "signing" not in overrides:   # banks sign their messages, as consorcio.yml has them do
+            overrides["signing"] = {"mode": "required", "keys_dir": str(signing_keys(tmp_path / "keys", banks))}
         overrides.setdefault("timeouts", {"prepare_ttl_ms": 3000, "decision_resend_ms": 300,
                                           "status_query_ms": 300, "retry_cap_ms": 1000})
         overrides.setdefault("security", dict(TEST_SECURITY))
@@ -84,6 +86,14 @@ def make_cluster(tmp_path, amqp_url, namespace):
     for c in made:
         c.stop()
         delete_namespace(amqp_url, namespace, list(c.banks))
+
+
+def signing_keys(folder, banks) -> "Path":
+    """Development Ed25519 keys of these banks in ``folder`` (what the launcher makes)."""
+    from bank_node.interbank.signing import write_key_pair
+    for b in banks:
+        write_key_pair(folder, b)
+    return folder
 
 
 _cpf_counter = iter(range(100_000_000, 999_999_999, 7919))

@@ -35,15 +35,18 @@ def ledger(data_dir: Path, bank_id: str) -> dict:
     return read_ledger(Path(data_dir) / bank_id / f"{bank_id}.sqlite3")
 
 
-def customer_everywhere(cluster, cpf: str, name: str = "Ana Souza", amount: str = "100.00"):
-    """A customer registered at every bank of the cluster with one funded account in each:
-    returns (customer, {bank: account number})."""
+def customer_everywhere(cluster, cpf: str, name: str = "Ana Souza", amount: str = "100.00", *, consent=True):
+    """A customer registered at every bank of the cluster with one funded account in each, and
+    (``consent``) a mandate at each bank for every other bank to debit it: returns (customer,
+    {bank: account number})."""
     ana = Customer(cpf, name, {b: p.url for b, p in cluster.banks.items()})
     accounts = {}
     for bank in cluster.banks:
         ana.join(bank)
         accounts[bank] = ana.open_account(bank)
         ana.deposit(bank, accounts[bank], amount)
+    if consent:
+        ana.grant_everywhere(accounts)
     return ana, accounts
 
 

@@ -49,6 +49,18 @@ class Customer:
                             {"kind": kind, "holders": holders or [self.cpf], **extra}, expect=201)
         return body["number"]
 
+    def grant(self, bank: str, number: str, to_bank: str, **limits) -> dict:
+        """Consent, at ``bank`` (the account's own), for ``to_bank`` to initiate debits from it."""
+        return self.call(bank, "POST", "/api/mandates", {"account": number, "bank": to_bank, **limits},
+                         expect=201)[1]
+
+    def grant_everywhere(self, accounts: dict[str, str]) -> None:
+        """Every account of ``accounts`` (bank -> number) may be debited by every other bank."""
+        for bank, number in accounts.items():
+            for other in self.urls:
+                if other != bank:
+                    self.grant(bank, number, other)
+
     def deposit(self, bank: str, number: str, amount: str, key: str | None = None) -> dict:
         return self.call(bank, "POST", f"/api/accounts/{number}/deposits", {"amount": amount}, expect=201, key=key)[1]
 

@@ -66,6 +66,7 @@ class Coordinator:
         self._in_flight: dict[str, _InFlight] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._decision_sent_ms: dict[str, int] = {}
+        self._applied: dict[str, threading.Event] = {}   # transfers whose customer waits for the acks
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
         self._stop = threading.Event()
@@ -154,11 +155,33 @@ class Coordinator:
         fut.add_done_callback(started)
         return fut
 
-    def run(self, rec: C.CoordinatedTransfer) -> Future:
-        """Prepare at the other banks and decide; the future holds the decided record."""
+    def run(self, rec: C.CoordinatedTransfer, wait_applied: bool = False) -> Future:
+        """Prepare at the other banks and decide; the future holds the decided record. With
+        ``wait_applied``, ``applied(transfer_id)`` then tells when every bank has acknowledged."""
         answer: Future = Future()
+        if wait_applied:
+            self._applied[rec.transfer_id] = threading.Event()
         self.post(lambda: self._start(rec, answer))
         return answer
+
+    def wait_applied(self, rec: C.CoordinatedTransfer, timeout_s: float) -> None:
+        """Read-your-writes: give the other banks up to ``timeout_s`` to apply a decided transfer
+        (an acknowledgement may reach another process of this bank: the ledger is checked too)."""
+        event = self._applied.get(rec.transfer_id)
+        try:
+            if event is None or rec.state == "preparing" or rec.pending_acks == 0 or self.rt.broker is None \
+                    or not self.rt.broker.connected:
+                return
+            end = time.monotonic() + timeout_s
+            while not event.wait(min(0.25, max(0.0, end - time.monotonic()))):
+                if time.monotonic() >= end:
+                    return
+                with self.rt.store.transaction(write=False) as tx:
+                    current = tx.get_coordinated(rec.transfer_id)
+                if current is None or current.pending_acks == 0:
+                    return
+        finally:
+            self._applied.pop(rec.transfer_id, None)
 
     def _start(self, rec: C.CoordinatedTransfer, answer: Future) -> None:
         crash_point("coordinator.before_prepare")
@@ -336,8 +359,8 @@ class Coordinator:
         written without waiting for the disk."""
         sent = {i.transfer_id: self._decision_sent_ms.pop(i.transfer_id, None) for i in items}
 
-        def unit(tx) -> None:
-            at = now_ms()
+        def unit(tx) -> list[str]:
+            at, done = now_ms(), []
             for ack in items:
                 rec = tx.get_coordinated(ack.transfer_id)
                 if rec is None:
@@ -347,5 +370,18 @@ class Coordinator:
                     if rec.decision_sent_ms is None and sent.get(ack.transfer_id):
                         rec = replace(rec, decision_sent_ms=sent[ack.transfer_id])
                     tx.put_coordinated(rec)
-        return self.rt.writer.submit(unit, durable=False)
+                    if rec.pending_acks == 0:
+                        done.append(rec.transfer_id)
+            return done
+
+        fut = self.rt.writer.submit(unit, durable=False)
+
+        def applied(f: Future) -> None:
+            if f.exception() is None:
+                for tid in f.result():
+                    event = self._applied.get(tid)
+                    if event is not None:
+                        event.set()
+        fut.add_done_callback(applied)
+        return fut
 

@@ -61,6 +61,7 @@ class Transfers:
         self.participant.outbox = self.coordinator.outbox
         self.resolver = Resolver(self.rt, self.coordinator, self.coordinator.outbox)
         self.lookups = Lookups(self.rt, banking)
+        self.apply_wait_s = config.timeouts.apply_wait_ms / 1000
         self.inbox = Inbox(self.rt, {
             P.Prepare: self.participant.on_prepares,
             P.Decision: self.participant.on_decisions,
@@ -107,7 +108,7 @@ class Transfers:
         counts against the initiator, and one who had too many is refused before anything."""
         self.banking.throttles.before_account_lookup(initiator)
         tid, legs = self._validate(body)
-        status, view = self._answers(initiator, [(tid, legs)], idem_key)[0]
+        status, view = self._answers(initiator, [(tid, legs)], idem_key, wait_applied=True)[0]
         self._count_unknown(initiator, [view])
         return status, view
 
@@ -147,7 +148,7 @@ class Transfers:
                     ids = seen["body"]["ids"]
                     parsed = [(tid, legs) for tid, (_, legs) in zip(ids, parsed)]
         self.banking.throttles.before_account_lookup(initiator)
-        answers = self._answers(initiator, parsed, None)
+        answers = self._answers(initiator, parsed, None, wait_applied=True)
         self._count_unknown(initiator, [view for _, view in answers])
         out = []
         for status, view in answers:
@@ -158,7 +159,7 @@ class Transfers:
         return 201, {"items": out}
 
     def _answers(self, initiator: str, requests: list[tuple[str | None, tuple[Leg, ...]]],
-                 idem_key: str | None) -> list[tuple[int, dict]]:
+                 idem_key: str | None, wait_applied: bool = False) -> list[tuple[int, dict]]:
         """Begin every transfer (their begin records share commits), run those that need the
         other banks, and wait for all of them."""
         check_key(idem_key)
@@ -191,8 +192,9 @@ class Transfers:
                 raise E.DomainError(f"the ledger is not available right now: {e}", code="unavailable",
                                     status=503) from e
             rec = begun.rec
-            runs.append(self.coordinator.run(rec) if begun.fresh and rec.state == "preparing" else rec)
-        out = []
+            fresh = begun.fresh and rec.state == "preparing"
+            runs.append(self.coordinator.run(rec, wait_applied and self.apply_wait_s > 0) if fresh else rec)
+        out, deadline = [], None
         for r, (tid, _) in zip(runs, requests):
             if isinstance(r, tuple):
                 status, view = r
@@ -204,6 +206,8 @@ class Transfers:
                 except FutureTimeout:
                     out.append((202, {"id": tid, "status": "pending", "coordinator": self.bank_id}))
                     continue
+                deadline = deadline or time.monotonic() + self.apply_wait_s
+                self.coordinator.wait_applied(r, max(0.0, deadline - time.monotonic()))
             out.append(self._answer(r))
         return out
 

@@ -12,6 +12,7 @@ import pytest
 
 from bank_node import protocol as P
 from tools.api_client import Customer
+from tests.peer import PeerBank, prepare
 from tests.support import customer_everywhere, ledger, wait_until
 
 pytestmark = pytest.mark.integration
@@ -44,10 +45,11 @@ def test_two_source_transfer_commits_with_exact_balances(trio):
         assert st["entries"][0]["transfer_id"] == body["id"]
     _, seen = ana.call("alfa", "GET", f"/api/transfers/{body['id']}", expect=200)
     assert seen["status"] == "committed"
-    # A participant bank shows its own legs of it to their holder.
+    # A participant bank shows the whole transfer (its PREPARE carried it) to the holder of its leg.
     _, there = ana.call("gama", "GET", f"/api/transfers/{body['id']}", expect=200)
-    assert (there["status"], there["coordinator"], there["partial"]) == ("committed", "alfa", True)
-    assert there["legs"] == [{"bank": "gama", "account": acc["gama"], "amount": "35.50", "role": "destination"}]
+    assert (there["status"], there["coordinator"], there["amount"]) == ("committed", "alfa", "35.50")
+    assert [(l["bank"], l["amount"], l["role"]) for l in there["legs"]] == [
+        ("alfa", "10.00", "source"), ("beta", "25.50", "source"), ("gama", "35.50", "destination")]
     assert no_holds_anywhere(cluster)
 
 
@@ -130,50 +132,29 @@ def _publish(amqp_url: str, queue: str, body: bytes, reply_to: str | None = None
         conn.close()
 
 
-def _rpc(amqp_url: str, queue: str, body: bytes, timeout: float = 10) -> bytes:
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        ch = conn.channel()
-        ch.confirm_delivery()
-        q = ch.queue_declare("", exclusive=True).method.queue
-        cid = uuid.uuid4().hex
-        ch.basic_publish("", queue, body, pika.BasicProperties(reply_to=q, correlation_id=cid, user_id=_user(amqp_url)),
-                         mandatory=True)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            method, props, reply = ch.basic_get(q, auto_ack=True)
-            if method and props.correlation_id == cid:
-                return reply
-            conn.process_data_events(time_limit=0.05)
-        raise AssertionError("no reply")
-    finally:
-        conn.close()
-
-
 def test_redelivered_prepare_and_commit_change_nothing(trio, amqp_url, namespace):
     cluster, ana, acc = trio
     status, body = ana.transfer("alfa", [("beta", acc["beta"], "40.00")], ("gama", acc["gama"]))
     assert body["status"] == "committed"
     tid = body["id"]
-    prepare = P.Prepare(transfer_id=tid, coordinator="alfa", initiator=ana.cpf,
-                        deadline_ms=int(time.time() * 1000) + 5000,
-                        legs=[P.Leg(account=acc["beta"], amount=4000, direction="debit")], peers=["beta", "gama"])
-    # A replayed PREPARE gets the first answer again (YES) and places no second hold.
-    vote = P.decode(_rpc(amqp_url, f"{namespace}.bank.beta", P.encode("alfa", prepare))).items[0]
-    assert vote.vote == "yes"
-    # A replayed COMMIT (twice, to both participants) is acknowledged and not applied again.
-    for bank in ("beta", "gama", "beta"):
-        _publish(amqp_url, f"{namespace}.bank.{bank}", P.encode("alfa", P.Decision(transfer_id=tid, outcome="commit")))
-    wait_until(lambda: ledger(cluster.data_root, "beta")["participations"].get(tid) == "committed", 5)
-    # Wait until both banks consumed everything we sent, then look.
-    wait_until(lambda: all(_queue_depth(amqp_url, f"{namespace}.bank.{b}") == 0 for b in ("beta", "gama")), 10,
-               "queues drained")
-    assert balances(ana, acc) == {"alfa": "100.00", "beta": "60.00", "gama": "140.00"}
-    assert not ledger(cluster.data_root, "beta")["holds"]
-    # A PREPARE whose deadline has passed is answered NO and never applied.
-    late = prepare.model_copy(update={"transfer_id": str(uuid.uuid4()), "deadline_ms": int(time.time() * 1000) - 1})
-    vote = P.decode(_rpc(amqp_url, f"{namespace}.bank.beta", P.encode("alfa", late))).items[0]
-    assert vote.vote == "no" and vote.reasons[0].code == "timeout"
+    legs = [("beta", acc["beta"], 4000, "debit"), ("gama", acc["gama"], 4000, "credit")]
+    with PeerBank(cluster, "alfa") as alfa:   # alfa's own identity and key, replaying its messages
+        # A replayed PREPARE gets the first answer again (YES) and places no second hold.
+        vote = alfa.ask("beta", prepare(tid, "alfa", ana.cpf, legs)).items[0]
+        assert vote.vote == "yes"
+        # A replayed COMMIT (twice, to both participants) is acknowledged and not applied again.
+        for bank in ("beta", "gama", "beta"):
+            alfa.send(bank, P.Decision(transfer_id=tid, outcome="commit"))
+        wait_until(lambda: ledger(cluster.data_root, "beta")["participations"].get(tid) == "committed", 5)
+        # Wait until both banks consumed everything we sent, then look.
+        wait_until(lambda: all(_queue_depth(amqp_url, f"{namespace}.bank.{b}") == 0 for b in ("beta", "gama")), 10,
+                   "queues drained")
+        assert balances(ana, acc) == {"alfa": "100.00", "beta": "60.00", "gama": "140.00"}
+        assert not ledger(cluster.data_root, "beta")["holds"]
+        # A PREPARE whose deadline has passed is answered NO and never applied.
+        late = prepare(str(uuid.uuid4()), "alfa", ana.cpf, legs, deadline_ms=int(time.time() * 1000) - 1)
+        vote = alfa.ask("beta", late).items[0]
+        assert vote.vote == "no" and vote.reasons[0].code == "timeout"
     assert not ledger(cluster.data_root, "beta")["holds"]
 
 
@@ -261,6 +242,7 @@ def test_concurrent_conflicting_transfers_conserve_money(make_cluster, new_cpf):
             n = p.open_account(bank)
             p.deposit(bank, n, "50.00")
             accounts.append((p, bank, n))
+        p.grant_everywhere({b: n for q, b, n in accounts if q is p})
     total_before = 50_00 * len(accounts)
     rng = random.Random(1234)
     outcomes: dict[str, int] = {}
