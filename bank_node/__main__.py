@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import waitress
-    from .api import create_app
+    from .app import create_app
     from .node import BankNode
 
     host = args.host or bank.host

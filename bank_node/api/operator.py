@@ -13,7 +13,7 @@ import os
 from flask import Blueprint, Response, render_template_string, request
 
 from ..domain import errors as E
-from .util import node
+from ..context import node
 
 bp = Blueprint("operator", __name__)
 pages = Blueprint("operator_pages", __name__)

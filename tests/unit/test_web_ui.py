@@ -18,7 +18,7 @@ import pytest
 from jinja2 import nodes
 from markupsafe import escape
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.config import ConsortiumConfig
 from bank_node.domain.documents import make_cnpj
 from bank_node.domain.errors import DomainError, InvalidAmount, TooManyAttempts
