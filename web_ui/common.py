@@ -130,9 +130,8 @@ def read_amount(text: str, bank_id: str | None = None, *, required: bool = True)
         value = F.read_amount(text, lang)
     except F.AmountRefused as e:
         if e.too_many_decimals:
-            raise AmountError(_("“{typed}” has more than two decimals. To type {example} reais, write {example}; "
-                                "the cents go after the {sep}.", typed=e.typed, example=e.example,
-                                sep=F.decimal_separator(lang))) from None
+            raise AmountError(_("“{typed}” is ambiguous: an amount has at most two decimals. For R$ {example}, "
+                                "type {example}.", typed=e.typed, example=e.example)) from None
         if e.example:
             raise AmountError(_("“{typed}” is not how an amount is written here: write {example}.",
                                 typed=e.typed, example=e.example)) from None

@@ -49,15 +49,15 @@ def save_draft(d: dict) -> None:
 # ----------------------------------------------------------------------------- 1. the recipient
 @bp.get("/transferir")
 def start():
-    key = request.args.get("chave") or request.args.get("cpf")
-    if key:
-        return redirect(url_for("web_ui.transfers.destination", chave=key))
-    return render("transfer_key.html", key="", errors={}, typed={"bank": "", "account": ""})
+    return render("transfer_key.html", key=request.args.get("chave", ""), errors={},
+                  typed={"bank": "", "account": ""})
 
 
-@bp.get("/transferir/destino")
-def destination():
-    raw = request.args.get("chave", "")
+@bp.post("/transferir/chave")
+def find_recipient():
+    """The recipient's key, sent in a form (never in an address, where it would stay in the
+    browser's history): their accounts in every bank, kept for the next step."""
+    raw = request.form.get("chave", "")
     try:
         key = normalize_key(raw)
     except E.InvalidDocument:
@@ -65,9 +65,17 @@ def destination():
                       errors={"key": _("This is not a valid CPF or CNPJ: please check the number.")})
     found = node().transfers.lookup(g.user.cpf, key, ttl_ms=LOOKUP_MS)
     candidates = [{k: a[k] for k in ("bank", "bank_name", "number", "kind", "holder")} for a in found["accounts"]]
-    save_draft({"key": key, "candidates": candidates})
-    return render("transfer_destination.html", key=key, candidates=candidates, errors={},
-                  unreachable=[bank_of(b) for b in found.get("unreachable_banks", [])])
+    save_draft({"key": key, "candidates": candidates, "unreachable": found.get("unreachable_banks", [])})
+    return redirect(url_for("web_ui.transfers.destination"))
+
+
+@bp.get("/transferir/destino")
+def destination():
+    d = draft()
+    if "candidates" not in d:
+        return redirect(url_for("web_ui.transfers.start"))
+    return render("transfer_destination.html", key=d["key"], candidates=d["candidates"], errors={},
+                  unreachable=[bank_of(b) for b in d.get("unreachable", [])])
 
 
 @bp.post("/transferir/destino")
@@ -78,7 +86,8 @@ def choose_destination():
     if not d.get("candidates"):
         return redirect(url_for("web_ui.transfers.start"))
     if picked is None:
-        return render("transfer_destination.html", 422, key=d["key"], candidates=d["candidates"], unreachable=[],
+        return render("transfer_destination.html", 422, key=d["key"], candidates=d["candidates"],
+                      unreachable=[bank_of(b) for b in d.get("unreachable", [])],
                       errors={"destination": _("Choose which of these accounts receives the money.")})
     save_draft({"key": d["key"], "dest": {**picked, "document": d["key"]}})
     return redirect(url_for("web_ui.transfers.amounts"))
