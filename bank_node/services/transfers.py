@@ -751,6 +751,28 @@ class Transfers:
         return P.AccountInfo(bank=self.bank_id, number=number, found=True, kind=acc["kind"], holder=holder[:200])
     # ===================================================================== end of account verification
 
+    # ===================================================================== operator inspection
+    def inspect(self, transfer_id: str) -> dict | None:
+        """One transfer as this bank recorded it, for the operator view (no customer check:
+        the operator routes are guarded by themselves). None when this bank never saw it."""
+        with self.store.transaction(write=False) as tx:
+            rec = tx.get_coordinated(transfer_id)
+            if rec is None:
+                part = tx.get_participant(transfer_id)
+                if part is None:
+                    return None
+                holder = next((tx.holders_of(l["account"])[0] for l in part["legs"] if tx.holders_of(l["account"])),
+                              None)
+        if rec is not None:
+            return self.view(rec)
+        if holder is None:
+            status = {"prepared": "pending", "committed": "committed", "aborted": "aborted"}[part["state"]]
+            return {"id": transfer_id, "status": status, "coordinator": part["coordinator"],
+                    "created_at": iso(part["created_at"]), "legs": [], "partial": True}
+        with self.store.transaction(write=False) as tx:
+            return self._participant_view(tx, holder, transfer_id)
+    # ===================================================================== end of operator inspection
+
     # ===================================================================== resolver
     def start(self) -> None:
         self.recover()

@@ -322,14 +322,13 @@ class SqliteTx:
             SELECT p.transfer_id, CASE p.state WHEN 'prepared' THEN 'pending' ELSE p.state END,
                    'participant', p.created_at, p.initiator, p.legs
               FROM participations p
-             WHERE (p.initiator = ? OR EXISTS (SELECT 1 FROM account_holders h WHERE h.cpf = ?
-                                                AND p.legs LIKE '%"' || h.number || '"%'))
+             WHERE EXISTS (SELECT 1 FROM account_holders h WHERE h.cpf = ? AND p.legs LIKE '%"' || h.number || '"%')
                AND NOT EXISTS (SELECT 1 FROM coordinated c2 WHERE c2.transfer_id = p.transfer_id
                                                                AND c2.initiator = ?)
         ) t WHERE 1 = 1"""
 
     def transfers_of_customer(self, cpf, limit, since=None, until=None, statuses=(), before=None):
-        sql, args = self._CUSTOMER_TRANSFERS, [cpf, cpf, cpf, cpf]
+        sql, args = self._CUSTOMER_TRANSFERS, [cpf, cpf, cpf]
         if since is not None:
             sql += " AND created_at >= ?"
             args.append(since)
