@@ -149,6 +149,15 @@ def tcp_answers(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def bank_log_format(requested: str, terminal: bool) -> str:
+    """How the banks write their logs: as asked (``json`` or ``text``), else readable text when
+    a person watches the launcher in a terminal and JSON (one event a line, for tools) when its
+    output goes to a file or a pipe."""
+    if requested in ("json", "text"):
+        return requested
+    return "text" if terminal else "json"
+
+
 # ---------------------------------------------------------------------------------------------
 # The launcher
 
@@ -306,7 +315,9 @@ class Launcher:
         data_root = Path(self.args.data_dir).resolve()
         self._width = max(len(b.id) for b in config.banks)
         self._colors = {b.id: "\x1b[38;2;{};{};{}m".format(*bytes.fromhex(b.color[1:])) for b in config.banks}
-        self.cluster = Cluster(config_path, data_root, on_line=self.bank_line, die_with_parent=True)
+        log_format = bank_log_format(getattr(self.args, "log_format", "auto"), self.out.isatty())
+        self.cluster = Cluster(config_path, data_root, env={"LOG_FORMAT": log_format}, on_line=self.bank_line,
+                               die_with_parent=True)
         n = len(config.banks)
         self.say(f"starting {n} bank{'s' if n > 1 else ''} of consortium {config.consortium!r}: "
                  f"{', '.join(config.bank_ids)} (data and logs in {data_root})")
@@ -400,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        "(default: data)")
     ap.add_argument("--wait", type=float, default=90.0, metavar="SECONDS",
                     help="how long to wait for the broker and for the banks to be healthy (default: 90)")
+    ap.add_argument("--log-format", choices=("auto", "json", "text"), default=os.environ.get("LOG_FORMAT") or "auto",
+                    help="the banks' logs: text when this command's output is a terminal and JSON otherwise "
+                         "(auto, the default), or always json or text (env LOG_FORMAT)")
     ap.add_argument("--keep-broker", action="store_true",
                     help="leave a RabbitMQ started by this command running after the consortium stops")
     args = ap.parse_args(argv)
