@@ -265,8 +265,6 @@ def describe(view: dict) -> dict:
     sources = [l for l in legs if l.get("role") == "source"]
     dests = [l for l in legs if l.get("role") == "destination"]
     payers = list(dict.fromkeys(l["holder"] for l in sources if l.get("holder")))
-    if not payers and view.get("initiator_name"):
-        payers = [view["initiator_name"]]
     leg_reasons = any(l.get("reason") for l in legs)
     status = view["status"]
     return {

@@ -984,3 +984,34 @@ def test_api_addresses_keep_problem_json(browser, path):
     r = browser.put("/api/health")
     assert r.status_code == 405 and r.mimetype == "application/problem+json"
     assert r.get_json()["code"] == "method_not_allowed"
+
+
+# ----------------------------------------------------------------------------- the shape of the code
+def _imports(folder: Path) -> set[str]:
+    found = set()
+    for p in folder.rglob("*.py"):
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.ImportFrom) and n.module:
+                found.add(("." * n.level) + n.module)
+            elif isinstance(n, ast.Import):
+                found |= {a.name for a in n.names}
+    return found
+
+
+def test_the_ui_and_the_api_never_import_each_other():
+    """They are composed in one place, bank_node.app; each reaches the node through the one
+    typed accessor bank_node.context.node()."""
+    api = WEB_UI.parent / "bank_node" / "api"
+    assert not [m for m in _imports(WEB_UI) if m.startswith("bank_node.api") or m == "bank_node.app"]
+    assert not [m for m in _imports(api) if m.startswith("web_ui") or m.endswith(".app")]
+    for folder in (WEB_UI, api):
+        for p in folder.rglob("*.py"):
+            assert 'extensions["bank_node"]' not in p.read_text(), p
+
+
+def test_the_ui_is_one_blueprint_per_feature(app):
+    features = {name.split(".")[1] for name in app.blueprints if name.startswith("web_ui.")}
+    assert features == {"site", "auth", "accounts", "statement", "transfers", "history"}
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint.startswith("web_ui.")}
+    assert {"web_ui.auth.login", "web_ui.statement.export", "web_ui.transfers.receipt_pdf",
+            "web_ui.history.history", "web_ui.accounts.dashboard"} <= endpoints
