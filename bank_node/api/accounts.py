@@ -92,3 +92,13 @@ def withdraw(number):
     data = json_body({"amount"}, {"amount"})
     status, body = node().banking.withdraw(g.cpf, number, data["amount"], idempotency_key())
     return jsonify(body), status
+
+
+@bp.post("/accounts/<number>/accept")
+@login_required
+def accept(number):
+    """A holder named by the account's opener agrees to it (the account is pending until every
+    holder has). No body; accepting again answers the same."""
+    if request.get_data():
+        raise E.InvalidInput("this request takes no body")
+    return jsonify(node().banking.accept_account(g.cpf, number)), 200

@@ -61,9 +61,13 @@ SCHEMAS = {
     "Customer": obj({"bank": BANK_ID, "cpf": CPF, "name": {"type": "string"}}),
     "Session": obj({"token": {"type": "string", "minLength": 32}, "expires_at": TIMESTAMP, "cpf": CPF,
                     "name": {"type": "string"}}),
-    "Holder": obj({"cpf": CPF, "name": {"type": "string"}}),
+    "Holder": obj({"cpf": CPF, "name": {"type": "string"},
+                   "accepted": {"type": "boolean", "description": "whether this holder has accepted the account; "
+                                                                 "until then their name is masked"}}),
     "Account": obj({"bank": BANK_ID, "number": DIGITS, "kind": KIND,
-                    "status": {"type": "string", "enum": ["open", "closed"]},
+                    "status": {"type": "string", "enum": ["pending", "open", "closed"],
+                               "description": "`pending` until every holder has accepted the account "
+                                              "(POST /api/accounts/{number}/accept): nothing moves on it"},
                     "holders": {"type": "array", "items": ref("Holder"), "minItems": 1},
                     "balance": MONEY, "available": MONEY},
                    {"cnpj": CNPJ, "company_name": {"type": "string"}},
@@ -157,18 +161,19 @@ ERRORS = {
     "404": problem("no such object among the caller's (`not_found`): someone else's looks exactly like a "
                    "missing one"),
     "409": problem("refused by the ledger's state: `insufficient_funds`, `daily_limit_exceeded`, "
-                   "`already_exists`, `account_closed`, `idempotency_key_reused`"),
+                   "`already_exists`, `account_closed`, `account_pending`, `idempotency_key_reused`"),
     "413": problem("the body is over the configured size (`payload_too_large`)"),
     "415": problem("the body is not application/json (`unsupported_media_type`)"),
     "422": problem("invalid input, with a `code` such as `invalid_amount`, `invalid_document`, "
                    "`weak_password`, `common_password`, `password_contains_cpf`, `unknown_field`, "
                    "`missing_field`, `invalid_input`"),
-    "429": {**problem("too many failed logins for this CPF or from this address, or too many "
-                      "registrations from this address (`too_many_attempts`)"),
+    "429": {**problem("too many failed logins from this address, or for this CPF from this address; too many "
+                      "registrations from this address; or too many answers \"no such account\" to this "
+                      "customer (`too_many_attempts`)"),
             "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer",
                                                                                      "minimum": 1}}}},
-    "503": problem("the ledger (`storage_unavailable`) or the consortium (`bank_unreachable`) is not available; "
-                   "nothing was changed"),
+    "503": problem("the ledger (`storage_unavailable`), the consortium (`bank_unreachable`) or the store of "
+                   "the throttles (`throttle_unavailable`) is not available; nothing was changed"),
 }
 
 
@@ -194,13 +199,13 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
     account_ops = {
         "get": {"operationId": "getAccount", "summary": "One of the caller's accounts", "tags": ["accounts"],
                 "security": BEARER, "parameters": [NUMBER],
-                "responses": {"200": json_response("the account", ref("Account")), **errors("401", "404")}},
+                "responses": {"200": json_response("the account", ref("Account")), **errors("401", "404", "429")}},
     }
     movement = lambda op, what, conflict: {  # noqa: E731
         "post": {"operationId": op, "summary": what, "tags": ["accounts"], "security": BEARER,
                  "parameters": [NUMBER, IDEMPOTENCY_KEY], "requestBody": body("Movement"),
                  "responses": {"201": json_response("done: the account with its new balance", ref("Account")),
-                               **errors("401", "404", *BODY_ERRORS, *conflict)}}}
+                               **errors("401", "404", *BODY_ERRORS, *conflict, "429")}}}
     paths = {
         "/api/customers": {"post": {
             "operationId": "register", "summary": "Register as a customer of this bank", "tags": ["customers"],
@@ -210,8 +215,9 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                           **errors(*BODY_ERRORS, "409", "429")}}},
         "/api/sessions": {"post": {
             "operationId": "login", "summary": "Log in: a Bearer token", "tags": ["customers"], "security": [],
-            "description": "Throttled per CPF and per client address: after too many failures in a window, "
-                           "429 with Retry-After, whatever the password.",
+            "description": "Throttled per client address, and per CPF from that address with waits that grow "
+                           "with the failures (never per CPF alone, so guesses from elsewhere do not lock the "
+                           "customer out): 429 with Retry-After, whatever the password.",
             "requestBody": body("Login"),
             "responses": {"201": json_response("logged in", ref("Session")),
                           **errors(*BODY_ERRORS, "401", "429")}}},
@@ -254,7 +260,14 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                                   "content": {"application/json": {"schema": ref("Statement")},
                                               "text/csv": {"schema": {"type": "string"}},
                                               "application/x-ofx": {"schema": {"type": "string"}}}},
-                          **errors("401", "404", "422")}}},
+                          **errors("401", "404", "422", "429")}}},
+        "/api/accounts/{number}/accept": {"post": {
+            "operationId": "acceptAccount", "summary": "Accept an account another holder opened naming the caller",
+            "tags": ["accounts"], "security": BEARER, "parameters": [NUMBER],
+            "description": "An account that names holders other than its opener is `pending` until each of them "
+                           "accepts it here; accepting again changes nothing. No body.",
+            "responses": {"200": json_response("the account as it is now", ref("Account")),
+                          **errors("401", "404", "422", "429")}}},
         "/api/accounts/{number}/deposits": movement("deposit", "Deposit", ("409",)),
         "/api/accounts/{number}/withdrawals": movement("withdraw", "Withdraw", ("409",)),
         "/api/transfers": {"post": {
@@ -264,7 +277,7 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
             "requestBody": body("NewTransfer"),
             "responses": {"201": json_response("decided: committed, or aborted with a reason", ref("Transfer")),
                           "202": json_response("not decided yet: ask GET /api/transfers/{id}", ref("Transfer")),
-                          **errors("401", "404", "409", *BODY_ERRORS)}}},
+                          **errors("401", "404", "409", *BODY_ERRORS, "429")}}},
         "/api/transfers/{transfer_id}": {"get": {
             "operationId": "getTransfer", "summary": "A transfer, for its initiator or a holder of one of its legs",
             "tags": ["transfers"], "security": BEARER,
@@ -292,8 +305,8 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
         "/api/operator/overview": {"get": {
             "operationId": "operatorOverview", "summary": "Transfers by state, in doubt, and holds",
             "tags": ["operations"], "security": [{"operator": []}],
-            "description": "Needs X-Operator-Token when the bank has CONSORCIO_OPERATOR_TOKEN; without one, "
-                           "answers only on the bank's own machine.",
+            "description": "Needs X-Operator-Token, the bank's CONSORCIO_OPERATOR_TOKEN (or a request through "
+                           "the bank's operator socket); without it 403, from any address. Never cached.",
             "responses": {"200": json_response("the overview", ref("OperatorOverview")), **errors("403")}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "tags": ["operations"], "security": [],

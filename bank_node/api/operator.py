@@ -3,7 +3,11 @@ bank's transfers by state, those in doubt with their age, and the holds in place
 (GET /api/operator/overview as JSON, GET /operator as a page).
 
 The operator routes answer only with the operator token (``CONSORCIO_OPERATOR_TOKEN`` in the
-bank's environment) or, when no token is set, only to requests from this machine.
+bank's environment, sent as ``X-Operator-Token``), or to requests that came through the Unix
+socket the operator chose (``--operator-socket``, mode 600: the file system says who may use
+it). Never to "any process of this machine": a customer's browser, another bank run by the same
+host, or anything that can make the bank's machine send a request would all be that. Their
+answers are never cached.
 """
 from __future__ import annotations
 
@@ -19,14 +23,38 @@ bp = Blueprint("operator", __name__)
 pages = Blueprint("operator_pages", __name__)
 
 
+OPERATOR_SOCKET = "consorcio.operator_socket"
+"""WSGI environ key set only by ``through_operator_socket``: no HTTP request can set it (headers
+arrive as HTTP_* keys), so it says the request came through the operator's socket."""
+
+MIN_TOKEN_LENGTH = 16
+
+
+def through_operator_socket(app):
+    """The WSGI app served on the operator's Unix socket: the same app, with its requests marked."""
+    def wsgi(environ, start_response):
+        environ[OPERATOR_SOCKET] = True
+        return app(environ, start_response)
+    return wsgi
+
+
 def _operator_only() -> None:
-    token = os.environ.get("CONSORCIO_OPERATOR_TOKEN")
+    if request.environ.get(OPERATOR_SOCKET) is True:
+        return
+    token = os.environ.get("CONSORCIO_OPERATOR_TOKEN", "")
+    if not token:
+        raise E.Forbidden("operator routes need the operator token: run the bank with CONSORCIO_OPERATOR_TOKEN "
+                          "and send it as X-Operator-Token, or ask through the bank's operator socket")
     given = request.headers.get("X-Operator-Token", "")
-    if token:
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise E.Forbidden("operator token required (X-Operator-Token)")
-    elif request.remote_addr not in ("127.0.0.1", "::1"):
-        raise E.Forbidden("the operator view answers only on this machine unless CONSORCIO_OPERATOR_TOKEN is set")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise E.Forbidden("operator token required (X-Operator-Token)")
+
+
+@bp.after_request
+@pages.after_request
+def _never_cached(resp):
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @pages.get("/metrics")

@@ -92,7 +92,19 @@ class Transfers:
 
     # ===================================================================== coordinator side
     def submit(self, initiator: str, body: Any, idem_key: str | None = None) -> tuple[int, dict]:
-        """POST /api/transfers: validate, then run two-phase commit and report the outcome."""
+        """POST /api/transfers: validate, then run two-phase commit and report the outcome.
+
+        A transfer tells whether the accounts it names exist ("not_found" legs), so it is
+        throttled like every other request naming an account: each "no such account" leg
+        counts against the initiator, and one who had too many is refused before anything."""
+        self.banking.throttles.before_account_lookup(initiator)
+        status, view = self._submit(initiator, body, idem_key)
+        unknown = sum(1 for f in view.get("failures", ()) if f.get("reason") == "not_found")
+        if unknown:
+            self.banking.throttles.unknown_account(initiator, unknown)
+        return status, view
+
+    def _submit(self, initiator: str, body: Any, idem_key: str | None) -> tuple[int, dict]:
         transfer_id, sources, destination = self._validate(initiator, body, idem_key)
         legs = [{"bank": s["bank"], "account": s["account"], "amount": s["amount"], "direction": "debit"}
                 for s in sources]
@@ -717,6 +729,9 @@ class Transfers:
             raise E.NotFound(f"no bank {bank!r} in this consortium", code="unknown_bank")
         if not isinstance(number, str) or not (number.isascii() and number.isdigit()) or not 1 <= len(number) <= 32:
             raise E.NotFound("no such account")
+        # An answer about any number is an existence oracle: each "no such account" counts
+        # against the caller, as at every route that names an account (Banking.throttles).
+        self.banking.throttles.before_account_lookup(caller)
         if bank == self.bank_id:
             info = self._account_info(number)
         else:
@@ -734,6 +749,7 @@ class Transfers:
             if info.bank != bank or info.number != number:
                 raise E.BankUnreachable(f"bank {bank} answered about another account")
         if not info.found:
+            self.banking.throttles.unknown_account(caller)
             raise E.NotFound("no such account in that bank")
         return {"bank": bank, "number": number, "kind": info.kind, "holder": info.holder}
 

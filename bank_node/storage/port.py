@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Collection, Protocol
 
 
 class StorageError(Exception):
@@ -22,8 +22,16 @@ class Tx(Protocol):
 
     # accounts and the journal
     def insert_account(self, number: str, kind: str, holders: list[str], cnpj: str | None,
-                       company_name: str | None, now: float) -> None: ...
-    def get_account(self, number: str) -> dict | None: ...
+                       company_name: str | None, now: float, accepted: Collection[str]) -> None:
+        """``accepted``: the holders who agreed to the account as it is opened (its opener);
+        every other holder must accept it later (``accept_holder``)."""
+    def get_account(self, number: str) -> dict | None:
+        """The account; its ``status`` is "pending" while a holder has not accepted it, else as
+        stored ("open" or "closed")."""
+    def holder_acceptances(self, number: str) -> list[dict]:
+        """[{cpf, accepted_at}] of every holder, in the order named; accepted_at None: not yet."""
+    def accept_holder(self, number: str, cpf: str, now: float) -> bool:
+        """Record that ``cpf`` accepts the account; False when it already had (or is no holder)."""
     def account_numbers_of(self, cpf: str) -> list[str]: ...
     def holders_of(self, number: str) -> list[str]: ...
     def holds_total(self, number: str) -> int: ...

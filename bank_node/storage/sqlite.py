@@ -115,7 +115,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX entries_by_account_time ON entries(number, at);
     """,
-    # 3: the customer's app: web UI sessions kept by the bank (the cookie holds only a random
+    # 3: co-holders who never agreed. A holder named by someone else has not accepted yet
+    # (accepted_at NULL) and the account stays pending until every holder accepted; the
+    # accounts opened before this existed were agreed to when they were opened.
+    """
+    ALTER TABLE account_holders ADD COLUMN accepted_at REAL;
+    UPDATE account_holders SET accepted_at =
+        (SELECT created_at FROM accounts WHERE accounts.number = account_holders.number);
+    """,
+    # 4: the customer's app: web UI sessions kept by the bank (the cookie holds only a random
     # id), and business accounts found by their CNPJ as a transfer's recipient key.
     """
     CREATE TABLE ui_sessions (
@@ -170,13 +178,27 @@ class SqliteTx:
                        (now, token_hash))
 
     # accounts ----------------------------------------------------------------------------
-    def insert_account(self, number, kind, holders, cnpj, company_name, now):
+    def insert_account(self, number, kind, holders, cnpj, company_name, now, accepted):
         self.c.execute("INSERT INTO accounts (number, kind, cnpj, company_name, created_at) VALUES (?, ?, ?, ?, ?)",
                        (number, kind, cnpj, company_name, now))
-        self.c.executemany("INSERT INTO account_holders VALUES (?, ?)", [(number, h) for h in holders])
+        self.c.executemany("INSERT INTO account_holders (number, cpf, accepted_at) VALUES (?, ?, ?)",
+                           [(number, h, now if h in accepted else None) for h in holders])
 
     def get_account(self, number):
-        return self._one("SELECT * FROM accounts WHERE number = ?", (number,))
+        # "pending" is derived, never stored: an open account with a holder who has not accepted.
+        return self._one(
+            "SELECT number, kind, cnpj, company_name, balance, created_at,"
+            " CASE WHEN status = 'open' AND EXISTS (SELECT 1 FROM account_holders h"
+            "  WHERE h.number = accounts.number AND h.accepted_at IS NULL) THEN 'pending' ELSE status END AS status"
+            " FROM accounts WHERE number = ?", (number,))
+
+    def holder_acceptances(self, number):
+        return self._all("SELECT cpf, accepted_at FROM account_holders WHERE number = ? ORDER BY rowid", (number,))
+
+    def accept_holder(self, number, cpf, now):
+        cur = self.c.execute("UPDATE account_holders SET accepted_at = ? WHERE number = ? AND cpf = ?"
+                             " AND accepted_at IS NULL", (now, number, cpf))
+        return cur.rowcount == 1
 
     def account_numbers_of(self, cpf):
         return [r["number"] for r in self._all(

@@ -95,6 +95,12 @@ class Api:
         assert r.status_code == 201, r.get_json()
         return r.get_json()["number"]
 
+    def accept(self, token: str, number: str) -> dict:
+        """A co-holder agrees to an account another holder opened naming them."""
+        r = self.call("POST", f"/api/accounts/{number}/accept", token=token)
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
+
     def account(self, token: str, number: str) -> dict:
         r = self.call("GET", f"/api/accounts/{number}", token=token)
         assert r.status_code == 200, r.get_json()

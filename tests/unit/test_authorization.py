@@ -1,5 +1,5 @@
 """Per-object authorization, route by route: another customer's account number or
-transfer id gives 403/404 and never data, and changes nothing.
+transfer id gives 404, exactly as one that does not exist, never data, and changes nothing.
 
 The routes come from the Flask url_map: every /api route with a path argument must have a
 row in ROUTES, so a new route without an authorization test fails here. Transfers are real
@@ -26,6 +26,7 @@ ROUTES = {
                                                             {"amount": "1.00"}),
     ("/api/accounts/<number>/withdrawals", "POST"): lambda o: (f"/api/accounts/{o['number']}/withdrawals",
                                                                {"amount": "1.00"}),
+    ("/api/accounts/<number>/accept", "POST"): lambda o: (f"/api/accounts/{o['number']}/accept", None),
     ("/api/transfers/<transfer_id>", "GET"): lambda o: (f"/api/transfers/{o['transfer_id']}", None),
 }
 # Routes with an account in their path that answer any logged-in customer on purpose, with a
@@ -114,7 +115,7 @@ def test_someone_elses_object_is_404_no_data_and_no_change(banks, world, route, 
         headers = {"Authorization": f"Bearer {world['bob'][bank]}", **({"Idempotency-Key": key} if key else {})}
         r = api.client.open(path, method=route[1], headers=headers, **kw)
         problem = assert_problem(r, r.status_code)
-        assert r.status_code in (403, 404) and problem["code"] in ("forbidden", "not_found"), problem
+        assert (r.status_code, problem["code"]) == (404, "not_found"), problem
         assert_no_data_of_ana(r, world)
         # and it looks exactly like an object that does not exist: no oracle
         path, body = ROUTES[route](missing)
@@ -140,7 +141,7 @@ def test_a_transfer_from_someone_elses_account_is_refused_by_the_bank_that_holds
         r = api.call("POST", "/api/transfers", body, token=world["bob"][initiator_bank])
         assert r.status_code == 201, r.get_json()
         out = r.get_json()
-        assert (out["status"], out["reason"]) == ("aborted", "forbidden"), out
+        assert (out["status"], out["reason"]) == ("aborted", "not_found"), out
         assert_no_data_of_ana(r, world)
     assert (ledger(alfa), ledger(beta)) == before
 
@@ -154,7 +155,7 @@ def test_a_transfer_mixing_own_and_someone_elses_sources_moves_none_of_them(bank
     out = b_api.call("POST", "/api/transfers", body, token=world["bob"]["beta"]).get_json()
     assert out["status"] == "aborted"
     assert {(leg["account"], leg.get("reason")) for leg in out["legs"] if leg["role"] == "source"} >= {
-        (world["ana"]["acc_alfa"], "forbidden")}
+        (world["ana"]["acc_alfa"], "not_found")}
     assert (ledger(alfa), ledger(beta)) == before
 
 

@@ -347,11 +347,15 @@ def test_the_protocol_timeline_and_a_missing_mandate_in_the_customers_words(worl
 
 
 def test_the_operator_view_shows_a_transfers_timeline(world, monkeypatch):
+    token = "operator-token-for-the-timeline"
+    monkeypatch.setenv("CONSORCIO_OPERATOR_TOKEN", token)
+    c = world["a_app"].test_client()
+    assert c.get(f"/operator?transfer={world['tid']}").status_code == 403     # still the operator's alone
+    real = text_of(c.get(f"/operator?transfer={world['tid']}", headers={"X-Operator-Token": token}))
+    assert world["tid"] in real and "committed" in real and world["acc_a"] in real
     monkeypatch.setattr(world["alfa"].transfers, "inspect", lambda tid: dict(TIMELINE_VIEW))
-    html = text_of(world["a_app"].test_client().get(f"/operator?transfer={TIMELINE_VIEW['id']}"))
+    html = text_of(c.get(f"/operator?transfer={TIMELINE_VIEW['id']}", headers={"X-Operator-Token": token}))
     assert "prepare_sent" in html and "vote_no" in html and "+78 ms" in html and "no_mandate" in html
-    real = text_of(world["a_app"].test_client().get(f"/operator?transfer={world['tid']}"))
-    assert world["tid"] in real and "committed" in real
 
 
 # ----------------------------------------------------------------------------- accessibility

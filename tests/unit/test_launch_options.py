@@ -37,7 +37,7 @@ def test_the_banks_get_the_chosen_format_in_their_environment(tmp_path, monkeypa
                             "bank_ids": ["alfa"]})()
     with pytest.raises(RuntimeError):
         launcher.start_banks(tmp_path / "consorcio.yml", config)
-    assert seen == {"LOG_FORMAT": "text"}
+    assert seen["LOG_FORMAT"] == "text"
 
 
 def test_text_and_json_lines_of_a_bank(capsys):

@@ -51,7 +51,7 @@ def open_account(store, number="100000001", holders=(ANA,), kind="individual"):
         for cpf in holders:
             if tx.get_customer(cpf) is None:
                 tx.insert_customer(cpf, f"Cliente {cpf[:3]}", "hash", 1.0)
-        tx.insert_account(number, kind, list(holders), None, None, 1.0)
+        tx.insert_account(number, kind, list(holders), None, None, 1.0, accepted=holders)
     return number
 
 
@@ -290,7 +290,7 @@ def test_statement_pages_by_entry_id_and_time(store):
 def test_business_accounts_are_found_by_cnpj(store):
     with store.transaction() as tx:
         tx.insert_customer(ANA, "Ana", "hash", 1.0)
-        tx.insert_account("100000002", "business", [ANA], "11222333000181", "Padaria", 1.0)
+        tx.insert_account("100000002", "business", [ANA], "11222333000181", "Padaria", 1.0, accepted=[ANA])
     with store.transaction(write=False) as tx:
         assert tx.account_numbers_by_cnpj("11222333000181") == ["100000002"]
         assert tx.account_numbers_by_cnpj("11444777000161") == []
@@ -353,7 +353,7 @@ def test_a_transaction_that_raises_rolls_back_everything(store):
     with pytest.raises(Boom):  # the caller's exception goes on unchanged, not wrapped
         with store.transaction() as tx:
             tx.insert_customer(BOB, "Bob", "h", 1.0)
-            tx.insert_account("100000009", "individual", [BOB], None, None, 1.0)
+            tx.insert_account("100000009", "individual", [BOB], None, None, 1.0, accepted=[BOB])
             tx.append_entry(n, "deposit", 50_00, 1.0)
             tx.place_hold("t-1", n, 10_00, 1.0)
             tx.put_idempotent(ANA, "k", "h", 201, {}, 1.0)

@@ -597,7 +597,7 @@ def test_someone_elses_account_is_not_found(app, browser, ana, new_cpf):
     assert r.status_code == 422
 
 
-def test_joint_account_needs_registered_co_holders(app, browser, ana, new_cpf):
+def test_joint_account_needs_registered_co_holders(app, browser, ana, new_cpf, ui_node):
     stranger = new_cpf()
     r = post(browser, "/contas/nova", {"kind": "joint", "coholders": F.cpf(stranger)}, page="/contas/nova")
     assert r.status_code == 422 and F.cpf(stranger) in text_of(r)
@@ -608,6 +608,7 @@ def test_joint_account_needs_registered_co_holders(app, browser, ana, new_cpf):
     register(app.test_client(), bruno, "Bruno Lima")
     r = post(browser, "/contas/nova", {"kind": "joint", "coholders": F.cpf(bruno)}, page="/contas/nova")
     assert r.status_code == 302
+    ui_node.banking.accept_account(bruno, ui_node.banking.accounts_of(bruno)[0]["number"])
     html = text_of(browser.get("/painel"))
     assert "Conjunta" in html and "Ana Souza &amp; Bruno Lima" in html
 
