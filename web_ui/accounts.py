@@ -31,7 +31,28 @@ def dashboard():
     found = node().transfers.lookup(g.user.cpf, g.user.cpf, ttl_ms=DASHBOARD_LOOKUP_MS)
     groups = by_bank(found)
     total = sum((Decimal(a["balance"]) for a in found["accounts"] if "balance" in a), Decimal(0))
-    return render("dashboard.html", groups=groups, total=total, partial=bool(found.get("unreachable_banks")))
+    # Accounts here that name this customer and wait for every holder's acceptance: nothing
+    # moves on them until then, and the customer's own acceptance is one click away.
+    pending = [{**a, "mine_accepted": any(h["cpf"] == g.user.cpf and h["accepted"] for h in a["holders"])}
+               for a in node().banking.accounts_of(g.user.cpf) if a.get("status") == "pending"]
+    return render("dashboard.html", groups=groups, total=total, partial=bool(found.get("unreachable_banks")),
+                  pending=pending)
+
+
+@bp.post("/contas/<number>/aceitar")
+def accept(number):
+    """The customer agrees to be a holder of an account someone else opened naming them."""
+    try:
+        acc = node().banking.accept_account(g.user.cpf, number)
+    except E.NotFound:
+        flash(_("There is no account with this number among yours at this bank."), "error")
+        return redirect(url_for("web_ui.accounts.dashboard"))
+    if acc.get("status") == "open":
+        flash(_("You accepted account {number}: it is open.", number=F.account_number(number)), "success")
+    else:
+        flash(_("You accepted account {number}; it opens when every holder has accepted it.",
+                number=F.account_number(number)), "success")
+    return redirect(url_for("web_ui.accounts.dashboard"))
 
 
 @bp.route("/contas/nova", methods=["GET", "POST"])
@@ -79,8 +100,13 @@ def open_account():
         except E.DomainError as e:
             errors["form"] = domain_message(e)
         else:
-            flash(_("Account {number} ({kind}) is open at {bank}.", number=F.account_number(acc["number"]),
-                    kind=_(KIND_LABELS[acc["kind"]]).lower(), bank=node().bank.name), "success")
+            if acc.get("status") == "pending":
+                flash(_("Account {number} ({kind}) is waiting for the other holders to accept it at {bank}.",
+                        number=F.account_number(acc["number"]), kind=_(KIND_LABELS[acc["kind"]]).lower(),
+                        bank=node().bank.name), "success")
+            else:
+                flash(_("Account {number} ({kind}) is open at {bank}.", number=F.account_number(acc["number"]),
+                        kind=_(KIND_LABELS[acc["kind"]]).lower(), bank=node().bank.name), "success")
             return redirect(url_for("web_ui.accounts.dashboard"))
     return render("open_account.html", 422, form=form, errors=errors, idem=uuid.uuid4().hex)
 

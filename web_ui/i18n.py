@@ -423,4 +423,20 @@ PT_BR: dict[str, str] = {
         'este banco não tem autorização do titular para débitos iniciados em outro banco',
     'The bank holding this account has no consent from its holder for debits started at another bank.':
         'O banco desta conta não tem autorização do titular para débitos iniciados em outro banco.',
+    'You accepted account {number}: it is open.':
+        'Você aceitou a conta {number}: ela está aberta.',
+    'You accepted account {number}; it opens when every holder has accepted it.':
+        'Você aceitou a conta {number}; ela abre quando todos os titulares aceitarem.',
+    'Account {number} ({kind}) is waiting for the other holders to accept it at {bank}.':
+        '{bank}: a conta {number} ({kind}) aguarda a aceitação dos outros titulares.',
+    'Accounts waiting for their holders':
+        'Contas aguardando os titulares',
+    'An account that names several holders opens when every one of them has accepted it here; until then nothing moves on it.':
+        'Uma conta com vários titulares abre quando todos a aceitam aqui; até lá, nada se movimenta nela.',
+    'has not accepted yet':
+        'ainda não aceitou',
+    'Accept':
+        'Aceitar',
+    'You accepted it; waiting for the other holders.':
+        'Você já aceitou; aguardando os outros titulares.',
 }

@@ -396,3 +396,30 @@ def test_registration_reports_every_field_error_at_once(banks):
     for field in ("cpf", "name", "password", "password2"):
         assert f'id="err-{field}"' in html, field
     assert 'id="register-errors"' in html
+
+
+@pytest.mark.parametrize("lang,accept,opened", [("pt-BR,pt;q=0.9", "Aceitar", "ela está aberta"),
+                                                ("en", "Accept", "it is open")])
+def test_a_co_holder_accepts_a_joint_account_from_the_dashboard(banks, new_cpf, lang, accept, opened):
+    _node, app = banks["alfa"]
+    ana, bruno = Browser(app, lang=lang), Browser(app, lang=lang)
+    bruno_cpf = new_cpf()
+    bruno.register(bruno_cpf, "Bruno Carvalho Lima")
+    ana.register(new_cpf(), "Ana Maria Souza")
+    r = ana.post("/contas/nova", {"kind": "joint", "coholders": F.cpf(bruno_cpf)}, page="/contas/nova")
+    assert r.status_code == 302
+    html = text_of(ana.get("/painel"))
+    number = re.search(r'class="account-card pending" data-number="(\d+)"', html).group(1)
+    assert "Bruno C*** L***" in html                      # not accepted yet: his name stays masked
+    html = text_of(bruno.get("/painel"))
+    assert f'action="/contas/{number}/aceitar"' in html and f">{accept}</button>" in html
+    r = bruno.post(f"/contas/{number}/aceitar", {}, page="/painel")
+    assert r.status_code == 302
+    html = text_of(bruno.get("/painel"))
+    assert opened in html and 'id="pending-accounts"' not in html
+    assert f'data-bank="alfa" data-number="{number}"' in html
+    # someone who is not a holder accepts nothing
+    carla = Browser(app, lang=lang)
+    carla.register(new_cpf(), "Carla Dias")
+    r = carla.post(f"/contas/{number}/aceitar", {}, page="/painel")
+    assert r.status_code == 302 and 'id="pending-accounts"' not in text_of(carla.get("/painel"))
