@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import waitress
-    from .api import create_app
     from .api.operator import MIN_TOKEN_LENGTH, through_operator_socket
+    from .app import create_app
     from .node import BankNode
 
     token = os.environ.get("CONSORCIO_OPERATOR_TOKEN", "")

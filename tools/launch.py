@@ -186,6 +186,15 @@ def tcp_answers(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def bank_log_format(requested: str, terminal: bool) -> str:
+    """How the banks write their logs: as asked (``json`` or ``text``), else readable text when
+    a person watches the launcher in a terminal and JSON (one event a line, for tools) when its
+    output goes to a file or a pipe."""
+    if requested in ("json", "text"):
+        return requested
+    return "text" if terminal else "json"
+
+
 # ---------------------------------------------------------------------------------------------
 # The launcher
 
@@ -343,8 +352,10 @@ class Launcher:
         data_root = Path(self.args.data_dir).resolve()
         self._width = max(len(b.id) for b in config.banks)
         self._colors = {b.id: "\x1b[38;2;{};{};{}m".format(*bytes.fromhex(b.color[1:])) for b in config.banks}
+        log_format = bank_log_format(getattr(self.args, "log_format", "auto"), self.out.isatty())
         self.token, self.token_source = operator_token(data_root)
-        self.cluster = Cluster(config_path, data_root, env={"CONSORCIO_OPERATOR_TOKEN": self.token},
+        self.cluster = Cluster(config_path, data_root,
+                               env={"CONSORCIO_OPERATOR_TOKEN": self.token, "LOG_FORMAT": log_format},
                                on_line=self.bank_line, die_with_parent=True)
         n = len(config.banks)
         self.say(f"starting {n} bank{'s' if n > 1 else ''} of consortium {config.consortium!r}: "
@@ -454,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        "(default: data)")
     ap.add_argument("--wait", type=float, default=90.0, metavar="SECONDS",
                     help="how long to wait for the broker and for the banks to be healthy (default: 90)")
+    ap.add_argument("--log-format", choices=("auto", "json", "text"), default=os.environ.get("LOG_FORMAT") or "auto",
+                    help="the banks' logs: text when this command's output is a terminal and JSON otherwise "
+                         "(auto, the default), or always json or text (env LOG_FORMAT)")
     ap.add_argument("--keep-broker", action="store_true",
                     help="leave a RabbitMQ started by this command running after the consortium stops")
     args = ap.parse_args(argv)

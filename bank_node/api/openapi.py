@@ -12,7 +12,7 @@ import copy
 
 from flask import Blueprint, jsonify
 
-from .util import node
+from ..context import node
 
 bp = Blueprint("openapi", __name__)
 
@@ -73,12 +73,21 @@ SCHEMAS = {
                    {"cnpj": CNPJ, "company_name": {"type": "string"}},
                    description="`available` is `balance` minus the holds of pending transfers."),
     "AccountList": obj({"bank": BANK_ID, "accounts": {"type": "array", "items": ref("Account")}}),
+    "Counterparty": obj({}, {"name": {"type": "string", "description": "masked, e.g. Bruno C*** L***"},
+                             "document": {"type": "string", "description": "a masked CPF (***.982.247-**) or a CNPJ"},
+                             "bank": BANK_ID, "account": DIGITS},
+                        description="The other side of a transfer entry as far as this bank's records know it."),
     "Entry": obj({"at": TIMESTAMP, "kind": {"type": "string", "enum": ["deposit", "withdrawal", "transfer_in",
                                                                        "transfer_out"]},
                   "amount": SIGNED_AMOUNT, "balance_after": MONEY},
-                 {"transfer_id": {"type": "string"}}),
+                 {"transfer_id": {"type": "string"}, "counterparty": ref("Counterparty")}),
     "Statement": obj({"account": ref("Account"), "entries": {"type": "array", "items": ref("Entry")}},
-                     description="Entries newest first."),
+                     {"next": {"type": "string", "minLength": 1,
+                               "description": "opaque cursor: give it as `before` for the next page; absent on the "
+                                              "last page"}},
+                     description="Entries newest first, one page."),
+    "VerifiedAccount": obj({"bank": BANK_ID, "number": DIGITS, "kind": KIND,
+                            "holder": {"type": "string", "description": "masked name(s), never a balance"}}),
     "ConsortiumAccount": obj({"bank": BANK_ID, "bank_name": {"type": "string"}, "number": DIGITS, "kind": KIND,
                               "holder": {"type": "string"}},
                              {"balance": MONEY, "available": MONEY, "company_name": {"type": "string"}},
@@ -248,11 +257,31 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                                    **errors("401", "403", "409", *BODY_ERRORS)}}},
         "/api/accounts/{number}": account_ops,
         "/api/accounts/{number}/statement": {"get": {
-            "operationId": "statement", "summary": "Entries of one of the caller's accounts, newest first",
+            "operationId": "statement", "summary": "Entries of one of the caller's accounts, newest first, "
+                                                   "one page at a time",
+            "description": "`next` in the answer, given back as `before`, reads the page after, until the last "
+                           "page (no `next`): every entry of the account can be read. `from`/`to` are days of "
+                           "the consortium (America/Sao_Paulo), both included. `format=csv` (or `Accept: "
+                           "text/csv`) and `format=ofx` export the same page; a `Link: <...>; rel=\"next\"` "
+                           "header then gives the next page's address.",
             "tags": ["accounts"], "security": BEARER,
-            "parameters": [NUMBER, {"name": "limit", "in": "query", "required": False,
-                                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
-            "responses": {"200": json_response("the statement", ref("Statement")),
+            "parameters": [NUMBER,
+                           {"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                           {"name": "before", "in": "query", "required": False,
+                            "description": "the `next` cursor of the page before", "schema": {"type": "string"}},
+                           {"name": "from", "in": "query", "required": False,
+                            "schema": {"type": "string", "format": "date", "example": "2026-03-01"}},
+                           {"name": "to", "in": "query", "required": False,
+                            "schema": {"type": "string", "format": "date", "example": "2026-03-31"}},
+                           {"name": "format", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["json", "csv", "ofx"], "default": "json"}}],
+            "responses": {"200": {"description": "the statement (JSON), or its CSV or OFX export",
+                                  "headers": {"Link": {"description": "exports: the next page, rel=\"next\"",
+                                                       "schema": {"type": "string"}}},
+                                  "content": {"application/json": {"schema": ref("Statement")},
+                                              "text/csv": {"schema": {"type": "string"}},
+                                              "application/x-ofx": {"schema": {"type": "string"}}}},
                           **errors("401", "404", "422", "429")}}},
         "/api/accounts/{number}/accept": {"post": {
             "operationId": "acceptAccount", "summary": "Accept an account another holder opened naming the caller",
@@ -306,6 +335,14 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                             "description": "default: the caller's own", "schema": {**CPF_IN, "maxLength": 32}}],
             "responses": {"200": json_response("the accounts, and the banks that did not answer",
                                                ref("ConsortiumAccounts")), **errors("401", "422")}}},
+        "/api/consortium/accounts/{bank}/{number}": {"get": {
+            "operationId": "verifyAccount", "summary": "One open account of any bank of the consortium, its holder "
+                                                       "masked: checked before a transfer to a typed account",
+            "tags": ["consortium"], "security": BEARER,
+            "parameters": [{"name": "bank", "in": "path", "required": True, "schema": BANK_ID},
+                           {**NUMBER, "description": "an account number at that bank"}],
+            "responses": {"200": json_response("the account exists", ref("VerifiedAccount")),
+                          **errors("401", "404")}}},
         "/api/health": {"get": {
             "operationId": "health", "summary": "Bank id, broker and database state, transfers in doubt",
             "tags": ["operations"], "security": [],

@@ -17,7 +17,7 @@ import os
 from flask import Blueprint, Response, render_template_string, request
 
 from ..domain import errors as E
-from .util import node
+from ..context import node
 
 bp = Blueprint("operator", __name__)
 pages = Blueprint("operator_pages", __name__)
@@ -86,6 +86,19 @@ _PAGE = """<!doctype html><html lang="en"><meta charset="utf-8">
 <table><tr><th>transfer</th><th>role</th><th>state</th><th>age (s)</th><th>coordinator</th></tr>
 {% for t in o.in_doubt %}<tr><td>{{ t.transfer_id }}</td><td>{{ t.role }}</td><td>{{ t.state }}</td>
 <td>{{ '%.1f'|format(t.age_s) }}</td><td>{{ t.coordinator }}</td></tr>{% else %}<tr><td colspan="5">none</td></tr>{% endfor %}</table>
+{% if t %}<h2 id="transfer">Transfer {{ t.id }}</h2>
+<p>{{ t.status }}{% if t.reason %} ({{ t.reason }}){% endif %} · coordinator {{ t.coordinator }} · created {{ t.created_at }}
+{% if t.decided_at %} · decided {{ t.decided_at }}{% endif %}</p>
+<table><tr><th>bank</th><th>account</th><th>role</th><th>amount</th><th>reason</th></tr>
+{% for l in t.legs %}<tr><td>{{ l.bank }}</td><td>{{ l.account }}</td><td>{{ l.role }}</td><td>{{ l.amount }}</td>
+<td>{{ l.reason or '' }}</td></tr>{% endfor %}</table>
+<h3>Timeline (two-phase commit)</h3>
+<ol class="timeline">{% for e in t.timeline or [] %}<li>{{ e.at }} · {{ e.bank }} · {{ e.event }}
+{% if e.ms is not none %} +{{ e.ms }} ms{% endif %}{% if e.detail %} ({{ e.detail }}){% endif %}</li>
+{% else %}<li>this bank's answer has no timeline</li>{% endfor %}</ol>
+{% elif asked %}<p>No transfer {{ asked }} at this bank.</p>{% endif %}
+<form method="get" action=""><label>Transfer id <input name="transfer" value="{{ asked or '' }}"></label>
+<button type="submit">Show</button></form>
 <h2>Holds</h2>
 <table><tr><th>transfer</th><th>account</th><th>amount</th><th>age (s)</th></tr>
 {% for h in o.holds %}<tr><td>{{ h.transfer_id }}</td><td>{{ h.account }}</td><td>{{ h.amount }}</td>
@@ -95,5 +108,9 @@ _PAGE = """<!doctype html><html lang="en"><meta charset="utf-8">
 
 @pages.get("/operator")
 def page():
+    """The overview; with ``?transfer=<id>``, that transfer's legs and its two-phase commit as a
+    timeline (PREPAREs, votes, the decision, its delivery and acknowledgements)."""
     _operator_only()
-    return render_template_string(_PAGE, o=node().operator_overview())
+    asked = request.args.get("transfer", "")[:64] or None
+    t = node().transfers.inspect(asked) if asked else None
+    return render_template_string(_PAGE, o=node().operator_overview(), t=t, asked=asked)

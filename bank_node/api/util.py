@@ -6,12 +6,9 @@ from typing import Any
 
 from flask import current_app, g, request
 
+from ..context import node
 from ..domain import errors as E
 from ..services.idempotency import check_key
-
-
-def node():
-    return current_app.extensions["bank_node"]
 
 
 def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict:

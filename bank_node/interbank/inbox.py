@@ -93,7 +93,7 @@ class Inbox:
                 return "not_coordinator"
             if isinstance(item, (P.DecisionAck, P.StatusQuery)) and item.bank != env.sender:
                 return "wrong_role"
-            if isinstance(item, (P.VoteMsg, P.LookupResult, P.AuditResult)):
+            if isinstance(item, (P.VoteMsg, P.LookupResult, P.AuditResult, P.AccountInfo)):
                 return "unexpected"  # answers travel on reply queues, never on a bank's queue
         return None
 

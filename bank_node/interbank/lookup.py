@@ -19,7 +19,8 @@ from limits.strategies import MovingWindowRateLimiter
 
 from broker import Delivery
 from .. import protocol as P
-from ..domain.documents import normalize_cpf
+from ..domain import errors as E
+from ..domain.documents import normalize_key
 from ..domain.money import format_cents
 from ..services.banking import Banking
 from .runtime import Runtime, now_ms
@@ -37,10 +38,11 @@ class Lookups:
         self._per_bank = RateLimitItemPerSecond(ib.lookups_per_second_per_bank)
 
     # asking ---------------------------------------------------------------------------------
-    def lookup(self, requester: str, cpf) -> dict:
-        cpf = normalize_cpf(cpf)
+    def lookup(self, requester: str, cpf, ttl_ms: int | None = None) -> dict:
+        cpf = normalize_key(cpf)
         config = self.rt.config
-        deadline = now_ms() + config.timeouts.lookup_ttl_ms
+        ttl = min(ttl_ms, config.timeouts.lookup_ttl_ms) if ttl_ms else config.timeouts.lookup_ttl_ms
+        deadline = now_ms() + ttl
         missing: set[str] = set(config.bank_ids)
         # This bank answers for itself directly: its own accounts never depend on the broker.
         results = [(self.rt.bank_id, self.banking.summaries_for(cpf, requester))]
@@ -104,4 +106,68 @@ class Lookups:
                 P.AccountSummary(**s) for s in self.banking.summaries_for(item.cpf, item.requester)][:1000]))
         if results:
             body, headers = self.rt.seal(*results)
+            self.rt.broker.reply(d.reply_to, d.correlation_id, body, headers)
+
+    # verifying one account ------------------------------------------------------------------
+    def verify_account(self, caller: str, bank, number) -> dict:
+        """{bank, number, kind, holder (masked)} of an open account in any bank of the
+        consortium; NotFound when there is none (or its bank cannot say), never a balance.
+
+        An answer about any number is an existence oracle: each "no such account" counts against
+        the caller, as at every route that names an account (``Banking.throttles``)."""
+        config = self.rt.config
+        if not isinstance(bank, str) or bank not in config.bank_ids:
+            raise E.NotFound(f"no bank {bank!r} in this consortium", code="unknown_bank")
+        if not isinstance(number, str) or not (number.isascii() and number.isdigit()) or not 1 <= len(number) <= 32:
+            raise E.NotFound("no such account")
+        self.banking.throttles.before_account_lookup(caller)
+        if bank == self.rt.bank_id:
+            info = self.account_info(number)
+        else:
+            if self.rt.broker is None:
+                raise E.BankUnreachable("this bank has no broker connection")
+            deadline = now_ms() + config.timeouts.lookup_ttl_ms
+            body, headers = self.rt.seal(P.AccountQuery(number=number, requester=caller, deadline_ms=deadline))
+            replies = self.rt.broker.gather([bank], body, deadline_s=deadline / 1000, expect_user=self.rt.users.get,
+                                            headers=headers, with_headers=True)
+            if bank not in replies:
+                raise E.BankUnreachable(f"bank {bank} did not answer in time")
+            raw, rheaders = replies[bank]
+            try:
+                env = P.decode(raw)
+                info = next(i for i in env.items if isinstance(i, P.AccountInfo))
+            except (P.BadMessage, StopIteration):
+                raise E.BankUnreachable(f"bank {bank} gave an unreadable answer") from None
+            if env.sender != bank or info.bank != bank or info.number != number or (
+                    self.rt.keyring is not None and not self.rt.keyring.verify(bank, raw, rheaders.get("sig"))):
+                raise E.BankUnreachable(f"bank {bank} gave an answer it did not sign, or about another account")
+        if not info.found:
+            self.banking.throttles.unknown_account(caller)
+            raise E.NotFound("no such account in that bank")
+        return {"bank": bank, "number": number, "kind": info.kind, "holder": info.holder}
+
+    def account_info(self, number: str) -> P.AccountInfo:
+        """This bank's answer about one of its accounts: masked holder names only."""
+        with self.rt.store.transaction(write=False) as tx:
+            acc = tx.get_account(number)
+            if acc is None or acc["status"] != "open":
+                return P.AccountInfo(bank=self.rt.bank_id, number=number, found=False)
+            holder = self.banking.masked_holder(tx, number, acc)
+        return P.AccountInfo(bank=self.rt.bank_id, number=number, found=True, kind=acc["kind"], holder=holder[:200])
+
+    def answer_account(self, d: Delivery, env: P.Envelope, items: list[P.AccountQuery]) -> None:
+        """Another bank verifies a typed destination: answered within the same per-bank rate as
+        lookups, masked names only."""
+        if not d.reply_to or self.rt.broker is None:
+            return
+        answers = []
+        for item in items:
+            if now_ms() > item.deadline_ms:
+                continue
+            if not self._limiter.hit(self._per_bank, "lookup", env.sender):
+                self.rt.count("lookups_refused", bank=env.sender)
+                continue
+            answers.append(self.account_info(item.number))
+        if answers:
+            body, headers = self.rt.seal(*answers)
             self.rt.broker.reply(d.reply_to, d.correlation_id, body, headers)

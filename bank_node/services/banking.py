@@ -6,6 +6,8 @@ stores its answer in that same transaction, so a retry can never apply it twice.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import secrets
@@ -19,7 +21,7 @@ from argon2 import exceptions as argon2_errors
 
 from ..config import ConsortiumConfig
 from ..domain import errors as E
-from ..domain.documents import mask_name, normalize_cnpj, normalize_cpf
+from ..domain.documents import mask_document, mask_name, normalize_cnpj, normalize_cpf
 from ..domain.ledger import AccountFigures, Limits, available, daily_left, debit_refusal
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..domain.passwords import check_password
@@ -143,7 +145,11 @@ class Banking:
     def authenticate(self, token: str) -> Session:
         if not token or len(token) > 200:
             raise E.Unauthorized("a valid Bearer token is needed")
-        th = _token_hash(token)
+        return self.session_by_hash(_token_hash(token))
+
+    def session_by_hash(self, th: str) -> Session:
+        """The live session of a token's hash: what the web UI keeps on the bank's side instead
+        of the token itself, so neither its cookie nor its session table holds a credential."""
         with self.store.transaction(write=False) as tx:
             s = tx.get_session(th)
         if s is None or s["revoked_at"] is not None or s["expires_at"] <= self.clock():
@@ -255,15 +261,93 @@ class Banking:
             self.owned(tx, caller, number)
             return self._view(tx, number, caller)
 
-    def statement(self, caller: str, number: str, limit: int = 100) -> dict:
+    def statement(self, caller: str, number: str, limit: int = 100, before: str | None = None,
+                  since: float | None = None, until: float | None = None) -> dict:
+        """One page of an account's entries, newest first, at most ``limit``; ``next`` (absent on
+        the last page) is the opaque cursor that, given back as ``before``, reads the page after,
+        so every entry of the account can be read. ``since``/``until`` bound ``at`` (until
+        exclusive). A transfer's entry names its counterparty as far as this bank's own records
+        know it, masked: the payer of a credit (who started the transfer), the destination of a
+        debit."""
+        before_id = decode_cursor(before) if before is not None else None
         with self.store.transaction(write=False) as tx:
             self.owned(tx, caller, number)
-            entries = [{
-                "at": iso(e["at"]), "kind": e["kind"], "amount": format_cents(e["amount"]),
-                "balance_after": format_cents(e["balance_after"]),
-                **({"transfer_id": e["transfer_id"]} if e["transfer_id"] else {}),
-            } for e in tx.statement(number, limit)]
-            return {"account": self._view(tx, number, caller), "entries": entries}
+            rows = tx.statement_page(number, limit + 1, before_id, since, until)
+            page, more = rows[:limit], len(rows) > limit
+            records = tx.transfer_records([e["transfer_id"] for e in page if e["transfer_id"]])
+            entries = []
+            for e in page:
+                item = {"at": iso(e["at"]), "kind": e["kind"], "amount": format_cents(e["amount"]),
+                        "balance_after": format_cents(e["balance_after"])}
+                if e["transfer_id"]:
+                    item["transfer_id"] = e["transfer_id"]
+                    party = self._counterparty(tx, e, records.get(e["transfer_id"]), number)
+                    if party:
+                        item["counterparty"] = party
+                entries.append(item)
+            out = {"account": self._view(tx, number, caller), "entries": entries}
+            if more:
+                out["next"] = encode_cursor(page[-1]["id"])
+            return out
+
+    def _counterparty(self, tx: Tx, entry: dict, rec: dict | None, number: str) -> dict | None:
+        """Who was on the other side of a transfer entry, masked (never a balance)."""
+        if rec is None:
+            return None
+        if entry["kind"] == "transfer_in":
+            who = rec["initiator"]
+            if not who:
+                return None
+            cust = tx.get_customer(who)
+            party = {"document": mask_document(who)}
+            if cust:
+                party["name"] = mask_name(cust["name"])
+            sources = [l for l in rec["legs"] if l.get("direction") == "debit" and l.get("bank")]
+            if len(sources) == 1:
+                party.update(bank=sources[0]["bank"], account=sources[0]["account"])
+            return party
+        dest = next((l for l in rec["legs"] if l.get("direction") == "credit"), None)
+        if dest is None:
+            return None
+        bank = dest.get("bank", self.bank_id)
+        party = {"bank": bank, "account": dest["account"]}
+        if bank == self.bank_id and tx.get_account(dest["account"]) is not None:
+            acc = tx.get_account(dest["account"])
+            if acc["kind"] == "business" and acc["company_name"]:
+                party["name"] = mask_name(acc["company_name"])
+            else:
+                party["name"] = " & ".join(mask_name((tx.get_customer(h) or {}).get("name", ""))
+                                           for h in tx.holders_of(dest["account"]))
+        return party
+
+    def transfer_history(self, caller: str, limit: int = 20, since: float | None = None,
+                         until: float | None = None, statuses: tuple[str, ...] = (),
+                         before: str | None = None) -> dict:
+        """"My transfers": every transfer the caller started at this bank or that touched one of
+        their accounts here, newest first, whatever its outcome (a refused transfer can be found
+        again), with ``next`` as in ``statement``."""
+        cursor = decode_history_cursor(before) if before is not None else None
+        with self.store.transaction(write=False) as tx:
+            mine = set(tx.account_numbers_of(caller))
+            rows = tx.transfers_of_customer(caller, limit + 1, since, until, statuses, cursor)
+        page, more = rows[:limit], len(rows) > limit
+        items = []
+        for r in page:
+            legs = [{**l, "bank": l.get("bank", self.bank_id)} for l in r["legs"]]
+            credit = sum(l["amount"] for l in legs if l["direction"] == "credit")
+            debit = sum(l["amount"] for l in legs if l["direction"] == "debit")
+            received = any(l["direction"] == "credit" and l["bank"] == self.bank_id and l["account"] in mine
+                           for l in legs)
+            items.append({"id": r["transfer_id"], "status": r["status"], "created_at": iso(r["created_at"]),
+                          "amount": format_cents(credit or debit),
+                          "direction": "in" if received and r["initiator"] != caller else "out",
+                          "started_here": r["role"] == "coordinator",
+                          "legs": [{"bank": l["bank"], "account": l["account"], "amount": format_cents(l["amount"]),
+                                    "role": "source" if l["direction"] == "debit" else "destination"} for l in legs]})
+        out = {"transfers": items}
+        if more:
+            out["next"] = encode_history_cursor(page[-1]["created_at"], page[-1]["transfer_id"])
+        return out
 
     # daily limits ---------------------------------------------------------------------------
     def day(self, now: float) -> int:
@@ -314,12 +398,14 @@ class Banking:
 
     # consortium lookup (the answering side) ----------------------------------------------------
     def summaries_for(self, cpf: str, requester: str) -> list[dict]:
-        """This bank's accounts of ``cpf``: in full for the owner, masked for anyone else
-        (bank, number, kind and a masked name only: never a balance)."""
+        """This bank's accounts of ``cpf`` (or, given a CNPJ, the business accounts of that
+        company): in full for the owner, masked for anyone else (bank, number, kind and a
+        masked name only: never a balance)."""
         full = cpf == requester
         out = []
         with self.store.transaction(write=False) as tx:
-            for number in tx.account_numbers_of(cpf):
+            numbers = tx.account_numbers_by_cnpj(cpf) if len(cpf) == 14 else tx.account_numbers_of(cpf)
+            for number in numbers:
                 acc = tx.get_account(number)
                 if acc["status"] != "open":
                     continue
@@ -351,6 +437,35 @@ def _check_open(acc: dict) -> None:
         raise E.AccountPending("this account waits until every holder has accepted it")
     if acc["status"] != "open":
         raise E.AccountClosed("this account is closed")
+
+
+def encode_cursor(entry_id: int) -> str:
+    """An opaque page cursor: clients give it back, they never build one."""
+    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: Any) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4)).decode("ascii")
+        if len(raw) < 2 or raw[0] != "e" or not raw[1:].isdigit() or len(raw) > 20:
+            raise ValueError
+        return int(raw[1:])
+    except (ValueError, UnicodeError, binascii.Error):
+        raise E.InvalidInput("before must be a cursor given as next by an earlier page", code="invalid_cursor") from None
+
+
+def encode_history_cursor(created_at: float, transfer_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, transfer_id]).encode()).decode().rstrip("=")
+
+
+def decode_history_cursor(cursor: Any) -> tuple[float, str]:
+    try:
+        at, tid = json.loads(base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4)))
+        if not isinstance(at, (int, float)) or not isinstance(tid, str) or len(tid) > 64:
+            raise ValueError
+        return float(at), tid
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        raise E.InvalidInput("the page cursor is not one this bank gave", code="invalid_cursor") from None
 
 
 def _token_hash(token: str) -> str:

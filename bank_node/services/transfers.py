@@ -69,6 +69,7 @@ class Transfers:
             P.DecisionAck: self.coordinator.on_acks,
             P.StatusQuery: self.resolver.on_status_queries,
             P.Lookup: self.lookups.answer,
+            P.AccountQuery: self.lookups.answer_account,
             P.Audit: self._answer_audit,
         })
 
@@ -359,9 +360,26 @@ class Transfers:
             out["reason"] = part.reasons[0][1] if part.reasons else "aborted"
         return out
 
+    def inspect(self, transfer_id: str) -> dict | None:
+        """One transfer as this bank recorded it, for the operator view (the operator routes are
+        guarded on their own): None when this bank never saw it."""
+        with self.store.transaction(write=False) as tx:
+            rec = tx.get_coordinated(transfer_id)
+            if rec is not None:
+                return self._coordinated_view(tx, rec, "")
+            parts = [p for p in tx.participations_of(transfer_id) if p.legs]
+            return self._participant_view(tx, parts[0], "") if parts else None
+
     # lookups and figures ----------------------------------------------------------------------
-    def lookup(self, requester: str, cpf: Any) -> dict:
-        return self.lookups.lookup(requester, cpf)
+    def lookup(self, requester: str, cpf: Any, ttl_ms: int | None = None) -> dict:
+        """Every account of a CPF (or a company's CNPJ) in every bank; ``ttl_ms`` shortens the
+        deadline for a screen that must not wait long for a bank that is down."""
+        return self.lookups.lookup(requester, cpf, ttl_ms)
+
+    def verify_account(self, caller: str, bank: Any, number: Any) -> dict:
+        """{bank, number, kind, holder (masked)} of an open account in any bank of the consortium,
+        to show who will be paid before a transfer is reviewed; NotFound otherwise."""
+        return self.lookups.verify_account(caller, bank, number)
 
     def figures(self) -> dict:
         """The ledger's totals and the 2PC work in progress (health, metrics, audit)."""

@@ -47,6 +47,11 @@ class AccountRecords(Protocol):
     def append_entry(self, number: str, kind: str, amount: int, now: float,
                      transfer_id: str | None = None, *, day: int) -> int: ...
     def statement(self, number: str, limit: int) -> list[dict]: ...
+    def statement_page(self, number: str, limit: int, before_id: int | None = None,
+                       since: float | None = None, until: float | None = None) -> list[dict]:
+        """Up to ``limit`` entries of one account, newest first, each with its ``id``: only
+        those with ``id < before_id`` (the next page) and ``since <= at < until``."""
+    def account_numbers_by_cnpj(self, cnpj: str) -> list[str]: ...
     def journal_sum(self, number: str) -> int: ...
     def day_totals(self, number: str, day: int) -> dict:
         """{"deposits": cents, "debits": cents} of one account on the limits' ``day`` (debits
@@ -94,6 +99,24 @@ class TransferRecords(Protocol):
     def coordinated_unacknowledged(self, limit: int = 100_000) -> list[CoordinatedTransfer]: ...
     def put_evidence(self, digest: str, sender: str, body: bytes, signature: str, now: float) -> None: ...
     def get_evidence(self, digest: str) -> dict | None: ...
+    # what the customer's screens read: the parties of transfers, the transfers of a customer
+    def transfer_records(self, transfer_ids: list[str]) -> dict[str, dict]:
+        """{transfer_id: {"initiator", "legs", "coordinated": bool, "state", "created_at"}} from
+        this bank's own records (its coordinated transfer if any, else its participation)."""
+    def transfers_of_customer(self, cpf: str, limit: int, since: float | None = None,
+                              until: float | None = None, statuses: tuple[str, ...] = (),
+                              before: tuple[float, str] | None = None) -> list[dict]:
+        """Transfers this bank knows that ``cpf`` started here or that touched one of their
+        accounts here, newest first: {transfer_id, status (pending|committed|aborted), role
+        (coordinator|participant), created_at, initiator, legs}; paged by (created_at, id)."""
+
+
+class UiSessionRecords(Protocol):
+    """The web UI's server-side sessions (the cookie holds only a random id)."""
+    def get_ui_session(self, id_hash: str, now: float) -> dict | None: ...
+    def put_ui_session(self, id_hash: str, data: str, now: float, expires_at: float) -> None: ...
+    def delete_ui_session(self, id_hash: str) -> None: ...
+    def purge_ui_sessions(self, now: float) -> int: ...
 
 
 class OperatorFigures(Protocol):
@@ -105,7 +128,7 @@ class OperatorFigures(Protocol):
 
 
 class Tx(CustomerRecords, AccountRecords, IdempotencyRecords, MandateRecords, SettlementRecords,
-         TransferRecords, OperatorFigures, Protocol):
+         TransferRecords, UiSessionRecords, OperatorFigures, Protocol):
     """One atomic unit of work. Leaving the ``with`` block normally commits it durably."""
 
     def savepoint(self) -> AbstractContextManager[None]:

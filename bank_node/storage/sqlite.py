@@ -127,7 +127,19 @@ MIGRATIONS: list[str] = [
     UPDATE account_holders SET accepted_at =
         (SELECT created_at FROM accounts WHERE accounts.number = account_holders.number);
     """,
-    # 4: the trust protocol. Participations are named by (transfer id, coordinator), so that an
+    # 4: the customer's app: web UI sessions kept by the bank (the cookie holds only a random
+    # id), and business accounts found by their CNPJ as a transfer's recipient key.
+    """
+    CREATE TABLE ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX ui_sessions_by_expiry ON ui_sessions(expires_at);
+    CREATE INDEX accounts_by_cnpj ON accounts(cnpj);
+    """,
+    # 5: the trust protocol. Participations are named by (transfer id, coordinator), so that an
     # ABORT sent by a bank for an id it does not coordinate cannot block the real transfer of
     # that id; they keep the whole transfer (every leg with its bank) and the hashes of the
     # signed envelopes they acted on. Legs recorded before this version carry no bank: they
@@ -328,6 +340,23 @@ class SqliteTx:
         return self._all("SELECT id, at, kind, amount, balance_after, transfer_id FROM entries "
                          "WHERE number = ? ORDER BY id DESC LIMIT ?", (number, limit))
 
+    def statement_page(self, number, limit, before_id=None, since=None, until=None):
+        sql = "SELECT id, at, kind, amount, balance_after, transfer_id FROM entries WHERE number = ?"
+        args: list = [number]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND at < ?"
+            args.append(until)
+        return self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+
+    def account_numbers_by_cnpj(self, cnpj):
+        return [r["number"] for r in self._all("SELECT number FROM accounts WHERE cnpj = ? ORDER BY number", (cnpj,))]
+
     def day_totals(self, number, day: int) -> dict:
         """Deposits and debits (withdrawals, transfers out) of one account on the limits' ``day``."""
         r = self._one("SELECT deposits, debits FROM daily_totals WHERE number = ? AND day = ?", (number, day))
@@ -475,6 +504,74 @@ class SqliteTx:
 
     def get_evidence(self, digest: str) -> dict | None:
         return self._one("SELECT * FROM evidence WHERE hash = ?", (digest,))
+
+    # the customer's screens -------------------------------------------------------------------
+    def transfer_records(self, transfer_ids):
+        ids = list(dict.fromkeys(transfer_ids))
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        out = {r["transfer_id"]: {"initiator": r["initiator"], "legs": json.loads(r["legs"]), "coordinated": False,
+                                  "state": r["state"], "created_at": r["created_at"]}
+               for r in self._all("SELECT transfer_id, initiator, legs, state, created_at FROM participations"
+                                  f" WHERE transfer_id IN ({marks})", tuple(ids))}
+        for r in self._all("SELECT transfer_id, initiator, legs, state, created_at FROM coordinated"
+                           f" WHERE transfer_id IN ({marks})", tuple(ids)):
+            out[r["transfer_id"]] = {"initiator": r["initiator"], "legs": json.loads(r["legs"]), "coordinated": True,
+                                     "state": r["state"], "created_at": r["created_at"]}
+        return out
+
+    # A participation's legs are JSON text; its accounts are matched with LIKE on the quoted
+    # number (the only quoted digit strings in it), plain SQL that PostgreSQL runs as well.
+    _CUSTOMER_TRANSFERS = """
+        SELECT transfer_id, status, role, created_at, initiator, legs FROM (
+            SELECT c.transfer_id AS transfer_id,
+                   CASE c.state WHEN 'preparing' THEN 'pending' ELSE c.state END AS status,
+                   'coordinator' AS role, c.created_at AS created_at, c.initiator AS initiator, c.legs AS legs
+              FROM coordinated c WHERE c.initiator = ?
+            UNION ALL
+            SELECT p.transfer_id, CASE p.state WHEN 'prepared' THEN 'pending' ELSE p.state END,
+                   'participant', p.created_at, p.initiator, p.legs
+              FROM participations p
+             WHERE EXISTS (SELECT 1 FROM account_holders h WHERE h.cpf = ? AND p.legs LIKE '%"' || h.number || '"%')
+               AND NOT EXISTS (SELECT 1 FROM coordinated c2 WHERE c2.transfer_id = p.transfer_id
+                                                               AND c2.initiator = ?)
+        ) t WHERE 1 = 1"""
+
+    def transfers_of_customer(self, cpf, limit, since=None, until=None, statuses=(), before=None):
+        sql, args = self._CUSTOMER_TRANSFERS, [cpf, cpf, cpf]
+        if since is not None:
+            sql += " AND created_at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND created_at < ?"
+            args.append(until)
+        if statuses:
+            sql += f" AND status IN ({', '.join('?' * len(statuses))})"
+            args += list(statuses)
+        if before is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND transfer_id < ?))"
+            args += [before[0], before[0], before[1]]
+        rows = self._all(sql + " ORDER BY created_at DESC, transfer_id DESC LIMIT ?", (*args, limit))
+        for r in rows:
+            r["legs"] = json.loads(r["legs"])
+        return rows
+
+    # web UI sessions --------------------------------------------------------------------------
+    def get_ui_session(self, id_hash, now):
+        return self._one("SELECT data, created_at, expires_at FROM ui_sessions WHERE id_hash = ? AND expires_at > ?",
+                         (id_hash, now))
+
+    def put_ui_session(self, id_hash, data, now, expires_at):
+        self.c.execute("INSERT INTO ui_sessions (id_hash, data, created_at, expires_at) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (id_hash) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+                       (id_hash, data, now, expires_at))
+
+    def delete_ui_session(self, id_hash):
+        self.c.execute("DELETE FROM ui_sessions WHERE id_hash = ?", (id_hash,))
+
+    def purge_ui_sessions(self, now):
+        return self.c.execute("DELETE FROM ui_sessions WHERE expires_at <= ?", (now,)).rowcount
 
     # operator figures -----------------------------------------------------------------------
     def operator_view(self, now: float) -> dict:

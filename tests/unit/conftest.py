@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.config import ConsortiumConfig
 from bank_node.node import BankNode
 

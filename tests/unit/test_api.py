@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.domain.documents import make_cnpj
 from bank_node.node import BankNode
 

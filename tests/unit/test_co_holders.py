@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.node import BankNode
 from bank_node.storage.sqlite import MIGRATIONS, SqliteStore
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.node import BankNode
 
 from .conftest import Api, assert_problem, make_config

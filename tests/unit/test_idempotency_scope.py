@@ -75,7 +75,7 @@ def test_two_customers_with_one_key_on_every_write(api, node):
 
 def test_a_registration_refused_by_the_throttle_is_not_remembered_under_its_key(tmp_path, new_cpf):
     """A 429 says "not now": the same request with the same key after the wait registers."""
-    from bank_node.api import create_app
+    from bank_node.app import create_app
     from bank_node.node import BankNode
     from .conftest import Api, make_config
     node = BankNode(make_config(security={"register_max_per_address": 1}), "alfa", tmp_path / "d",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.api.operator import OPERATOR_SOCKET
 
 from .conftest import assert_problem

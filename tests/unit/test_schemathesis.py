@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.node import BankNode
 
 from .conftest import PASSWORD, make_config

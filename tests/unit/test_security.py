@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.config import ConfigError, Security, load_config
 from bank_node.domain import errors as E
 from bank_node.domain.passwords import COMMON_PASSWORDS, check_password
