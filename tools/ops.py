@@ -2,7 +2,12 @@
 
     python -m tools.ops audit [--config consorcio.yml]
         Asks every bank, through the broker, for its totals and prints whether the money of the
-        whole consortium adds up, bank by bank. Exit code 1 when it does not (or a bank is silent).
+        whole consortium adds up, bank by bank, and whether every pair of banks agrees on what
+        one owes the other. Exit code 1 when it does not (or a bank is silent).
+
+    python -m tools.ops positions [--config consorcio.yml]
+        Who owes whom between banks, pair by pair: the netting report of a settlement window.
+        Exit code 1 when two banks disagree.
 
     python -m tools.ops view --bank ID [--config consorcio.yml] [--token-file F] [--socket PATH]
         A bank's transfers by state, those in doubt with their age, and the holds in place
@@ -14,7 +19,9 @@
         For docker compose with broker_auth per_bank: development passwords for every bank, the
         auditor and the management UI's admin (kept, if already there), a RabbitMQ definitions
         file with their users and permissions that the broker container loads at start, and
-        one env file per bank with its password. Never committed (secrets/ is git-ignored).
+        one env file per bank with its password and signing key; development Ed25519 keys in
+        the signing keys folder and the public ones alone in secrets/public-keys. Never
+        committed (secrets/ is git-ignored).
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from broker import BrokerClient, BrokerError
 from bank_node import protocol as P
 from bank_node.config import ConfigError, ConsortiumConfig, load_config
 from bank_node.domain.money import format_cents
-from bank_node.identity import AUDITOR, broker_url_for, expected_user
+from bank_node.identity import AUDITOR, broker_url_for, expected_user, keyring_for
 
 from .http import http_json, unix_get
 
@@ -39,40 +46,54 @@ DEV_TOKEN_FILE = "data/operator-token"
 
 
 def audit(config: ConsortiumConfig, timeout_s: float = 5.0) -> dict:
-    """Scatter an Audit to every bank and gather the answers until the deadline."""
+    """Scatter an Audit to every bank and gather the answers until the deadline. An answer
+    counts only if the bank signed it (when the consortium signs)."""
+    keyring = keyring_for(config, AUDITOR)
     client = BrokerClient(broker_url_for(config, AUDITOR), config.consortium, AUDITOR, own_queue=False).start()
     try:
         if not client.wait_connected(timeout_s):
             raise BrokerError(f"no broker at {config.broker_url}")
         deadline = int(time.time() * 1000 + timeout_s * 1000)
-        body = P.encode(AUDITOR, P.Audit(deadline_ms=deadline))
+        body = P.encode(AUDITOR, P.Audit(deadline_ms=deadline), ns=config.consortium)
         results: dict[str, P.AuditResult] = {}
-        for bank, raw in client.gather(config.bank_ids, body, deadline_s=deadline / 1000,
-                                       expect_user=lambda b: expected_user(config, b)).items():
+        for bank, (raw, headers) in client.gather(config.bank_ids, body, deadline_s=deadline / 1000,
+                                                  expect_user=lambda b: expected_user(config, b),
+                                                  with_headers=True).items():
             try:
-                res = next(i for i in P.decode(raw).items if isinstance(i, P.AuditResult))
+                env = P.decode(raw)
+                res = next(i for i in env.items if isinstance(i, P.AuditResult))
             except (P.BadMessage, StopIteration):
                 continue
-            if res.bank == bank:
-                results[bank] = res
+            if env.sender != bank or res.bank != bank:
+                continue
+            if keyring is not None and not keyring.verify(bank, raw, headers.get("sig")):
+                continue
+            results[bank] = res
     finally:
         client.stop()
     return summarize(config, results)
 
 
 def summarize(config: ConsortiumConfig, results: dict) -> dict:
+    """Each bank's books, the consortium's money, and every pair of banks' positions.
+
+    A bank's books balance when its customers' money equals deposits - withdrawals + what the
+    other banks owe it (its positions): transfers between banks move claims, not cash. Two banks
+    agree when what one says the other owes it is what the other says it owes (the positions of
+    a pair add up to zero); a transfer still in doubt may hold them apart for a moment."""
     rows = []
     for bank in config.bank_ids:
         r = results.get(bank)
         if r is None:
             rows.append({"bank": bank, "answered": False})
             continue
-        expected = r.deposits_total - r.withdrawals_total + r.transfers_in_total - r.transfers_out_total
+        owed = sum(r.positions.values())
         rows.append({"bank": bank, "answered": True, "accounts": r.accounts, "balance": r.balance_total,
                      "deposits": r.deposits_total, "withdrawals": r.withdrawals_total,
                      "transfers_in": r.transfers_in_total, "transfers_out": r.transfers_out_total,
                      "holds": r.holds_total, "in_doubt": r.in_doubt, "unacknowledged": r.unacknowledged,
-                     "adds_up": r.balance_total == expected})
+                     "positions": dict(r.positions), "owed_to_it": owed,
+                     "adds_up": r.balance_total == r.deposits_total - r.withdrawals_total + owed})
     answered = [r for r in rows if r["answered"]]
     total = sum(r["balance"] for r in answered)
     dep = sum(r["deposits"] for r in answered)
@@ -81,13 +102,49 @@ def summarize(config: ConsortiumConfig, results: dict) -> dict:
     t_out = sum(r["transfers_out"] for r in answered)
     in_doubt = sum(r["in_doubt"] for r in answered)
     all_answered = len(answered) == len(rows)
+    pairs = []
+    for i, a in enumerate(answered):
+        for b in answered[i + 1:]:
+            says_a, says_b = a["positions"].get(b["bank"], 0), b["positions"].get(a["bank"], 0)
+            pairs.append({"banks": (a["bank"], b["bank"]), "a_says": says_a, "b_says": says_b,
+                          "agree": says_a + says_b == 0})
+    mismatches = [p for p in pairs if not p["agree"]]
     return {
         "banks": rows, "all_answered": all_answered, "balance_total": total, "deposits_total": dep,
         "withdrawals_total": wd, "transfers_in_total": t_in, "transfers_out_total": t_out,
-        "in_doubt": in_doubt,
+        "in_doubt": in_doubt, "pairs": pairs, "mismatched_pairs": mismatches,
         "consortium_adds_up": all_answered and all(r["adds_up"] for r in answered)
-        and total == dep - wd and (t_in == t_out or in_doubt > 0),
+        and total == dep - wd and ((t_in == t_out and not mismatches) or in_doubt > 0),
     }
+
+
+def positions_report(s: dict) -> list[dict]:
+    """Who owes whom, pair by pair, as the netting report of a settlement window: the net of
+    every transfer between the two banks since the positions were last settled."""
+    out = []
+    for p in s["pairs"]:
+        a, b = p["banks"]
+        owed = p["a_says"]          # positive: b owes a
+        if owed == 0 and p["b_says"] == 0:
+            continue
+        debtor, creditor = (b, a) if owed > 0 else (a, b)
+        out.append({"debtor": debtor, "creditor": creditor, "amount": abs(owed), "agree": p["agree"],
+                    "as_seen_by": {a: p["a_says"], b: p["b_says"]}})
+    return sorted(out, key=lambda r: -r["amount"])
+
+
+def print_positions(s: dict) -> None:
+    f = format_cents
+    rows = positions_report(s)
+    if not rows:
+        print("no bank owes another anything")
+    for r in rows:
+        seen = ", ".join(f"{bank} says {f(v)}" for bank, v in r["as_seen_by"].items())
+        print(f"{r['debtor']:<10} owes {r['creditor']:<10} {f(r['amount']):>14}   "
+              f"{'both agree' if r['agree'] else 'MISMATCH: ' + seen}")
+    missing = [r["bank"] for r in s["banks"] if not r["answered"]]
+    if missing:
+        print("did not answer:", ", ".join(missing))
 
 
 def print_audit(s: dict) -> None:
@@ -104,6 +161,10 @@ def print_audit(s: dict) -> None:
     print(f"consortium: balance {f(s['balance_total'])} = deposits {f(s['deposits_total'])} - withdrawals "
           f"{f(s['withdrawals_total'])}; transfers in {f(s['transfers_in_total'])} / out "
           f"{f(s['transfers_out_total'])}; in doubt {s['in_doubt']}")
+    for p in s["mismatched_pairs"]:
+        a, b = p["banks"]
+        print(f"positions of {a} and {b} disagree: {a} says {b} owes it {f(p['a_says'])}, "
+              f"{b} says {a} owes it {f(p['b_says'])}")
     print("RESULT:", "the consortium's money adds up" if s["consortium_adds_up"] else
           ("NOT EVERY BANK ANSWERED" if not s["all_answered"] else "THE MONEY DOES NOT ADD UP"))
 
@@ -162,6 +223,18 @@ def print_view(o: dict) -> None:
 ADMIN = "admin"
 
 
+def signing_keys(config: ConsortiumConfig, out: Path) -> tuple[Path, Path]:
+    """Development Ed25519 keys of every bank in ``signing.keys_dir`` (else ``<out>/keys``), and a
+    copy of the public ones alone in ``<out>/public-keys`` (what a container may see of the others)."""
+    from bank_node.interbank.signing import write_key_pair
+    keys = Path(config.signing.keys_dir) if config.signing.keys_dir else out / "keys"
+    public = out / "public-keys"
+    public.mkdir(parents=True, exist_ok=True)
+    for bank in config.bank_ids:
+        (public / f"{bank}.pub").write_text(write_key_pair(keys, bank) + "\n")
+    return keys, public
+
+
 def broker_secrets(config: ConsortiumConfig, out: Path) -> dict[str, Path]:
     """Write what docker compose needs to give every bank its own broker identity."""
     from broker.provision import definitions, ensure_passwords, user_of, vhost_of
@@ -179,9 +252,12 @@ def broker_secrets(config: ConsortiumConfig, out: Path) -> dict[str, Path]:
                "rabbitmq_conf": out / "rabbitmq.conf"}
     written["definitions"].write_text(json.dumps(doc, indent=2))
     written["rabbitmq_conf"].write_text("load_definitions = /etc/rabbitmq/definitions.json\n")
+    keys, public = signing_keys(config, out)
+    written["public_keys"] = public
     for bank in config.bank_ids:
         env = out / f"{bank}.env"
-        env.write_text(f"CONSORCIO_BROKER_PASSWORD={passwords[bank]}\n")
+        private = (keys / f"{bank}.key").read_text().strip()
+        env.write_text(f"CONSORCIO_BROKER_PASSWORD={passwords[bank]}\nCONSORCIO_SIGNING_KEY={private}\n")
         env.chmod(0o644)  # read by the container's own user; the folder itself is git-ignored
         written[bank] = env
     written["definitions"].chmod(0o644)
@@ -204,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"where the launcher keeps the development operator token (default: {DEV_TOKEN_FILE}); "
                         "CONSORCIO_OPERATOR_TOKEN wins")
     v.add_argument("--socket", default=None, metavar="PATH", help="ask through the bank's operator socket")
-    b = sub.add_parser("broker-secrets", help="per-bank broker users for docker compose (definitions, env files)")
+    po = sub.add_parser("positions", help="who owes whom between banks (asks every bank through the broker)")
+    po.add_argument("--config", default="consorcio.yml")
+    po.add_argument("--timeout", type=float, default=5.0)
+    b = sub.add_parser("broker-secrets", help="per-bank broker users and signing keys for docker compose "
+                                              "(definitions, env files)")
     b.add_argument("--config", default="consorcio.yml")
     b.add_argument("--out", default="secrets")
     args = ap.parse_args(argv)
@@ -222,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             s = audit(config, args.timeout)
             print_audit(s)
             return 0 if s["consortium_adds_up"] else 1
+        if args.cmd == "positions":
+            s = audit(config, args.timeout)
+            print_positions(s)
+            return 0 if not s["mismatched_pairs"] else 1
         print_view(view(config, args.bank, token_file=args.token_file, socket_path=args.socket))
         return 0
     except (BrokerError, RuntimeError, OSError, ConfigError) as e:

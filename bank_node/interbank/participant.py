@@ -196,8 +196,9 @@ class Participant:
             tx.put_participant(PT.decided(rec, transfer_id=transfer_id, coordinator=coordinator,
                                           new_state=eff.new_state, now=now, evidence=evidence))
             self.rt.count("decisions_applied", outcome=outcome)
-            log.debug("transfer %s: %s applied", transfer_id, outcome.upper(),
-                      extra={"transfer_id": transfer_id, "event": "applied"})
+            # One line per transfer at each bank: its outcome here (votes are at debug level).
+            log.info("transfer %s: %s applied", transfer_id, outcome.upper(),
+                     extra={"transfer_id": transfer_id, "event": "applied"})
             return "applied"
         return "again"
 

@@ -20,6 +20,7 @@ from tools import ops
 from bank_node import protocol as P
 from bank_node.config import load_config
 from broker.provision import deprovision, provision, user_of, with_credentials
+from tests.peer import PeerBank, prepare
 from tests.support import customer_everywhere, ledger, operator_text, wait_until
 
 pytestmark = [pytest.mark.integration,
@@ -61,11 +62,11 @@ def as_bank(amqp_url: str, namespace: str, principal: str, password: str) -> pik
 
 
 def send(conn: pika.BlockingConnection, namespace: str, to: str, body: bytes, user_id: str | None,
-         reply_to: str | None = None) -> None:
+         reply_to: str | None = None, headers: dict | None = None) -> None:
     ch = conn.channel()
     ch.confirm_delivery()
     ch.basic_publish(f"{namespace}.banks", to, body,
-                     pika.BasicProperties(delivery_mode=2, user_id=user_id, reply_to=reply_to,
+                     pika.BasicProperties(delivery_mode=2, user_id=user_id, reply_to=reply_to, headers=headers,
                                           correlation_id=uuid.uuid4().hex), mandatory=True)
 
 
@@ -111,27 +112,32 @@ def test_a_bank_cannot_read_another_banks_queue_nor_claim_its_identity(secure, a
 def test_messages_with_a_false_or_missing_identity_have_no_effect_and_are_counted(secure, amqp_url, namespace):
     cluster, ana, acc, pw = secure
     beta = cluster["beta"].url
-    # A PREPARE that would hold 50.00 at beta, "from alfa" — sent by gama under its own user.
-    prepare = P.Prepare(transfer_id=str(uuid.uuid4()), coordinator="alfa", initiator=ana.cpf,
-                        deadline_ms=int(time.time() * 1000) + 10_000,
-                        legs=[P.Leg(account=acc["beta"], amount=5000, direction="debit")], peers=["alfa", "beta"])
-    body = P.encode("alfa", prepare)
+    # A PREPARE that would hold 50.00 at beta, "from alfa" (signed with alfa's key, even) — sent
+    # by gama under its own broker user, with no user_id, and by guest.
+    tid = str(uuid.uuid4())
+    with PeerBank(cluster, "alfa") as alfa:
+        body, headers = alfa.seal(prepare(tid, "alfa", ana.cpf, [("beta", acc["beta"], 5000, "debit"),
+                                                                  ("alfa", acc["alfa"], 5000, "credit")]))
     conn = as_bank(amqp_url, namespace, "gama", pw["gama"])
     try:
-        send(conn, namespace, "beta", body, user_id=user_of(namespace, "gama"))
-        send(conn, namespace, "beta", body, user_id=None)
+        send(conn, namespace, "beta", body, user_id=user_of(namespace, "gama"), headers=headers)
+        send(conn, namespace, "beta", body, user_id=None, headers=headers)
     finally:
         conn.close()
-    # ... and by guest, the broker's all-powerful default user.
     guest = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
-        send(guest, namespace, "beta", body, user_id="guest")
+        send(guest, namespace, "beta", body, user_id="guest", headers=headers)
     finally:
         guest.close()
-    wait_until(lambda: rejected(beta, "wrong_user_id") >= 2 and rejected(beta, "no_user_id") >= 1, 10,
+    # gama under its own name, signing with its own key as if it were alfa: the signature fails.
+    with PeerBank(cluster, "gama") as gama:
+        forged, _ = gama.seal(prepare(tid, "alfa", ana.cpf, [("beta", acc["beta"], 5000, "debit"),
+                                                             ("alfa", acc["alfa"], 5000, "credit")]), sender="alfa")
+        gama.publish("beta", forged, gama.keyring.headers(forged))
+    wait_until(lambda: rejected(beta, "wrong_user_id") >= 3 and rejected(beta, "no_user_id") >= 1, 10,
                "refusals counted at beta")
     assert not ledger(cluster.data_root, "beta")["holds"]
-    assert prepare.transfer_id not in ledger(cluster.data_root, "beta")["participations"]
+    assert tid not in ledger(cluster.data_root, "beta")["participations"]
     assert ana.account("beta", acc["beta"])["available"] == "100.00"
 
 
@@ -147,29 +153,19 @@ def test_only_the_coordinator_decides_and_a_replayed_prepare_cannot_be_altered(s
     _, body = ana.transfer("alfa", [("beta", acc["beta"], "20.00")], ("gama", acc["gama"]))
     assert body["status"] == "committed"
     committed_tid = body["id"]
-
-    gama = as_bank(amqp_url, namespace, "gama", pw["gama"])
-    alfa = as_bank(amqp_url, namespace, "alfa", pw["alfa"])
-    try:
-        # gama, a participant but not the coordinator, tries to decide: refused
-        # (cooperative termination is off in this consortium).
-        send(gama, namespace, "beta", P.encode("gama", P.Decision(transfer_id=aborted_tid, outcome="commit")),
-             user_id=user_of(namespace, "gama"))
-        # alfa's own credentials replay the committed PREPARE with a bigger amount: refused.
-        altered = P.Prepare(transfer_id=committed_tid, coordinator="alfa", initiator=ana.cpf,
-                            deadline_ms=int(time.time() * 1000) + 10_000,
-                            legs=[P.Leg(account=acc["beta"], amount=9000, direction="debit")],
-                            peers=["alfa", "beta", "gama"])
-        send(alfa, namespace, "beta", P.encode("alfa", altered), user_id=user_of(namespace, "alfa"))
+    with PeerBank(cluster, "gama") as gama, PeerBank(cluster, "alfa") as alfa:
+        # gama, a participant but not the coordinator, tries to decide: refused (its decision
+        # names a transfer coordinated by alfa here).
+        gama.send("beta", P.Decision(transfer_id=aborted_tid, outcome="commit"))
+        # alfa's own credentials and key replay the committed PREPARE with a bigger amount: refused.
+        altered = prepare(committed_tid, "alfa", ana.cpf, [("beta", acc["beta"], 9000, "debit"),
+                                                          ("gama", acc["gama"], 9000, "credit")])
+        alfa.send("beta", altered)
         # ... and with another account: refused as well.
-        other = altered.model_copy(update={"legs": [P.Leg(account="123456789", amount=2000, direction="debit")]})
-        send(alfa, namespace, "beta", P.encode("alfa", other), user_id=user_of(namespace, "alfa"))
+        alfa.send("beta", prepare(committed_tid, "alfa", ana.cpf, [("beta", "123456789", 2000, "debit"),
+                                                                  ("gama", acc["gama"], 2000, "credit")]))
         # alfa replays a COMMIT for the transfer it aborted: beta applies nothing.
-        send(alfa, namespace, "beta", P.encode("alfa", P.Decision(transfer_id=aborted_tid, outcome="commit")),
-             user_id=user_of(namespace, "alfa"))
-    finally:
-        gama.close()
-        alfa.close()
+        alfa.send("beta", P.Decision(transfer_id=aborted_tid, outcome="commit"))
     wait_until(lambda: rejected(beta, "not_coordinator") >= 1 and rejected(beta, "tampered") >= 2
                and rejected(beta, "violation") >= 1, 10, "refusals counted at beta")
     led = ledger(cluster.data_root, "beta")
