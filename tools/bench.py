@@ -52,6 +52,7 @@ def run(transfers: int, clients: int, banks: int, legs: int, amqp_url: str, work
                 c.join(b)
                 c.accounts[b] = c.open_account(b)
                 c.deposit(b, c.accounts[b], "90000.00")
+            c.grant_everywhere(c.accounts)
             people.append(c)
         latencies: list[float] = []
         outcomes: Counter = Counter()

@@ -288,6 +288,19 @@ class Launcher:
         self.say(f"broker users {config.consortium}.<bank> ready for {', '.join(config.bank_ids)} "
                  f"(passwords in {secrets_path})")
 
+    def ensure_signing_keys(self, config: ConsortiumConfig) -> None:
+        """signing.mode required: a development Ed25519 key pair for every bank that has none in
+        signing.keys_dir (a bank's ``public_key`` in the config wins over its file)."""
+        if config.signing.mode != "required":
+            return
+        from bank_node.interbank.signing import write_key_pair
+        if not config.signing.keys_dir:
+            raise LaunchError("signing.mode is required but signing.keys_dir names no folder for the keys", code=2)
+        folder = Path(config.signing.keys_dir)
+        for bank in config.bank_ids:
+            write_key_pair(folder, bank)
+        self.say(f"signing keys of {', '.join(config.bank_ids)} ready in {folder}")
+
     def ensure_broker(self, url: str) -> None:
         host, port, shown = broker_address(url)
         ok, why = amqp_answers(url)
@@ -441,6 +454,7 @@ class Launcher:
         try:
             self.ensure_broker(config.broker_url)
             self.ensure_bank_users(config)
+            self.ensure_signing_keys(config)
             if self.stop_requested.is_set():
                 raise InterruptedError
             self.start_banks(config_path, config)

@@ -216,7 +216,14 @@ def test_broker_loads_the_users_that_broker_secrets_writes(tmp_path, config, com
     for bank_id in config.bank_ids:
         assert perms[user_of(config.consortium, bank_id)] == permissions(config.consortium, bank_id)
         pw = yaml.safe_load(written["secrets"].read_text())[bank_id]
-        assert written[bank_id].read_text() == f"CONSORCIO_BROKER_PASSWORD={pw}\n"
+        env = dict(line.split("=", 1) for line in written[bank_id].read_text().splitlines())
+        assert env["CONSORCIO_BROKER_PASSWORD"] == pw
+        # its own signing key, whose public half is in the folder every bank mounts, alone
+        from bank_node.interbank.signing import public_of
+        assert (written["public_keys"] / f"{bank_id}.pub").read_text().strip() == public_of(env["CONSORCIO_SIGNING_KEY"])
+        mounts_b = {str(v).split(":")[1]: str(v).split(":")[0] for v in compose["services"][bank_id]["volumes"]}
+        assert mounts_b["/app/secrets/keys"] == "./secrets/public-keys"
+    assert sorted(f.name for f in written["public_keys"].iterdir()) == sorted(f"{b}.pub" for b in config.bank_ids)
     # Running it again keeps the passwords (the broker's definitions stay valid).
     again = broker_secrets(cfg, tmp_path / "out")
     assert yaml.safe_load(again["secrets"].read_text()) == yaml.safe_load(written["secrets"].read_text())

@@ -57,12 +57,14 @@ class Workload:
 
     def setup(self) -> None:
         for p in self.people:
+            mine = {}
             for bank in self.bank_ids:
                 p.join(bank)
-                n = p.open_account(bank)
+                mine[bank] = n = p.open_account(bank)
                 p.deposit(bank, n, "200.00")
                 self.initial += 200_00
                 self.accounts.append((p, bank, n))
+            p.grant_everywhere(mine)   # each bank may initiate debits from the others' accounts
 
     def person(self, cpf: str) -> Customer:
         return next(q for q in self.people if q.cpf == cpf)
