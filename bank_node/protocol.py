@@ -69,6 +69,16 @@ class Decision(_Msg):
     outcome: Literal["commit", "abort"]
 
 
+class VoteProof(_Msg):
+    """Rides with COMMITs: a participant's own signed vote envelope, relayed by the coordinator, so
+    that every other participant can check that bank really voted YES before it applies a COMMIT
+    (a credit on another bank's word needs that bank's signed YES, not the coordinator's say-so)."""
+    type: Literal["vote_proof"] = "vote_proof"
+    bank: BankId
+    envelope: Annotated[str, Field(max_length=400_000)]   # base64 of the participant's vote envelope
+    signature: Annotated[str, Field(max_length=200)]
+
+
 class DecisionAck(_Msg):
     """Participant -> coordinator's durable queue: the decision is applied and durable."""
     type: Literal["decision_ack"] = "decision_ack"
@@ -164,8 +174,8 @@ class AuditResult(_Msg):
     claims_total: int = 0
 
 
-Message = Annotated[Union[Prepare, VoteMsg, Decision, DecisionAck, StatusQuery, Relay, Lookup, LookupResult,
-                          Audit, AuditResult, AccountQuery, AccountInfo],
+Message = Annotated[Union[Prepare, VoteMsg, Decision, VoteProof, DecisionAck, StatusQuery, Relay, Lookup,
+                          LookupResult, Audit, AuditResult, AccountQuery, AccountInfo],
                     Field(discriminator="type")]
 
 

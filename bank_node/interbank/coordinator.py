@@ -16,6 +16,7 @@ callbacks and the writer hand it events, so the coordinator's state needs no loc
 """
 from __future__ import annotations
 
+import base64
 import heapq
 import logging
 import queue
@@ -272,7 +273,7 @@ class Coordinator:
         flight.deciding = True
         rec = flight.rec
         crash_point("coordinator.before_decision_durable")
-        evidence = list(flight.evidence.values())
+        evidence = list(flight.evidence.items())
 
         def unit(tx) -> C.CoordinatedTransfer:
             current = tx.get_coordinated(rec.transfer_id)
@@ -280,8 +281,8 @@ class Coordinator:
                 return current or rec   # the resolver decided first (after a stall): its word stands
             crash_point("coordinator.mid_group_commit")
             now = time.time()
-            for digest_, body, sig in evidence:
-                tx.put_evidence(digest_, "", body, sig, now)
+            for bank, (digest_, body, sig) in evidence:
+                tx.put_evidence(digest_, bank, body, sig, now)
             decided = self._apply_own(tx, rec, now)
             tx.put_coordinated(decided)
             return decided
@@ -328,11 +329,13 @@ class Coordinator:
         rec = f.result()
         if rec.state == "committed":
             crash_point("coordinator.after_commit_durable")
-        self._finished(rec)
+        self._finished(rec, flight.evidence)
         flight.answer.set_result(rec)
 
-    def _finished(self, rec: C.CoordinatedTransfer) -> None:
-        """A decision is durable: count it, log it once, and queue it for the other banks."""
+    def _finished(self, rec: C.CoordinatedTransfer, votes: dict | None = None) -> None:
+        """A decision is durable: count it, log it once, and queue it for the other banks (a
+        COMMIT with the signed YES of the other participants; ``votes``: bank -> (digest, body,
+        signature) of their vote envelopes, else read from the evidence kept with the decision)."""
         tid = rec.transfer_id
         self.rt.count("transfers_decided", outcome=rec.state)
         if self.rt.metrics is not None:
@@ -341,17 +344,47 @@ class Coordinator:
                  "" if rec.state == "committed" else f" ({C.first_reason(rec.failures)})",
                  extra={"transfer_id": tid, "event": "decision"})
         sends = [e for e in C.pending_decisions(rec) if e.bank != self.rt.bank_id]
+        fetch = (lambda bank, digest: (votes or {}).get(bank, (None, None, None))[1:]) if votes is not None \
+            else self.evidence_reader()
         for i, eff in enumerate(sends):
+            proofs = self.commit_proofs(rec, eff.bank, fetch)
             if i == 1 and rec.state == "committed" and armed("coordinator.after_some_decisions"):
-                self.outbox.publish(sends[0].bank, [P.Decision(transfer_id=tid, outcome=sends[0].outcome)],
-                                    confirm=True).result(5)
+                first = sends[0].bank
+                self.outbox.publish(first, [*self.commit_proofs(rec, first, fetch),
+                                            P.Decision(transfer_id=tid, outcome=sends[0].outcome)], confirm=True).result(5)
                 crash_point("coordinator.after_some_decisions")
-            self.outbox.queue(eff.bank, P.Decision(transfer_id=tid, outcome=eff.outcome))
+            self.outbox.queue(eff.bank, P.Decision(transfer_id=tid, outcome=eff.outcome), proofs)
             self.rt.count("decisions_sent", outcome=eff.outcome)
         if sends:
             self._decision_sent_ms[tid] = now_ms()
             if len(self._decision_sent_ms) > 100_000:
                 self._decision_sent_ms.pop(next(iter(self._decision_sent_ms)))
+
+    def commit_proofs(self, rec: C.CoordinatedTransfer, to_bank: str, fetch) -> list[P.VoteProof]:
+        """The signed YES votes ``to_bank`` needs before it applies this COMMIT: every other
+        participant's vote envelope (``fetch(bank, digest)`` -> (body, signature) or None)."""
+        if rec.state != "committed" or self.rt.keyring is None:
+            return []
+        out = []
+        for bank, peer in sorted(rec.participants.items()):
+            if bank in (self.rt.bank_id, to_bank) or peer.vote != "yes" or not peer.evidence:
+                continue
+            body, sig = fetch(bank, peer.evidence) or (None, None)
+            if body is not None:
+                out.append(P.VoteProof(bank=bank, envelope=base64.b64encode(bytes(body)).decode(), signature=sig))
+        return out
+
+    def evidence_reader(self):
+        """fetch(bank, digest) over the evidence this bank kept, cached for one pass."""
+        cache: dict[str, tuple] = {}
+
+        def fetch(bank: str, digest: str):
+            if digest not in cache:
+                with self.rt.store.transaction(write=False) as tx:
+                    ev = tx.get_evidence(digest)
+                cache[digest] = (bytes(ev["body"]), ev["signature"]) if ev else None
+            return cache[digest]
+        return fetch
 
     # acknowledgements ------------------------------------------------------------------------
     def on_acks(self, d, env: P.Envelope, items: list[P.DecisionAck]) -> Future:

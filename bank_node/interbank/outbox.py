@@ -26,6 +26,9 @@ from .runtime import Runtime, now_ms
 
 log = logging.getLogger("interbank")
 
+#: Bytes of relayed vote envelopes (base64) one envelope carries at most, beside its decisions.
+PROOF_BYTES = 256 * 1024
+
 
 @dataclass
 class SentPrepares:
@@ -118,32 +121,47 @@ class Outbox:
             self._settle(bank, cid, s, None, TimeoutError("no votes by the deadline"))
 
     # one-way ----------------------------------------------------------------------------------
-    def queue(self, bank: str, item) -> None:
+    def queue(self, bank: str, item, proofs: list[P.VoteProof] = ()) -> None:
+        """Queue ``item`` for ``bank``; ``proofs`` (a COMMIT's signed votes) travel in the same
+        envelope as the item."""
         with self._lock:
-            self._oneway[bank].append(item)
+            self._oneway[bank].append((item, tuple(proofs)))
 
     def flush(self) -> list[Future]:
-        """Publish everything queued, one envelope per peer (chunks of at most MAX_ITEMS)."""
+        """Publish everything queued, one envelope per peer, split only to keep an envelope within
+        MAX_ITEMS items and PROOF_BYTES of relayed votes (each vote envelope once per envelope)."""
         with self._lock:
             if not self._oneway:
                 return []
             queued, self._oneway = self._oneway, defaultdict(list)
         futures = []
-        for bank, items in queued.items():
-            for i in range(0, len(items), P.MAX_ITEMS):
-                futures.append(self.publish(bank, items[i:i + P.MAX_ITEMS]))
+        for bank, entries in queued.items():
+            items, proofs, size = [], {}, 0
+            for item, needs in entries:
+                new = {p.signature: p for p in needs if p.signature not in proofs}
+                grow = sum(len(p.envelope) for p in new.values())
+                if items and (len(items) + len(proofs) + len(new) + 1 > P.MAX_ITEMS or size + grow > PROOF_BYTES):
+                    futures.append(self.publish(bank, [*proofs.values(), *items]))
+                    items, proofs, size = [], {}, 0
+                    new = {p.signature: p for p in needs}
+                    grow = sum(len(p.envelope) for p in new.values())
+                items.append(item)
+                proofs.update(new)
+                size += grow
+            if items:
+                futures.append(self.publish(bank, [*proofs.values(), *items]))
         return futures
 
     def publish(self, bank: str, items: list, *, confirm: bool = False) -> Future:
         body, headers = self.rt.seal(*items)
-        self.rt.count("envelopes_sent", kind=items[0].type)
+        self.rt.count("envelopes_sent", kind=items[-1].type)
         if self.rt.broker is None:
             f: Future = Future()
             f.set_exception(BrokerError("this bank has no broker connection"))
             return f
         fut = self.rt.broker.publish(bank, body, persistent=True, confirm=confirm, headers=headers)
         fut.add_done_callback(lambda f: f.exception() and log.info(
-            "%d %s to %s not sent yet (%s); the protocol re-sends them", len(items), items[0].type, bank,
+            "%d %s to %s not sent yet (%s); the protocol re-sends them", len(items), items[-1].type, bank,
             f.exception()))
         return fut
 

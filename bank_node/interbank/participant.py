@@ -129,10 +129,35 @@ class Participant:
                               AccountFigures(acc["balance"], held, debited))
 
     # decisions --------------------------------------------------------------------------------
+    def voted_yes(self, proofs: list[P.VoteProof]) -> set[tuple[str, str]]:
+        """(bank, transfer id) of every YES vote that its bank really signed, among the vote
+        envelopes a coordinator relays with its COMMITs."""
+        import base64
+        out: set[tuple[str, str]] = set()
+        for proof in {(p.bank, p.signature): p for p in proofs}.values():
+            try:
+                body = base64.b64decode(proof.envelope, validate=True)
+            except ValueError:
+                continue
+            if self.rt.keyring is None or not self.rt.keyring.verify(proof.bank, body, proof.signature):
+                continue
+            try:
+                env = P.decode(body)
+            except P.BadMessage:
+                continue
+            if env.sender != proof.bank or env.ns != self.rt.config.consortium:
+                continue
+            out |= {(proof.bank, v.transfer_id) for v in env.items
+                    if isinstance(v, P.VoteMsg) and v.bank == proof.bank and v.vote == "yes"}
+        return out
+
     def on_decisions(self, d: Delivery, env: P.Envelope, items: list[P.Decision]) -> Future:
         """An envelope of decisions from a coordinator: applied in one unit; acknowledgements
         go back in one envelope once it is durable."""
         coordinator = env.sender
+        # Without signatures (a consortium of banks that trust each other) nothing can be proved.
+        proven = self.voted_yes([i for i in env.items if isinstance(i, P.VoteProof)]) \
+            if self.rt.keyring is not None else None
 
         def unit(tx):
             now = time.time()
@@ -143,7 +168,8 @@ class Participant:
                 if i == half and i > 0:
                     crash_point("participant.mid_decision_batch")
                 with tx.savepoint():
-                    results.append(self.apply(tx, item.transfer_id, coordinator, item.outcome, evidence, now))
+                    results.append(self.apply(tx, item.transfer_id, coordinator, item.outcome, evidence, now,
+                                              proven=proven))
             return results
 
         fut = self.rt.writer.submit(unit)
@@ -157,15 +183,20 @@ class Participant:
                 if result in ("applied", "again"):
                     self.outbox.queue(coordinator, P.DecisionAck(transfer_id=item.transfer_id, bank=self.rt.bank_id,
                                                                  outcome=item.outcome))
-                elif result == "not_coordinator":
-                    self.rt.count("messages_rejected", reason="not_coordinator")
+                elif result in ("not_coordinator", "unproven_commit"):
+                    self.rt.count("messages_rejected", reason=result)
         fut.add_done_callback(after)
         return fut
 
     def apply(self, tx, transfer_id: str, coordinator: str, outcome: str, evidence: str | None,
-              now: float) -> str:
+              now: float, proven: set[tuple[str, str]] | None = None) -> str:
         """Apply one decision inside the caller's transaction. Returns "applied", "again" (a
-        duplicate, acknowledged again), "violation" or "not_coordinator"."""
+        duplicate, acknowledged again), "violation", "not_coordinator" or "unproven_commit".
+
+        A COMMIT from another bank is applied only with the signed YES of every other bank that
+        holds a leg (``proven``: the vote envelopes the coordinator relays): a coordinator cannot
+        make this bank credit money on a claim on a bank that never agreed. ``proven`` None: the
+        coordinator is this bank itself, which holds the votes."""
         rec = tx.get_participant(transfer_id, coordinator)
         if rec is None and any(p.legs for p in tx.participations_of(transfer_id)):
             # Another bank coordinates this id here: a decision from this sender is not its to make.
@@ -178,6 +209,13 @@ class Participant:
             log.error("transfer %s: %s (from %s)", transfer_id, eff.violation, coordinator,
                       extra={"transfer_id": transfer_id, "event": "violation"})
             return "violation"
+        if eff.apply_commit and proven is not None:
+            needed = {leg.bank for leg in rec.legs if leg.bank} - {self.rt.bank_id, coordinator}
+            missing = sorted(b for b in needed if (b, transfer_id) not in proven)
+            if missing:
+                log.error("transfer %s: a COMMIT from %s without the signed YES of %s, refused", transfer_id,
+                          coordinator, ", ".join(missing), extra={"transfer_id": transfer_id, "event": "refused"})
+                return "unproven_commit"
         if eff.apply_commit:
             crash_point("participant.before_commit_applied")
             for leg in rec.own_legs(self.rt.bank_id) or [l for l in rec.legs if l.bank == ""]:
@@ -214,7 +252,7 @@ class Participant:
         """A peer relays the coordinator's signed decision: verified against the coordinator's
         key, then applied exactly as if the coordinator had sent it (and acknowledged to it)."""
         import base64
-        decisions: list[tuple[str, str, str, bytes, str]] = []  # (tid, coordinator, outcome, body, sig)
+        decisions: list[tuple[str, str, str, bytes, str, set]] = []  # (tid, coordinator, outcome, body, sig, proven)
         for item in items:
             try:
                 body = base64.b64decode(item.envelope, validate=True)
@@ -232,22 +270,24 @@ class Participant:
                 log.warning("transfer %s: a relay from %s that the coordinator did not sign, refused",
                             item.transfer_id, env.sender, extra={"transfer_id": item.transfer_id, "event": "refused"})
                 continue
+            proven = self.voted_yes([x for x in inner.items if isinstance(x, P.VoteProof)])
             for x in inner.items:
                 if isinstance(x, P.Decision) and x.transfer_id == item.transfer_id:
-                    decisions.append((x.transfer_id, item.coordinator, x.outcome, body, item.signature))
+                    decisions.append((x.transfer_id, item.coordinator, x.outcome, body, item.signature, proven))
         if not decisions:
             return None
 
         def unit(tx):
             now = time.time()
             out = []
-            for tid, coordinator, outcome, body, sig in decisions:
+            for tid, coordinator, outcome, body, sig, proven in decisions:
                 evidence = self.rt.evidence(tx, coordinator, body, {"sig": sig}, now)
                 rec = tx.get_participant(tid, coordinator)
                 if rec is None or rec.state != "prepared":
                     continue  # only a participant in doubt needs a relayed decision
                 with tx.savepoint():
-                    out.append((tid, coordinator, outcome, self.apply(tx, tid, coordinator, outcome, evidence, now)))
+                    out.append((tid, coordinator, outcome,
+                                self.apply(tx, tid, coordinator, outcome, evidence, now, proven=proven)))
             return out
 
         fut = self.rt.writer.submit(unit)

@@ -124,6 +124,7 @@ class Resolver:
     def _resend_decisions(self, unacked: list[C.CoordinatedTransfer], now: int) -> None:
         limit_ms = self.rt.config.timeouts.decision_resend_limit_s * 1000
         budget, keys, stopped = RESENDS_PER_PASS, set(), []
+        fetch = self.coordinator.evidence_reader()
         for rec in unacked:
             tid = rec.transfer_id
             keys.add(tid)
@@ -136,7 +137,8 @@ class Resolver:
             for eff in C.pending_decisions(rec):
                 if eff.bank == self.rt.bank_id:
                     continue   # our own legs take the decision in its own transaction
-                self.outbox.queue(eff.bank, P.Decision(transfer_id=tid, outcome=eff.outcome))
+                self.outbox.queue(eff.bank, P.Decision(transfer_id=tid, outcome=eff.outcome),
+                                  self.coordinator.commit_proofs(rec, eff.bank, fetch))
                 self.rt.count("decisions_sent", outcome=eff.outcome)
             self._resend.sent(tid, now)
         self._resend.forget_except(keys)
@@ -189,12 +191,13 @@ class Resolver:
         """As coordinator: the decision, or presumed abort (nothing written). As a peer, with
         cooperative termination: the coordinator's own signed decision, relayed as it is."""
         answers: list = []
+        decided: list = []   # (question, record): their proofs are read once the transaction ends
         with self.rt.store.transaction(write=False) as tx:
             for q in items:
                 if q.coordinator == self.rt.bank_id:
-                    effects = C.on_status_query(tx.get_coordinated(q.transfer_id), q.bank)
-                    for eff in effects:
-                        answers.append(P.Decision(transfer_id=q.transfer_id, outcome=eff.outcome))
+                    rec = tx.get_coordinated(q.transfer_id)
+                    for eff in C.on_status_query(rec, q.bank):
+                        decided.append((q, rec, eff.outcome))
                         self.rt.count("decisions_sent", outcome=eff.outcome)
                 elif self.rt.config.cooperative_termination:
                     part = tx.get_participant(q.transfer_id, q.coordinator)
@@ -202,9 +205,13 @@ class Resolver:
                         continue
                     ev = tx.get_evidence(part.decision_evidence)
                     if ev is not None:
-                        answers.append(P.Relay(transfer_id=q.transfer_id, coordinator=q.coordinator,
-                                               envelope=base64.b64encode(bytes(ev["body"])).decode(),
-                                               signature=ev["signature"]))
-        for a in answers:
-            self.outbox.queue(env.sender, a)
+                        answers.append((P.Relay(transfer_id=q.transfer_id, coordinator=q.coordinator,
+                                                envelope=base64.b64encode(bytes(ev["body"])).decode(),
+                                                signature=ev["signature"]), []))
+        fetch = self.coordinator.evidence_reader()
+        for q, rec, outcome in decided:
+            answers.append((P.Decision(transfer_id=q.transfer_id, outcome=outcome),
+                            self.coordinator.commit_proofs(rec, q.bank, fetch) if rec else []))
+        for item, proofs in answers:
+            self.outbox.queue(env.sender, item, proofs)
         self.outbox.flush()

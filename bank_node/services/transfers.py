@@ -65,6 +65,7 @@ class Transfers:
         self.inbox = Inbox(self.rt, {
             P.Prepare: self.participant.on_prepares,
             P.Decision: self.participant.on_decisions,
+            P.VoteProof: lambda d, env, items: None,   # read by on_decisions beside the COMMITs they prove
             P.Relay: self.participant.on_relays,
             P.DecisionAck: self.coordinator.on_acks,
             P.StatusQuery: self.resolver.on_status_queries,
