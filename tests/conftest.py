@@ -65,7 +65,8 @@ def make_cluster(tmp_path, amqp_url, namespace):
     """Factory: make_cluster(banks=("alfa", "beta", "gama"), env=..., **config overrides)."""
     made: list[Cluster] = []
 
-    def make(banks=("alfa", "beta", "gama"), env=None, start=True, **overrides) -> Cluster:
+    def make(banks=("alfa", "beta", "gama"), env=None, start=True, bank_options=None, **overrides) -> Cluster:
+        """``bank_options``: bank id -> extra keys of its entry (its own limits, peer_caps...)."""
         env = {"CONSORCIO_OPERATOR_TOKEN": OPERATOR_TOKEN, **(env or {})}
         ports = free_ports(len(banks))
         if "signing" not in overrides:   # banks sign their messages, as consorcio.yml has them do
@@ -74,8 +75,8 @@ def make_cluster(tmp_path, amqp_url, namespace):
                                           "status_query_ms": 300, "retry_cap_ms": 1000})
         overrides.setdefault("security", dict(TEST_SECURITY))
         cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
-                           banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p}
-                                  for b, p in zip(banks, ports)], **overrides)
+                           banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p,
+                                   **(bank_options or {}).get(b, {})} for b, p in zip(banks, ports)], **overrides)
         c = Cluster(cfg, tmp_path / "data", env=env)
         made.append(c)
         if start:

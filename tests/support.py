@@ -17,6 +17,11 @@ def operator_text(url: str, path: str = "/metrics") -> str:
     return urllib.request.urlopen(req, timeout=10).read().decode()
 
 
+def operator_json(url: str, path: str) -> dict:
+    import json
+    return json.loads(operator_text(url, path))
+
+
 def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
     """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
     end = time.monotonic() + timeout

@@ -127,7 +127,9 @@ class Coordinator:
                 if seen.initiator != initiator or seen.request_hash != fingerprint:
                     raise E.IdempotencyMismatch("this transfer id was already used for a different transfer")
                 return Begun(seen, False)
-            if tx.participations_of(transfer_id):
+            if any(p.legs for p in tx.participations_of(transfer_id)):
+                # A transfer of another bank with this id: reused, by mistake or not. (An ABORT some
+                # bank sent for the id, with no transfer behind it, does not count: it blocks nothing.)
                 raise E.Conflict("this transfer id is already in use; choose another (a random UUID)",
                                  code="id_in_use")
             now = time.time()

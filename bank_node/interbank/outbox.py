@@ -27,7 +27,7 @@ from .runtime import Runtime, now_ms
 log = logging.getLogger("interbank")
 
 #: Bytes of relayed vote envelopes (base64) one envelope carries at most, beside its decisions.
-PROOF_BYTES = 256 * 1024
+PROOF_BYTES = 96 * 1024   # well under the broker's message size limit
 
 
 @dataclass
