@@ -9,7 +9,8 @@ import pytest
 
 from tools.rabbit import BrokerControl
 from broker import BrokerClient, NotSent, Unroutable
-from broker.provision import delete_namespace
+from broker.provision import delete_namespace, provision_topology
+from broker.topology import Topology
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def clients(amqp_url, namespace):
     made = []
+    provision_topology(amqp_url, Topology(namespace, ("alfa", "beta")))  # "nobody" has no queue
 
     def make(bank, handler=None) -> BrokerClient:
         c = BrokerClient(amqp_url, namespace, bank, handler).start()
@@ -53,7 +55,12 @@ def test_rpc_round_trip_and_a_request_to_a_bank_with_no_queue_fails_at_once(clie
 
 def test_a_reply_from_another_user_or_with_an_unknown_id_is_dropped(clients, amqp_url):
     ref = [None]
-    beta = clients("beta", echo(ref))
+    reply_to = []
+
+    def handle(d):
+        reply_to.append(d.reply_to)
+        echo(ref)(d)
+    beta = clients("beta", handle)
     ref[0] = beta
     alfa = clients("alfa")
     # beta answers as the broker URL's user, not as "someone-else": the waiter ignores it.
@@ -63,7 +70,7 @@ def test_a_reply_from_another_user_or_with_an_unknown_id_is_dropped(clients, amq
     alfa.forget(pending.correlation_id)
     assert alfa.rejected_replies == 1
     # A late reply to a forgotten request is dropped without harm; the client goes on working.
-    beta.reply(alfa._reply_queue, "no-such-id", b"late").result(5)
+    beta.reply(reply_to[-1], "no-such-id", b"late").result(5)
     assert alfa.request("beta", b"y", expiration_ms=2000).future.result(5) == b"echo:y"
 
 
