@@ -37,8 +37,9 @@ exchange exists and sends itself a probe through it, mandatory and confirmed, wh
 back on its own queue: a missing exchange, a missing binding, an exchange re-declared with
 another type, or a queue that is full is reported in ``topology`` (the bank shows it in
 ``/api/health`` and ``/metrics``) until provisioning restores it and the next probe comes back.
-A probe the broker does not even confirm in time means the node has stopped answering: the
-client leaves it for another.
+A passive declare that the node does not answer for two intervals means the node has stopped
+answering (a hung machine keeps its sockets open): the client leaves it for another, sooner than
+the heartbeat would.
 """
 from __future__ import annotations
 
@@ -108,7 +109,6 @@ class _Unconfirmed:
     future: Future | None  # None: nobody waits for this confirm
     message_id: str
     routing_key: str
-    sent: float            # time.monotonic() when handed to the connection
 
 
 class BrokerClient:
@@ -546,8 +546,7 @@ class BrokerClient:
         props.message_id = f"{self._generation}.{seq}"
         ch.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
         self._seq = seq + 1
-        self._unconfirmed[seq] = _Unconfirmed(fut if confirm else None, props.message_id, routing_key,
-                                              time.monotonic())
+        self._unconfirmed[seq] = _Unconfirmed(fut if confirm else None, props.message_id, routing_key)
         if fut is not None and not confirm:
             fut.set_result(None)
 
@@ -757,6 +756,12 @@ class BrokerClient:
         self._probe = None
 
     def _probe_tick(self) -> None:
+        """Every ``probe_interval_s``: judge the last check, then start the next one.
+
+        A passive declare is answered by the node we are connected to alone, so one left
+        unanswered for two intervals means that node has stopped answering: leave it. A probe the
+        broker has not confirmed yet only says that the queue is slow (its leader may be moving to
+        another node): reported, but not held against the node."""
         self._probe_timer = None
         if not self._ready.is_set() or self._conn is None or not self._conn.is_open:
             return
@@ -764,36 +769,46 @@ class BrokerClient:
         interval = self.probe_interval_s
         self_stalled = now - self._last_tick > 2 * interval  # this process was paused: judge nothing
         self._last_tick = now
-        oldest = next(iter(self._unconfirmed.values()), None)
-        if oldest is not None and not self_stalled and now - oldest.sent > 2 * interval:
-            self._close_connection(f"the broker at {address_of(self.urls[self._index])} did not confirm a message "
-                                   f"in {now - oldest.sent:.1f}s: it has stopped answering")
-            return
         p = self._probe
-        if p is not None and not p["back"] and not self_stalled:
-            age = now - p["sent"]
-            if p["failed"] is None and age >= interval:
-                self._set_topology(f"a probe sent through exchange {self.names.exchange} to {self.bank_id!r} did "
-                                   f"not come back within {interval:g}s: the exchange or its binding is not what "
-                                   "provisioning declared")
-        if p is None or p["back"] or p["failed"] is not None or now - p["sent"] >= interval or self_stalled:
-            self._check_exchange_then_probe()
+        if p is not None and not self_stalled:
+            age = now - p["started"]
+            if p["declared"] is None and age > 2 * interval:
+                self._close_connection(f"the broker at {address_of(self.urls[self._index])} did not answer in "
+                                       f"{age:.1f}s: it has stopped answering")
+                return
+            if p["declared"] is not None and not p["back"] and p["failed"] is None and age >= interval:
+                if p["confirmed"]:
+                    self._set_topology(
+                        f"a probe sent through exchange {self.names.exchange} to {self.bank_id!r} was routed but did "
+                        f"not come back within {interval:g}s: the exchange or its binding is not what provisioning "
+                        "declared")
+                else:
+                    self._set_topology(f"the broker has not confirmed a probe to queue "
+                                       f"{self.names.bank_queue(self.bank_id)} for {age:.1f}s (a queue leader may "
+                                       "be moving to another node)")
+        if p is None or p["back"] or p["failed"] is not None or now - p["started"] >= interval or self_stalled:
+            if p is None or p["declared"] is not None or self_stalled:
+                self._check_exchange_then_probe()
         self._probe_timer = self._loop.call_later(interval, self._probe_tick)
 
     def _check_exchange_then_probe(self) -> None:
         """A passive declare (no right needed) says whether the exchange exists; the probe, sent
         through it to ourselves, whether it still routes to our queue."""
         gen = self._generation
+        probe = {"token": uuid.uuid4().hex, "started": time.monotonic(), "declared": None, "confirmed": False,
+                 "back": False, "failed": None}
+        self._probe = probe
 
         def closed(ch, reason) -> None:
             if gen == self._generation and isinstance(reason, px.ChannelClosedByBroker) and reason.reply_code == 404:
-                self._probe = None
+                probe["declared"] = probe["failed"] = time.monotonic()
                 self._set_topology(f"the consortium's exchange {self.names.exchange} does not exist")
 
         def declared(ch) -> None:
+            probe["declared"] = time.monotonic()
             ch.close()
-            if gen == self._generation:
-                self._send_probe()
+            if gen == self._generation and self._probe is probe:
+                self._send_probe(probe)
 
         def opened(ch) -> None:
             ch.add_on_close_callback(closed)
@@ -803,10 +818,7 @@ class BrokerClient:
         except px.ConnectionWrongStateError:
             pass
 
-    def _send_probe(self) -> None:
-        token = uuid.uuid4().hex
-        probe = {"token": token, "sent": time.monotonic(), "confirmed": False, "back": False, "failed": None}
-        self._probe = probe
+    def _send_probe(self, probe: dict) -> None:
         fut: Future = Future()
 
         def confirmed(f: Future) -> None:  # on the I/O thread, from _on_confirm
@@ -822,11 +834,11 @@ class BrokerClient:
                 self._set_topology(f"queue {self.names.bank_queue(self.bank_id)} is full: the broker refuses new "
                                    "messages for this bank")
         fut.add_done_callback(confirmed)
-        props = self._properties(False, int(self.probe_interval_s * 2000), None, None, {PROBE_HEADER: token})
+        props = self._properties(False, int(self.probe_interval_s * 2000), None, None, {PROBE_HEADER: probe["token"]})
         try:
             self._send(fut, self.names.exchange, self.bank_id, b"", props, True, True)
-        except (BrokerError, px.AMQPError):
-            self._probe = None
+        except (BrokerError, px.AMQPError) as e:
+            probe["failed"] = e
 
     def _probe_back(self, token) -> None:
         p = self._probe
