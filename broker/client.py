@@ -266,7 +266,7 @@ class BrokerClient:
         params.connection_attempts = 1
         params.retry_delay = 0
         params.socket_timeout = 3
-        params.stack_timeout = 8
+        params.stack_timeout = 6
         params.client_properties = {"connection_name": f"{self.names.namespace}:{self.bank_id}"}
         self._generation += 1
         gen = self._generation
@@ -372,14 +372,24 @@ class BrokerClient:
         self._retry()
 
     def _close_connection(self, why: str) -> None:
-        """Give up on this connection (the loop reconnects, to the next node)."""
+        """Give up on this connection (the loop reconnects, to the next node). A node that has
+        stopped answering never confirms the close either: after a second the connection is
+        treated as closed anyway, and whatever it says later is ignored (its generation is over)."""
         conn = self._conn
-        if conn is not None and conn.is_open:
-            self.last_error = why
-            try:
-                conn.close(320, why[:200])
-            except px.ConnectionWrongStateError:
-                pass
+        if conn is None or not conn.is_open:
+            return
+        self.last_error = why
+        gen = self._generation
+        try:
+            conn.close(320, why[:200])
+        except px.ConnectionWrongStateError:
+            return
+
+        def abandon() -> None:
+            if gen == self._generation and self._conn is conn:
+                log.warning("the broker did not answer our close; leaving it without waiting")
+                self._on_closed(gen, px.ConnectionClosedByClient(320, why[:200]))
+        self._loop.call_later(1.0, abandon)
 
     def _on_pub_closed(self, gen: int, ch, reason: Exception) -> None:
         if gen != self._generation or ch is not self._pub:
