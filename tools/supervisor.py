@@ -63,6 +63,10 @@ class BankProcess:
         env = {**os.environ, **self.env, **(extra_env or {})}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # glibc gives every thread that allocates its own malloc arena; a bank has ~35 threads
+        # (HTTP, message workers), and two arenas cut its memory after some traffic by about a
+        # tenth (Python's own allocator serves small objects; the Dockerfile sets the same).
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         cmd = [sys.executable, "-m", "bank_node", "--config", str(self.config_path), "--bank", self.bank_id,
                "--data-dir", str(self.data_dir)]
         preexec = _parent_death_signal() if self.die_with_parent else None
