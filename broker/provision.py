@@ -184,12 +184,30 @@ def _connect(urls: str | list[str]):
                             f" ({type(last).__name__}: {last})")
 
 
-def _mismatch_error(queue: str, detail: str) -> ProvisioningError:
-    kind = "a classic queue of an older version of the consortium" if "x-queue-type" in detail else \
-        "declared with other bounds (an older version, or changed settings in consorcio.yml)"
+def _is_classic(conn, queue: str, topology: Topology) -> bool:
+    """Whether ``queue`` is a classic queue as older versions declared them (durable, with the
+    consortium's dead-letter exchange and nothing else). AMQP cannot ask a queue its type:
+    declared again with just those arguments as a quorum queue, such a queue differs from the
+    declaration only in its type, and that is the argument RabbitMQ names in its refusal."""
+    import pika.exceptions as px
+    ch = conn.channel()
+    try:
+        ch.queue_declare(queue, durable=True, arguments={"x-dead-letter-exchange": topology.names.dead_letter_exchange,
+                                                         "x-queue-type": "quorum"})
+        return False
+    except px.ChannelClosedByBroker as err:
+        return "'x-queue-type'" in err.reply_text
+    finally:
+        if ch.is_open:
+            ch.close()
+
+
+def _mismatch_error(queue: str, detail: str, classic: bool) -> ProvisioningError:
+    kind = "a classic queue of an older version of the consortium" if classic else \
+        "declared with other bounds (by an older version, or before a change of consorcio.yml)"
     return ProvisioningError(
-        f"queue {queue!r} exists with other arguments than the consortium needs ({detail}): it is most likely "
-        f"{kind}. Stop the bank that consumes it, then run: {MIGRATE_COMMAND}")
+        f"queue {queue!r} exists with other arguments than the consortium needs: it is {kind} ({detail}). "
+        f"Stop the bank that consumes it, then run: {MIGRATE_COMMAND}")
 
 
 def _declare_exchanges(ch_of, topology: Topology, say) -> None:
@@ -256,7 +274,7 @@ def provision_topology(urls: str | list[str], topology: Topology, say=lambda _: 
                 ch_of().queue_declare(q.name, durable=True, arguments=q.arguments)
             except px.ChannelClosedByBroker as err:
                 if err.reply_code == 406:
-                    raise _mismatch_error(q.name, err.reply_text) from err
+                    raise _mismatch_error(q.name, err.reply_text, _is_classic(conn, q.name, topology)) from err
                 raise ProvisioningError(f"cannot declare queue {q.name!r}: {err.reply_text}") from err
         for b in topology.bindings:
             ch_of().queue_bind(b.destination, b.source, routing_key=b.routing_key)

@@ -70,6 +70,7 @@ class BankProcess:
         cmd = [sys.executable, "-m", "bank_node", "--config", str(self.config_path), "--bank", self.bank_id,
                "--data-dir", str(self.data_dir)]
         preexec = _parent_death_signal() if self.die_with_parent else None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.on_line is None:
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
