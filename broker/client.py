@@ -259,15 +259,8 @@ class BrokerClient:
         if self._stop.is_set():
             self._loop.stop()
             return
-        url = self.urls[self._index]
-        params = pika.URLParameters(url)
-        params.heartbeat = self.heartbeat
-        params.blocked_connection_timeout = 30
-        params.connection_attempts = 1
-        params.retry_delay = 0
-        params.socket_timeout = 3
-        params.stack_timeout = 6
-        params.client_properties = {"connection_name": f"{self.names.namespace}:{self.bank_id}"}
+        params = connection_parameters(self.urls[self._index], f"{self.names.namespace}:{self.bank_id}",
+                                       self.heartbeat)
         self._generation += 1
         gen = self._generation
         self._conn = pika.SelectConnection(
@@ -857,7 +850,34 @@ class BrokerClient:
             self._set_topology("ok")
 
 
+def connection_parameters(url: str, connection_name: str, heartbeat: int) -> pika.URLParameters:
+    """pika's parameters for one node: one attempt (the client itself moves to the next node),
+    short timeouts, a heartbeat, and for ``amqps://`` a certificate check that includes the host
+    name (pika leaves the name out unless the URL's ssl_options give it). The trusted CAs are the
+    system's, or those of SSL_CERT_FILE."""
+    params = pika.URLParameters(url)
+    params.heartbeat = heartbeat
+    params.blocked_connection_timeout = 30
+    params.connection_attempts = 1
+    params.retry_delay = 0
+    params.socket_timeout = 3
+    params.stack_timeout = 6
+    params.client_properties = {"connection_name": connection_name}
+    if params.ssl_options is not None and params.ssl_options.server_hostname is None:
+        params.ssl_options = pika.SSLOptions(params.ssl_options.context, server_hostname=params.host)
+    return params
+
+
 def _describe(err: Exception | None) -> str:
+    """One line saying why: pika wraps the cause of a failed connection attempt in layers
+    (workflow, connector phase), and the cause is what an operator needs (refused, timed out,
+    certificate not valid for that host, ...)."""
+    for _ in range(4):
+        inner = getattr(err, "exceptions", None)
+        inner = inner[-1] if inner else getattr(err, "exception", None)
+        if not isinstance(inner, BaseException):
+            break
+        err = inner
     if err is None:
         return "closed"
     if isinstance(err, (px.ConnectionClosedByBroker, px.ChannelClosedByBroker)):

@@ -75,11 +75,13 @@ class RabbitNode:
     ports, its data, logs and configuration under one folder in /tmp (the rabbitmq user must be
     able to reach it). The OS process can be killed with -9 and paused, for the chaos faults."""
 
-    def __init__(self, name: str, folder: Path, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+    def __init__(self, name: str, folder: Path, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 extra_conf: str = ""):
         self.dir = folder
         self.port, self.dist_port = free_ports(2)
         self.node = f"{name}@localhost"
         self.max_message_bytes = max_message_bytes
+        self.extra_conf = extra_conf  # more rabbitmq.conf lines (e.g. a TLS listener)
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
     @property
@@ -108,7 +110,7 @@ class RabbitNode:
             f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
             f"max_message_size = {self.max_message_bytes}\n"
             # A node cut off from the majority stops serving rather than diverging.
-            "cluster_partition_handling = pause_minority\n")
+            "cluster_partition_handling = pause_minority\n" + self.extra_conf)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.dir)], capture_output=True)
         subprocess.run(["rabbitmq-server", "-detached"], env=self.env, capture_output=True, timeout=60,
                        cwd=str(self.dir))
@@ -168,10 +170,10 @@ class PrivateBroker:
     """A RabbitMQ node of the caller's own. Needs rabbitmq-server installed; the node runs as
     the rabbitmq user, as Debian's package sets it up."""
 
-    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, extra_conf: str = "") -> None:
         # Its own folder under /tmp: the rabbitmq user must be able to reach it.
         self.dir = Path(tempfile.mkdtemp(prefix="consorcio-rmq-"))
-        self._node = RabbitNode(f"chaos{os.getpid()}{uuid.uuid4().hex[:4]}", self.dir, max_message_bytes)
+        self._node = RabbitNode(f"chaos{os.getpid()}{uuid.uuid4().hex[:4]}", self.dir, max_message_bytes, extra_conf)
         self.port, self.dist_port = self._node.port, self._node.dist_port
         self.node = self._node.node
         self.url = self._node.url
