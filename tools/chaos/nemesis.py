@@ -63,8 +63,9 @@ class Nemesis:
             time.sleep(pause)  # noqa: the fault's own duration
             bank.resume()
         elif fault == "connections":
-            controls = [n.control for n in self.brokers.nodes] if self.brokers else [self.broker]
-            closed = sum(c.close_connections(self.cluster.namespace) for c in controls)
+            # A cluster lists (and closes) every node's connections from any node.
+            control = self.brokers.nodes[0].control if self.brokers else self.broker
+            closed = control.close_connections(self.cluster.namespace)
             self._note(t, f"close {closed} broker connections")
         elif fault == "broker":
             if self.brokers:
