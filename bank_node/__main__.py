@@ -1,4 +1,4 @@
-"""python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR] [--host ADDR]
+"""python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR] [--host ADDR] [--operator-socket PATH]
 
 Runs one bank on its configured port with waitress (a threaded production WSGI server).
 SIGTERM or SIGINT stops it gracefully: requests in flight finish, the broker connection closes.
@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from .config import ConfigError, load_config
 
@@ -21,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None, help="where the ledger lives (default: data/<bank>)")
     ap.add_argument("--host", default=os.environ.get("BANK_HOST") or None,
                     help="address to listen on, e.g. 0.0.0.0 in a container (default: env BANK_HOST, "
-                         "else the bank's host in the consortium file)")
+                         "else the bank's listen address in the consortium file)")
+    ap.add_argument("--operator-socket", default=os.environ.get("CONSORCIO_OPERATOR_SOCKET") or None,
+                    metavar="PATH", help="also serve on this Unix socket (mode 600), where the operator routes "
+                                         "need no token (default: env CONSORCIO_OPERATOR_SOCKET; none)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("LOG_FORMAT", "json"),
                     help="json (default; one event per line, with bank and transfer ids) or text")
@@ -36,10 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import waitress
-    from .api import create_app
+    from .api.operator import MIN_TOKEN_LENGTH, through_operator_socket
+    from .app import create_app
     from .node import BankNode
 
-    host = args.host or bank.host
+    token = os.environ.get("CONSORCIO_OPERATOR_TOKEN", "")
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        print(f"error: CONSORCIO_OPERATOR_TOKEN must have at least {MIN_TOKEN_LENGTH} characters", file=sys.stderr)
+        return 2
+    host = args.host or bank.listen_address
     node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}")
     app = create_app(node)
     try:
@@ -49,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {host}:{bank.port}: {e.strerror}", file=sys.stderr)
         node.store.close()
         return 2
+    operator_server = None
+    if args.operator_socket:
+        try:
+            operator_server = waitress.create_server(through_operator_socket(app), unix_socket=args.operator_socket,
+                                                     unix_socket_perms="600", threads=2,
+                                                     ident=f"consorcio-{bank.id}-operator")
+        except OSError as e:
+            print(f"error: cannot listen on the operator socket {args.operator_socket}: {e.strerror}",
+                  file=sys.stderr)
+            server.close()
+            node.store.close()
+            return 2
+        threading.Thread(target=operator_server.run, name="operator-socket", daemon=True).start()
 
     import faulthandler
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: every thread's stack in the log
@@ -61,17 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     node.start()
-    logging.getLogger("bank_node").info("bank %s (%s) listening on http://%s:%s", bank.id, bank.name,
-                                        host, bank.port)
+    logging.getLogger("bank_node").info("bank %s (%s) listening on http://%s:%s, public URL %s%s", bank.id,
+                                        bank.name, host, bank.port, bank.url,
+                                        f", operator socket {args.operator_socket}" if operator_server else "")
     try:
         server.run()
     except SystemExit:
         pass
     finally:
-        try:
-            server.close()
-        except Exception:  # noqa: BLE001
-            pass
+        for s in (server, operator_server):
+            try:
+                if s is not None:
+                    s.close()
+            except Exception:  # noqa: BLE001
+                pass
         node.stop()
         logging.getLogger("bank_node").info("bank %s stopped", bank.id)
     return 0

@@ -7,6 +7,7 @@ writing their own file (each test gets its own consortium name, ports and data f
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from decimal import Decimal
@@ -91,13 +92,41 @@ class Security(_Strict):
     """Accept argon2 settings weaker than OWASP's in a configuration file. Only for test
     consortia, where hashing a password at full cost for every customer would be slow."""
     login_max_failures: int = Field(5, ge=1, le=1000)
-    """Failed logins of one CPF within ``login_window_s`` before its logins are refused (429)."""
+    """Failed logins of one CPF from one client address within ``login_window_s`` before that
+    address must wait (429) to try that CPF again. Never a lock on the CPF itself: the real
+    customer, from another address, logs in as usual."""
+    login_longer_waits: str = "10 per hour; 20 per day"
+    """Further limits on the same failures (CPF and address), in the ``limits`` notation: the
+    waits grow as the guessing goes on, instead of one hard lock."""
     login_max_failures_per_address: int = Field(20, ge=1, le=100_000)
     """Failed logins from one client address (any CPF) within the window before it is refused."""
     login_window_s: int = Field(300, ge=1, le=24 * 3600)
     register_max_per_address: int = Field(50, ge=1, le=100_000)
     """Registrations one client address may attempt within ``register_window_s``."""
     register_window_s: int = Field(3600, ge=1, le=24 * 3600)
+    unknown_account_answers: str = "10 per 10 minutes"
+    """How many "no such account" answers one customer may get (``limits`` notation) before
+    every request naming an account is refused (429): account numbers cannot be enumerated."""
+    rate_limit_storage: str = "memory://"
+    """Where the throttles count (a ``limits`` storage URI): ``memory://`` for a bank that runs
+    one process, ``redis://host:6379`` when several processes of one bank share the counts."""
+
+    @field_validator("login_longer_waits", "unknown_account_answers")
+    @classmethod
+    def _limits_notation(cls, v: str) -> str:
+        from limits import parse_many
+        try:
+            parse_many(v)
+        except ValueError as e:
+            raise ValueError(f"not in the limits notation (e.g. '10 per hour; 20 per day'): {e}") from e
+        return v
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage_uri(cls, v: str) -> str:
+        if not re.fullmatch(r"(memory|redis|rediss|redis\+unix|redis\+cluster|redis\+sentinel)://.*", v):
+            raise ValueError("must be memory:// or a redis:// URI")
+        return v
 
     def hashing_weaknesses(self) -> list[str]:
         """What makes the argon2id settings weaker than OWASP's minimum (empty when none)."""
@@ -112,6 +141,14 @@ class Bank(_Strict):
     id: str
     name: str
     host: str = "127.0.0.1"
+    """The bank's public host name, in the URL a browser uses. One host name per bank
+    (``alfa.localhost``, ``beta.localhost``, ...: browsers resolve every ``*.localhost`` to the
+    loopback) keeps the cookies of one bank from ever reaching another, which different ports
+    of one host would not."""
+    listen: str | None = None
+    """The address the bank listens on (``--host`` / ``BANK_HOST`` override it). Default: the
+    host when it is an IP address, else 127.0.0.1 (Python's resolver, unlike browsers and curl,
+    may not resolve ``*.localhost``)."""
     port: int = Field(ge=1, le=65535)
     color: str = "#1f6feb"
     limits: BankLimits = BankLimits()
@@ -133,7 +170,25 @@ class Bank(_Strict):
 
     @property
     def url(self) -> str:
+        """The public URL: what a browser, or a customer's curl, opens."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def listen_address(self) -> str:
+        if self.listen:
+            return self.listen
+        try:
+            ipaddress.ip_address(self.host)
+            return self.host
+        except ValueError:
+            return "127.0.0.1"
+
+    @property
+    def local_url(self) -> str:
+        """How a program on the bank's own machine reaches it (the launcher's health checks, the
+        operator's tools), without resolving the public host name."""
+        addr = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.listen_address, self.listen_address)
+        return f"http://{'[' + addr + ']' if ':' in addr else addr}:{self.port}"
 
 
 class BrokerAuth(_Strict):
@@ -236,7 +291,8 @@ class ConsortiumConfig(_Strict):
         dup_ids = sorted({i for i in ids if ids.count(i) > 1})
         if dup_ids:
             raise ValueError(f"duplicate bank id {', '.join(dup_ids)}")
-        ports = [(b.host, b.port) for b in banks]
+        ports = [(b.host, b.port) for b in banks] + [(b.listen_address, b.port) for b in banks
+                                                      if b.listen_address != b.host]
         dup_ports = sorted({f"{h}:{p}" for h, p in ports if ports.count((h, p)) > 1})
         if dup_ports:
             raise ValueError(f"two banks share the address {', '.join(dup_ports)}")

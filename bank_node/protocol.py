@@ -105,6 +105,28 @@ class LookupResult(_Msg):
     accounts: list[AccountSummary] = Field(default_factory=list, max_length=1000)
 
 
+# --- Account verification (the customer's app): is there such an account, and whose is it? ------
+# Asked before a transfer to a typed bank and account number is reviewed, so the customer sees
+# the masked holder name before confirming. The answer never carries a balance.
+class AccountQuery(_Msg):
+    """Any bank -> the bank holding the account, RPC: does this account exist, whose is it?"""
+    type: Literal["account_query"] = "account_query"
+    number: Account
+    requester: Digits
+    deadline_ms: EpochMs
+
+
+class AccountInfo(_Msg):
+    """The answer: ``found`` false when there is no open account of that number."""
+    type: Literal["account_info"] = "account_info"
+    bank: BankId
+    number: Account
+    found: bool
+    kind: Literal["individual", "joint", "business"] | None = None
+    holder: Annotated[str, Field(max_length=200)] | None = None
+# --- end of account verification --------------------------------------------------------------
+
+
 class Audit(_Msg):
     """Operator's request: your totals, so the consortium can check that its money adds up."""
     type: Literal["audit"] = "audit"
@@ -126,7 +148,7 @@ class AuditResult(_Msg):
 
 
 Message = Annotated[Union[Prepare, VoteMsg, Decision, DecisionAck, StatusQuery, Lookup, LookupResult,
-                          Audit, AuditResult],
+                          Audit, AuditResult, AccountQuery, AccountInfo],
                     Field(discriminator="type")]
 
 

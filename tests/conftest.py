@@ -26,6 +26,9 @@ from bank_node.domain.documents import make_cpf
 # with cheap argon2 settings (the launcher's), since a bank refuses them otherwise.
 os.environ.setdefault(WEAK_HASHING_ENV, "1")
 
+OPERATOR_TOKEN = "operator-token-of-the-test-suite"
+"""Every bank make_cluster starts has it: the operator routes (/metrics...) need it."""
+
 
 def _docker_engine_answers() -> bool:
     if not shutil.which("docker"):
@@ -65,6 +68,7 @@ def make_cluster(tmp_path, amqp_url, namespace):
     made: list[tuple[Cluster, str]] = []
 
     def make(banks=("alfa", "beta", "gama"), env=None, start=True, broker_url=None, **overrides) -> Cluster:
+        env = {"CONSORCIO_OPERATOR_TOKEN": OPERATOR_TOKEN, **(env or {})}
         ports = free_ports(len(banks))
         overrides.setdefault("timeouts", {"prepare_ttl_ms": 3000, "decision_resend_ms": 300,
                                           "status_query_ms": 300, "retry_cap_ms": 1000})

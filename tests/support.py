@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
 from tools.chaos.checker import read_ledger
 from tools.api_client import Customer
+
+
+def operator_text(url: str, path: str = "/metrics") -> str:
+    """An operator route of a bank started by make_cluster, with the suite's operator token."""
+    from tests.conftest import OPERATOR_TOKEN
+    req = urllib.request.Request(url + path, headers={"X-Operator-Token": OPERATOR_TOKEN})
+    return urllib.request.urlopen(req, timeout=10).read().decode()
 
 
 def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -37,3 +38,26 @@ def http_json(method: str, url: str, body: dict | None = None, token: str | None
             return e.code, {"raw": raw.decode(errors="replace")}
     except http.client.HTTPException as e:
         raise ConnectionError(f"{url}: the answer broke off ({e!r})") from e
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.socket_path)
+        self.sock = s
+
+
+def unix_get(socket_path: str, path: str, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` through a bank's operator socket: (status, headers, body)."""
+    conn = _UnixConnection(socket_path, timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()

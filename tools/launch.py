@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +36,7 @@ import yaml
 from bank_node.config import ConfigError, ConsortiumConfig, load_config
 
 from .consortia import BANK_IDS, COLORS
+from .ops import DEV_TOKEN_FILE
 from .supervisor import Cluster
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
@@ -55,15 +57,22 @@ class LaunchError(Exception):
 
 def consortium_of_size(doc: dict, n: int) -> dict:
     """``doc`` (a parsed consorcio.yml) with ``n`` banks: ids alfa, beta, gama, delta, ...
-    on consecutive ports from the first bank's port (8001 by default); every other key is kept."""
+    on consecutive ports from the first bank's port (8001 by default); every other key is kept.
+    When the first bank has a ``*.localhost`` host name, each bank gets its own
+    (``beta.localhost``, ...), so that none shares another's cookies."""
     if not 1 <= n <= len(BANK_IDS):
         raise LaunchError(f"--banks must be from 1 to {len(BANK_IDS)}, not {n}", code=2)
     first = (doc.get("banks") or [{}])[0]
     host, base = first.get("host", "127.0.0.1"), int(first.get("port", 8001))
     if base + n - 1 > 65535:
         raise LaunchError(f"--banks {n} from port {base} goes past port 65535", code=2)
-    banks = [{"id": bank_id, "name": f"Banco {bank_id.capitalize()}", "host": host, "port": base + i,
+    own_host = host == "localhost" or host.endswith(".localhost")
+    banks = [{"id": bank_id, "name": f"Banco {bank_id.capitalize()}",
+              "host": f"{bank_id}.localhost" if own_host else host, "port": base + i,
               "color": COLORS[i % len(COLORS)]} for i, bank_id in enumerate(BANK_IDS[:n])]
+    if "listen" in first:
+        for b in banks:
+            b["listen"] = first["listen"]
     return {**doc, "banks": banks}
 
 
@@ -81,10 +90,38 @@ def busy_ports(config: ConsortiumConfig) -> list[str]:
     """One phrase per bank whose port is taken, e.g. ``"port 8001 of bank alfa (Address already in use)"``."""
     out = []
     for b in config.banks:
-        why = port_in_use(b.host, b.port)
+        why = port_in_use(b.listen_address, b.port)
         if why:
             out.append(f"port {b.port} of bank {b.id} ({why})")
     return out
+
+
+def shared_hosts(config: ConsortiumConfig) -> list[str]:
+    """One warning per public host name that several banks share: a browser sends the cookies
+    of a host to every port of it, so one bank would receive another's."""
+    by_host: dict[str, list[str]] = {}
+    for b in config.banks:
+        by_host.setdefault(b.host, []).append(b.id)
+    return [f"banks {', '.join(ids)} share the host name {host}: a browser would send the cookies of one to "
+            f"the others; give each its own (e.g. {ids[0]}.localhost, {ids[1]}.localhost)"
+            for host, ids in by_host.items() if len(ids) > 1]
+
+
+def operator_token(data_root: Path, env: dict | None = None) -> tuple[str, str]:
+    """The operator token every bank gets (CONSORCIO_OPERATOR_TOKEN): the environment's, else a
+    development token kept in ``data_root/operator-token`` (mode 600, made once). Returns the
+    token and where it came from."""
+    env = os.environ if env is None else env
+    if env.get("CONSORCIO_OPERATOR_TOKEN"):
+        return env["CONSORCIO_OPERATOR_TOKEN"], "CONSORCIO_OPERATOR_TOKEN"
+    path = data_root / "operator-token"
+    if not path.exists() or not path.read_text().strip():
+        data_root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    path.chmod(0o600)
+    return path.read_text().strip(), str(path)
 
 
 def broker_address(url: str) -> tuple[str, int, str]:
@@ -151,6 +188,15 @@ def tcp_answers(host: str, port: int, timeout: float = 1.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def bank_log_format(requested: str, terminal: bool) -> str:
+    """How the banks write their logs: as asked (``json`` or ``text``), else readable text when
+    a person watches the launcher in a terminal and JSON (one event a line, for tools) when its
+    output goes to a file or a pipe."""
+    if requested in ("json", "text"):
+        return requested
+    return "text" if terminal else "json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,8 +404,11 @@ class Launcher:
         data_root = Path(self.args.data_dir).resolve()
         self._width = max(len(b.id) for b in config.banks)
         self._colors = {b.id: "\x1b[38;2;{};{};{}m".format(*bytes.fromhex(b.color[1:])) for b in config.banks}
-        self.cluster = Cluster(config_path, data_root, env=self.bank_env, on_line=self.bank_line,
-                               die_with_parent=True, provision=False)
+        log_format = bank_log_format(getattr(self.args, "log_format", "auto"), self.out.isatty())
+        self.token, self.token_source = operator_token(data_root)
+        self.cluster = Cluster(config_path, data_root,
+                               env={"CONSORCIO_OPERATOR_TOKEN": self.token, "LOG_FORMAT": log_format, **self.bank_env},
+                               on_line=self.bank_line, die_with_parent=True, provision=False)
         n = len(config.banks)
         self.say(f"starting {n} bank{'s' if n > 1 else ''} of consortium {config.consortium!r}: "
                  f"{', '.join(config.bank_ids)} (data and logs in {data_root})")
@@ -383,9 +432,24 @@ class Launcher:
         lines = ["", f"Consortium {config.consortium!r} is running ({len(config.banks)} banks, broker {shown}):"]
         for b in config.banks:
             lines.append(f"  {b.id:<{self._width}}  {b.name:<{name_w}}  {b.url}  (pid {self.cluster[b.id].pid})")
-        first = config.banks[0].url
-        lines += [f"Web UI at each URL; REST API under /api (try: curl {first}/api/health).",
-                  "Press Ctrl-C to stop every bank" + (" and the broker." if self.started_broker or self.broker_cluster
+        first = config.banks[0]
+        lines += [f"Web UI at each URL; REST API under /api (try: curl {first.url}/api/health).",
+                  "(Browsers and curl resolve *.localhost to this machine; a program whose resolver does not can "
+                  f"use the address the bank listens on, e.g. {first.local_url}.)"]
+        if self.token_source == "CONSORCIO_OPERATOR_TOKEN":
+            how = "the token of CONSORCIO_OPERATOR_TOKEN"
+            export = ""
+        else:
+            how = f"the development token in {self.token_source}"
+            export = f"export CONSORCIO_OPERATOR_TOKEN=$(cat {self.token_source}); "
+        lines += [f"Operator routes (/operator, /api/operator/*, /metrics) need {how}, sent as X-Operator-Token:",
+                  f"  {export}curl -H \"X-Operator-Token: $CONSORCIO_OPERATOR_TOKEN\" {first.url}/metrics",
+                  f"  python -m tools.ops view --bank {first.id}"
+                  + ("" if self.token_source == "CONSORCIO_OPERATOR_TOKEN"
+                     or Path(self.token_source) == Path(DEV_TOKEN_FILE).resolve()
+                     else f" --token-file {self.token_source}")]
+        lines += [f"warning: {w}" for w in shared_hosts(config)]
+        lines += ["Press Ctrl-C to stop every bank" + (" and the broker." if self.started_broker or self.broker_cluster
                                                        else "."), ""]
         self.say("\n".join(lines))
 
@@ -473,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run on a RabbitMQ cluster of N nodes: the config's, if it names N URLs, else one "
                          "this command starts on this machine (own node names, ports and data) and stops on "
                          "Ctrl-C (default: 1, the configured broker)")
+    ap.add_argument("--log-format", choices=("auto", "json", "text"), default=os.environ.get("LOG_FORMAT") or "auto",
+                    help="the banks' logs: text when this command's output is a terminal and JSON otherwise "
+                         "(auto, the default), or always json or text (env LOG_FORMAT)")
     ap.add_argument("--keep-broker", action="store_true",
                     help="leave a RabbitMQ (or cluster) started by this command running after the consortium stops")
     args = ap.parse_args(argv)

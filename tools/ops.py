@@ -4,9 +4,11 @@
         Asks every bank, through the broker, for its totals and prints whether the money of the
         whole consortium adds up, bank by bank. Exit code 1 when it does not (or a bank is silent).
 
-    python -m tools.ops view --bank ID [--config consorcio.yml]
+    python -m tools.ops view --bank ID [--config consorcio.yml] [--token-file F] [--socket PATH]
         A bank's transfers by state, those in doubt with their age, and the holds in place
-        (the same figures as the page /operator of that bank).
+        (the same figures as the page /operator of that bank). Sends the operator token:
+        CONSORCIO_OPERATOR_TOKEN, else the development token the launcher keeps in
+        data/operator-token; or asks through the bank's operator socket (--socket).
 
     python -m tools.ops broker-secrets [--config consorcio.yml] [--out secrets]
         For docker compose with broker_auth per_bank: development passwords for every bank, the
@@ -44,7 +46,10 @@ from bank_node.domain.money import format_cents
 from bank_node.identity import AUDITOR, expected_user
 from bank_node.messaging import client_for
 
-from .http import http_json
+from .http import http_json, unix_get
+
+DEV_TOKEN_FILE = "data/operator-token"
+"""Where the launcher keeps the development operator token (under its --data-dir)."""
 
 
 
@@ -118,14 +123,37 @@ def print_audit(s: dict) -> None:
           ("NOT EVERY BANK ANSWERED" if not s["all_answered"] else "THE MONEY DOES NOT ADD UP"))
 
 
-def view(config: ConsortiumConfig, bank_id: str) -> dict:
-    bank = config.bank(bank_id)
-    headers = {}
+def operator_token(token_file: str | os.PathLike | None = DEV_TOKEN_FILE) -> str | None:
+    """The operator token: CONSORCIO_OPERATOR_TOKEN, else the development token the launcher
+    keeps in ``token_file`` (data/operator-token)."""
     if os.environ.get("CONSORCIO_OPERATOR_TOKEN"):
-        headers["X-Operator-Token"] = os.environ["CONSORCIO_OPERATOR_TOKEN"]
-    status, body = http_json("GET", f"{bank.url}/api/operator/overview", headers=headers, timeout=10)
+        return os.environ["CONSORCIO_OPERATOR_TOKEN"]
+    if token_file is not None:
+        try:
+            return Path(token_file).read_text().strip() or None
+        except OSError:
+            return None
+    return None
+
+
+def view(config: ConsortiumConfig, bank_id: str, *, token_file: str | os.PathLike | None = DEV_TOKEN_FILE,
+         socket_path: str | None = None) -> dict:
+    """The operator overview of one bank, with the operator token, or through its operator socket."""
+    bank = config.bank(bank_id)
+    if socket_path:
+        status, _, raw = unix_get(socket_path, "/api/operator/overview", timeout=10)
+        body = json.loads(raw) if raw else {}
+        where = socket_path
+    else:
+        token = operator_token(token_file)
+        if token is None:
+            raise RuntimeError("no operator token: set CONSORCIO_OPERATOR_TOKEN (the launcher prints it), or "
+                               "use --socket with the bank's operator socket")
+        status, body = http_json("GET", f"{bank.local_url}/api/operator/overview",
+                                 headers={"X-Operator-Token": token}, timeout=10)
+        where = bank.local_url
     if status != 200:
-        raise RuntimeError(f"{bank.url}: {status} {body.get('detail', body)}")
+        raise RuntimeError(f"{where}: {status} {body.get('detail', body)}")
     return body
 
 
@@ -209,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("view", help="a bank's transfers by state, those in doubt, its holds")
     v.add_argument("--config", default="consorcio.yml")
     v.add_argument("--bank", required=True)
+    v.add_argument("--token-file", default=DEV_TOKEN_FILE,
+                   help=f"where the launcher keeps the development operator token (default: {DEV_TOKEN_FILE}); "
+                        "CONSORCIO_OPERATOR_TOKEN wins")
+    v.add_argument("--socket", default=None, metavar="PATH", help="ask through the bank's operator socket")
     b = sub.add_parser("broker-secrets", help="per-bank broker users for docker compose (definitions, env files)")
     b.add_argument("--config", default="consorcio.yml")
     b.add_argument("--out", default="secrets")
@@ -244,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             s = audit(config, args.timeout)
             print_audit(s)
             return 0 if s["consortium_adds_up"] else 1
-        print_view(view(config, args.bank))
+        print_view(view(config, args.bank, token_file=args.token_file, socket_path=args.socket))
         return 0
     except (BrokerError, RuntimeError, OSError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

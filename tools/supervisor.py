@@ -21,6 +21,8 @@ from typing import Callable
 
 import yaml
 
+from bank_node.config import Bank
+
 from .http import http_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,9 +182,10 @@ class Cluster:
         self.namespace = doc.get("consortium", "consorcio")
         self.banks: dict[str, BankProcess] = {}
         for b in doc["banks"]:
-            host = b.get("host", "127.0.0.1")
+            # The address the bank listens on, not its public host name, which Python may not resolve.
+            url = Bank.model_validate(b).local_url
             self.banks[b["id"]] = BankProcess(
-                b["id"], f"http://{host}:{b['port']}", self.config_path, self.data_root / b["id"],
+                b["id"], url, self.config_path, self.data_root / b["id"],
                 self.data_root / f"{b['id']}.log", env=dict(env or {}), on_line=on_line,
                 die_with_parent=die_with_parent)
 

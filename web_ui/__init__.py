@@ -1,40 +1,93 @@
-"""The customers' web UI: a Flask blueprint over the same services as the API (no SQL, no pika).
+"""The customers' web UI: server-rendered pages over the same services as the REST API.
 
-Server-rendered pages that work without JavaScript; one small script (``static/app.js``) adds
-the running total of a transfer, CPF/CNPJ masks and the self-updating status of a pending
+One blueprint per feature (``site``, ``auth``, ``accounts``, ``statement``, ``transfers``,
+``history``), nested in the ``web_ui`` blueprint that holds what they share: the language, the
+login check, CSRF, ``Cache-Control: no-store``, the error pages, the templates and the static
+files. ``init_app(app)`` registers it and the server-side sessions (``web_ui.sessions``); the
+app factory (``bank_node.app``) calls it. The UI never imports the API package, nor SQL nor pika.
+
+Pages work without JavaScript; one small script (``static/app.js``) adds the running total of
+a transfer, CPF/CNPJ masks, "processing" on submit and the self-updating page of a pending
 transfer. Every asset is served by the node itself (the machines are offline), and the pages
 keep the app's Content-Security-Policy: no inline script, no inline style.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from bank_node.domain.errors import DomainError
 from bank_node.storage.port import StorageError
 from broker import BrokerError
-from werkzeug.exceptions import HTTPException
 
-from . import formatting as F
-from . import security, views
-from .i18n import LANGS, pick_language
+from . import accounts, auth, history, security, site, statement, transfers
+from .common import domain_message, page_context, render, with_retry_after
+from .i18n import pick_language
 from .i18n import translate as _
+from .sessions import StoredSessionInterface
+
+ui = Blueprint("web_ui", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/ui/static")
+for feature in (site, auth, accounts, statement, transfers, history):
+    ui.register_blueprint(feature.bp)
+
+_NO_SESSION_CHECK = frozenset({"web_ui.static", "web_ui.site.bank_css"})
 
 
-def page_context() -> dict:
-    """What every template of the UI may use (also for the pages of addresses the UI does not have)."""
-    node = current_app.extensions["bank_node"]
-    lang = getattr(g, "lang", "pt-BR")
-    return {
-        "_": _, "lang": lang, "langs": LANGS, "bank": node.bank, "banks": node.config.banks,
-        "user": getattr(g, "user", None), "csrf_token": security.csrf_token,
-        "csrf_field": security.CSRF_FIELD,
-        "money": lambda v: F.money(v, lang), "fmt_cpf": F.cpf, "fmt_cnpj": F.cnpj,
-        "fmt_account": F.account_number, "fmt_datetime": lambda v: F.local_datetime(v, lang),
-        "kind_label": lambda k: _(views.KIND_LABELS.get(k, k)),
-        "entry_label": lambda k: _(views.ENTRY_LABELS.get(k, k)),
-        "bank_of": views.bank_of,
-        "max_amount": node.config.limits.max_amount,
-    }
+@ui.before_request
+def before():
+    g.lang = pick_language()
+    if request.endpoint in _NO_SESSION_CHECK:
+        return None
+    if request.method not in security.SAFE_METHODS and not security.csrf_ok():
+        return render("error.html", 400, title=_("The form has expired"),
+                      message=_("This page was open for too long or did not come from this bank. "
+                                "Please reload it and try again."))
+    security.load_user()
+    if g.user is None and request.endpoint not in security.PUBLIC:
+        return security.login_redirect()
+    return None
+
+
+@ui.after_request
+def no_store(resp):
+    # Balances and statements must not be kept by the browser's cache or shown by Back.
+    if request.endpoint not in _NO_SESSION_CHECK:
+        resp.headers["Cache-Control"] = "no-store"
+    resp.vary.add("Accept-Language")
+    resp.vary.add("Cookie")
+    return resp
+
+
+@ui.context_processor
+def helpers():
+    return page_context()
+
+
+@ui.errorhandler(DomainError)
+def domain_error(e: DomainError):
+    return with_retry_after(render("error.html", e.status, title=_("Request refused"), message=domain_message(e)), e)
+
+
+@ui.errorhandler(StorageError)
+@ui.errorhandler(BrokerError)
+def unavailable(e: Exception):
+    current_app.logger.warning("web UI: service unavailable: %s", e)
+    return render("error.html", 503, title=_("Service unavailable"),
+                  message=_("The bank cannot answer right now; nothing was changed. Please try again in a moment."))
+
+
+@ui.errorhandler(HTTPException)
+def http_error(e: HTTPException):
+    return render("error.html", e.code or 500, title=_("Something went wrong"),
+                  message=_("The page could not be shown ({code}).", code=e.code))
+
+
+@ui.errorhandler(Exception)
+def unexpected(e: Exception):
+    current_app.logger.exception("web UI: unexpected error")
+    return render("error.html", 500, title=_("Something went wrong"),
+                  message=_("Something went wrong on our side; nothing was changed. Please try again."))
 
 
 def html_error_page(e: HTTPException) -> Response:
@@ -68,61 +121,7 @@ def html_error_page(e: HTTPException) -> Response:
     return resp
 
 
-def create_blueprint() -> Blueprint:
-    bp = Blueprint("web_ui", __name__, template_folder="templates", static_folder="static",
-                   static_url_path="/ui/static")
-    bp.record_once(lambda state: state.app.extensions.setdefault("web_ui_error_page", html_error_page))
-
-    @bp.before_request
-    def before():
-        g.lang = pick_language()
-        if request.endpoint in ("web_ui.static", "web_ui.bank_css"):
-            return None
-        if request.method not in security.SAFE_METHODS and not security.csrf_ok():
-            return views.render("error.html", 400, title=_("The form has expired"),
-                                message=_("This page was open for too long or did not come from this bank. "
-                                          "Please reload it and try again."))
-        security.load_user()
-        if g.user is None and request.endpoint not in security.PUBLIC:
-            return security.login_redirect()
-        return None
-
-    @bp.after_request
-    def no_store(resp):
-        # Balances and statements must not be kept by the browser's cache or shown by Back.
-        if request.endpoint not in ("web_ui.static", "web_ui.bank_css"):
-            resp.headers.setdefault("Cache-Control", "no-store")
-        resp.vary.add("Accept-Language")
-        resp.vary.add("Cookie")
-        return resp
-
-    @bp.context_processor
-    def helpers():
-        return page_context()
-
-    @bp.errorhandler(DomainError)
-    def domain_error(e: DomainError):
-        return views.with_retry_after(views.render("error.html", e.status, title=_("Request refused"),
-                                                   message=views.domain_message(e)), e)
-
-    @bp.errorhandler(StorageError)
-    @bp.errorhandler(BrokerError)
-    def unavailable(e: Exception):
-        current_app.logger.warning("web UI: service unavailable: %s", e)
-        return views.render("error.html", 503, title=_("Service unavailable"),
-                            message=_("The bank cannot answer right now; nothing was changed. "
-                                      "Please try again in a moment."))
-
-    @bp.errorhandler(HTTPException)
-    def http_error(e: HTTPException):
-        return views.render("error.html", e.code or 500, title=_("Something went wrong"),
-                            message=_("The page could not be shown ({code}).", code=e.code))
-
-    @bp.errorhandler(Exception)
-    def unexpected(e: Exception):
-        current_app.logger.exception("web UI: unexpected error")
-        return views.render("error.html", 500, title=_("Something went wrong"),
-                            message=_("Something went wrong on our side; nothing was changed. Please try again."))
-
-    views.register(bp)
-    return bp
+def init_app(app: Flask) -> None:
+    app.session_interface = StoredSessionInterface()
+    app.extensions["web_ui_error_page"] = html_error_page
+    app.register_blueprint(ui)

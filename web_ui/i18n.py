@@ -43,6 +43,7 @@ REASONS = {
     "not_found": "account not found",
     "forbidden": "you are not a holder of this account",
     "account_closed": "account closed",
+    "account_pending": "waiting for every holder to accept the account",
     "timeout": "the bank did not answer in time",
     "bank_unreachable": "the bank is out of reach right now",
     "refused": "refused by the bank",
@@ -52,6 +53,7 @@ REASONS = {
     "amount_over_limit": "over this bank's limit per operation",
     "daily_limit_exceeded": "over the daily limit of this account",
     "duplicate_leg": "the same account was named twice in the transfer",
+    "no_mandate": "this bank has no consent from the account's holder for debits started at another bank",
 }
 
 # Domain error codes (bank_node.domain.errors) as a customer reads them.
@@ -67,6 +69,7 @@ ERRORS = {
     "not_found": "Not found among your accounts at this bank.",
     "forbidden": "You are not allowed to do this.",
     "account_closed": "This account is closed.",
+    "account_pending": "This account waits until every holder has accepted it.",
     "unknown_bank": "There is no such bank in the consortium.",
     "idempotency_key_reused": "This form was already sent with other data: please fill it in again.",
     "bank_unreachable": "The consortium cannot be reached right now. Please try again in a moment.",
@@ -78,6 +81,7 @@ ERRORS = {
     "amount_over_limit": "This amount is over this bank's limit per operation.",
     "duplicate_leg": "The same account appears more than once in this transfer.",
     "unknown_parameter": "This address has something this bank does not know: please use the bank's own links.",
+    "no_mandate": "The bank holding this account has no consent from its holder for debits started at another bank.",
 }
 
 
@@ -142,7 +146,6 @@ PT_BR: dict[str, str] = {
     'Withdrawal': 'Saque',
     'Amount (R$)': 'Valor (R$)',
     'Up to {limit} per operation.': 'Até {limit} por operação.',
-    'Confirm': 'Confirmar',
     'Open an account at {bank}': 'Abrir conta — {bank}',
     'Kind of account': 'Tipo de conta',
     'Individual': 'Individual',
@@ -170,24 +173,13 @@ PT_BR: dict[str, str] = {
     'Holders': 'Titulares',
     'Entries': 'Lançamentos',
     'No entries yet.': 'Nenhum lançamento ainda.',
-    'Date': 'Data',
-    'Description': 'Descrição',
     'Amount': 'Valor',
     'Balance after': 'Saldo após',
-    'Take money from one or more of your accounts, in any bank of the consortium, into one account. Either every part happens or none does.':
-        'Tire dinheiro de uma ou mais contas suas, em qualquer banco do consórcio, para uma conta. Ou tudo acontece, ou nada acontece.',
-    '1. Who receives it': '1. Quem recebe',
-    "Find the receiver's accounts by CPF": 'Buscar as contas de quem recebe pelo CPF',
-    'Search': 'Buscar',
-    'Destination account': 'Conta de destino',
-    'No account found for the CPF {cpf}.': 'Nenhuma conta encontrada para o CPF {cpf}.',
     'These banks did not answer, so their accounts are missing here:':
         'Estes bancos não responderam, então as contas de lá não aparecem:',
-    'Another account (bank and account number)': 'Outra conta (banco e número da conta)',
     'Bank': 'Banco',
     'Choose…': 'Escolha…',
     'Account number': 'Número da conta',
-    '2. Where the money comes from': '2. De onde sai o dinheiro',
     'Write an amount next to each account to use (at most {n} accounts). Leave the others empty.':
         'Informe um valor ao lado de cada conta que quer usar (no máximo {n} contas). Deixe as outras em branco.',
     '{bank} did not answer: its accounts cannot be used right now.':
@@ -195,19 +187,11 @@ PT_BR: dict[str, str] = {
     'You have no account to take money from.': 'Você não tem conta de onde tirar dinheiro.',
     'Total:': 'Total:',
     'Review the transfer': 'Revisar a transferência',
-    'This bank did not start this transfer, or it is not one of yours.':
-        'Esta transferência não foi iniciada neste banco, ou não é sua.',
-    'A transfer is followed at the bank where it was started. See it there (you may have to log in):':
-        'Uma transferência é acompanhada no banco onde foi iniciada. Veja lá (talvez seja preciso entrar):',
     'Back to the dashboard': 'Voltar ao painel',
     'Confirm the transfer': 'Confira a transferência',
     'To': 'Para',
-    'Holder not checked: make sure the bank and account number are right.':
-        'Titular não verificado: confira o banco e o número da conta.',
     'From': 'De',
-    'Total': 'Total',
     'Confirm transfer': 'Confirmar transferência',
-    'Cancel': 'Cancelar',
     'Transfer done.': 'Transferência realizada.',
     'Transfer not done: no money was moved.': 'Transferência não realizada: nenhum dinheiro foi movimentado.',
     'Waiting for the banks to confirm… This page updates by itself.':
@@ -241,7 +225,6 @@ PT_BR: dict[str, str] = {
     'Write the amount to take from at least one of your accounts.':
         'Informe o valor a tirar de pelo menos uma das suas contas.',
     'A transfer has at most {n} source accounts.': 'Uma transferência tem no máximo {n} contas de origem.',
-    'Choose the destination account.': 'Escolha a conta de destino.',
     'The two passwords are not the same.': 'As duas senhas não são iguais.',
     'A joint account needs the CPF of at least one co-holder.':
         'Uma conta conjunta precisa do CPF de pelo menos um cotitular.',
@@ -267,11 +250,11 @@ PT_BR: dict[str, str] = {
         'Não há conta com este número entre as suas neste banco.',
     'Balance: {balance}.': 'Saldo: {balance}.',
     'This CPF is not valid: please check the number.': 'Este CPF não é válido: confira o número.',
-    'The destination cannot also be a source.': 'O destino não pode ser também uma origem.',
     'insufficient funds': 'saldo insuficiente',
     'account not found': 'conta não encontrada',
     'you are not a holder of this account': 'você não é titular desta conta',
     'account closed': 'conta encerrada',
+    'waiting for every holder to accept the account': 'aguardando que todos os titulares aceitem a conta',
     'the bank did not answer in time': 'o banco não respondeu a tempo',
     'the bank is out of reach right now': 'o banco está fora do ar no momento',
     'refused by the bank': 'recusada pelo banco',
@@ -292,6 +275,7 @@ PT_BR: dict[str, str] = {
     'Not found among your accounts at this bank.': 'Não encontrada entre as suas contas neste banco.',
     'You are not allowed to do this.': 'Você não tem permissão para isso.',
     'This account is closed.': 'Esta conta está encerrada.',
+    'This account waits until every holder has accepted it.': 'Esta conta aguarda o aceite de todos os titulares.',
     'There is no such bank in the consortium.': 'Não há esse banco no consórcio.',
     'This form was already sent with other data: please fill it in again.':
         'Este formulário já foi enviado com outros dados: preencha de novo.',
@@ -301,7 +285,6 @@ PT_BR: dict[str, str] = {
     'Transfer sent': 'Transferência enviada',
     'Transfer received': 'Transferência recebida',
     'Transfer status': 'Situação da transferência',
-    'Transfer of {amount}': 'Transferência de {amount}',
     'Transfer {id}': 'Transferência {id}',
     'The request was refused: {detail}': 'O pedido foi recusado: {detail}',
     "over this bank's limit per operation": 'acima do limite por operação do banco',
@@ -330,4 +313,130 @@ PT_BR: dict[str, str] = {
     'Not allowed here': 'Não permitido aqui',
     'This page cannot be used this way. Go back and use the links and buttons of the page.':
         'Esta página não pode ser usada dessa forma. Volte e use os links e botões da página.',
+    'A transfer can be seen at each bank that holds a part of it. Try there (you may have to log in):':
+        'Uma transferência pode ser vista em cada banco que tem uma parte dela. Tente lá (talvez seja preciso entrar):',
+    'ABORT decided and written to disk': 'ABORT decidido e gravado em disco',
+    'Accounts of {doc} in the consortium:': 'Contas de {doc} no consórcio:',
+    'All': 'Todas',
+    'Back': 'Voltar',
+    'COMMIT decided and written to disk': 'COMMIT decidido e gravado em disco',
+    'CPF/CNPJ': 'CPF/CNPJ',
+    'Change the amount': 'Alterar o valor',
+    'Change the amounts': 'Alterar os valores',
+    'Change the recipient': 'Trocar quem recebe',
+    'Check the account': 'Verificar a conta',
+    'Check the amount': 'Confira o valor',
+    'Choose the account': 'Escolha a conta',
+    'Choose which of these accounts receives the money.': 'Escolha qual destas contas recebe o dinheiro.',
+    'Confirm deposit': 'Confirmar depósito',
+    'Confirm withdrawal': 'Confirmar saque',
+    'Continue': 'Continuar',
+    'Dates and times in Brasília time.': 'Datas e horas no horário de Brasília.',
+    'Decision sent to {bank}': 'Decisão enviada ao {bank}',
+    'Deposit into account {number} at {bank}.': 'Depósito na conta {number} do {bank}.',
+    'Destination': 'Destino',
+    'Done': 'Realizada',
+    'Download receipt (PDF)': 'Baixar comprovante (PDF)',
+    'Either every part happens or none does.': 'Ou tudo acontece, ou nada acontece.',
+    'Every transfer you started at {bank} or that reached your accounts here.':
+        'Toda transferência que você iniciou no {bank} ou que chegou às suas contas aqui.',
+    'Export CSV': 'Exportar CSV',
+    'Export OFX': 'Exportar OFX',
+    'Filter': 'Filtrar',
+    'Find their accounts': 'Buscar as contas',
+    'For example {example}.': 'Por exemplo {example}.',
+    'Give consent at {bank}': 'Dar autorização no {bank}',
+    'Hide balances': 'Ocultar saldos',
+    'How the banks agreed': 'Como os bancos chegaram a um acordo',
+    'More than this account has available ({available}).':
+        'Mais do que esta conta tem disponível ({available}).',
+    'My transfers': 'Minhas transferências',
+    'Name': 'Nome',
+    'Newest': 'Mais recentes',
+    'Newest entries': 'Lançamentos mais recentes',
+    'No account found for {doc}.': 'Nenhuma conta encontrada para {doc}.',
+    'No entries in this period.': 'Nenhum lançamento neste período.',
+    'No transfer to show.': 'Nenhuma transferência para mostrar.',
+    'Not done': 'Não realizada',
+    'Older': 'Mais antigas',
+    'Older entries': 'Lançamentos mais antigos',
+    'Or type the bank and account number': 'Ou informe o banco e o número da conta',
+    'Outcome': 'Situação',
+    'PREPARE sent to {bank}': 'PREPARE enviado ao {bank}',
+    'Pages': 'Páginas',
+    'Paid by': 'Pago por',
+    'Paid to': 'Pago a',
+    'Parts of the transfer': 'Partes da transferência',
+    'Please correct the fields marked below.': 'Corrija os campos indicados abaixo.',
+    'Processing…': 'Processando…',
+    'Received': 'Recebida',
+    'Recipient': 'Destinatário',
+    "Recipient's CPF or CNPJ": 'CPF ou CNPJ de quem recebe',
+    'Review': 'Revisão',
+    'Sent': 'Enviada',
+    'Started at': 'Iniciada no',
+    'Steps': 'Etapas',
+    'That bank needs your consent before another bank may take money from this account.':
+        'Esse banco precisa da sua autorização para que outro banco tire dinheiro desta conta.',
+    'The amount must be more than zero.': 'O valor precisa ser maior que zero.',
+    'The end of the period must not be before its start.': 'O fim do período não pode ser antes do início.',
+    'The two-phase commit of this transfer, as the banks recorded it: each bank first holds the money and votes, then the bank where it started decides, writes the decision and tells every bank.':
+        'O commit em duas fases desta transferência, como os bancos o registraram: cada banco primeiro reserva o dinheiro e vota; depois o banco onde ela começou decide, grava a decisão e avisa cada banco.',
+    'There is no open account {number} at {bank}: please check the number.':
+        'Não há conta aberta {number} no {bank}: confira o número.',
+    'This amount is over the limit of {limit} per operation.':
+        'Este valor passa do limite de {limit} por operação.',
+    'This bank has no record of this transfer among yours.':
+        'Este banco não tem registro desta transferência entre as suas.',
+    'This bank holds only this part of the transfer; the bank where it was started shows all of it.':
+        'Este banco tem só esta parte da transferência; o banco onde ela começou mostra todas.',
+    'This is not a valid CPF or CNPJ: please check the number.':
+        'Este não é um CPF ou CNPJ válido: confira o número.',
+    'Times in Brasília time.': 'Horários de Brasília.',
+    'Times in Brasília time. Issued by {bank}, a bank of the consortium.':
+        'Horários de Brasília. Emitido pelo {bank}, um banco do consórcio.',
+    'Transfer receipt': 'Comprovante de transferência',
+    'Until': 'Até',
+    'Waiting': 'Aguardando',
+    'Where the money comes from': 'De onde sai o dinheiro',
+    'Which account receives it?': 'Qual conta recebe?',
+    'Who receives it?': 'Quem recebe?',
+    'Withdrawal from account {number} at {bank}.': 'Saque da conta {number} do {bank}.',
+    'Write a date such as 2026-03-05.': 'Informe uma data como 2026-03-05.',
+    'Write the amount with digits only, such as {example}.':
+        'Informe o valor só com algarismos, como {example}.',
+    'Write your full name (2 to 120 characters).': 'Informe seu nome completo (de 2 a 120 caracteres).',
+    'from': 'de',
+    'receipt': 'comprovante',
+    'to': 'para',
+    '{bank} acknowledged the decision': '{bank} confirmou o recebimento da decisão',
+    '{bank} applied the decision': '{bank} aplicou a decisão',
+    '{bank} did not answer, so the account cannot be checked now. Please try again in a moment.':
+        '{bank} não respondeu, então a conta não pode ser verificada agora. Tente de novo em instantes.',
+    '{bank} voted NO': '{bank} votou NÃO',
+    '{bank} voted YES: the money is held': '{bank} votou SIM: o dinheiro está reservado',
+    '“{typed}” is ambiguous: an amount has at most two decimals. For R$ {example}, type {example}.':
+        '“{typed}” é ambíguo: um valor tem no máximo duas casas decimais. Para R$ {example}, digite {example}.',
+    '“{typed}” is not how an amount is written here: write {example}.':
+        '“{typed}” não é a forma de escrever um valor aqui: escreva {example}.',
+    "this bank has no consent from the account's holder for debits started at another bank":
+        'este banco não tem autorização do titular para débitos iniciados em outro banco',
+    'The bank holding this account has no consent from its holder for debits started at another bank.':
+        'O banco desta conta não tem autorização do titular para débitos iniciados em outro banco.',
+    'You accepted account {number}: it is open.':
+        'Você aceitou a conta {number}: ela está aberta.',
+    'You accepted account {number}; it opens when every holder has accepted it.':
+        'Você aceitou a conta {number}; ela abre quando todos os titulares aceitarem.',
+    'Account {number} ({kind}) is waiting for the other holders to accept it at {bank}.':
+        '{bank}: a conta {number} ({kind}) aguarda a aceitação dos outros titulares.',
+    'Accounts waiting for their holders':
+        'Contas aguardando os titulares',
+    'An account that names several holders opens when every one of them has accepted it here; until then nothing moves on it.':
+        'Uma conta com vários titulares abre quando todos a aceitam aqui; até lá, nada se movimenta nela.',
+    'has not accepted yet':
+        'ainda não aceitou',
+    'Accept':
+        'Aceitar',
+    'You accepted it; waiting for the other holders.':
+        'Você já aceitou; aguardando os outros titulares.',
 }

@@ -1,27 +1,31 @@
-"""Who is asking, and did they mean to: the cookie session, login checks and CSRF tokens.
+"""Who is asking, and did they mean to: login checks, CSRF tokens, safe redirects.
 
-The cookie (HttpOnly, SameSite=Lax, signed with the bank's key: see ``bank_node.api``) holds
-the same API token that ``Banking.login`` gives a REST client; every request is checked
-again with ``Banking.authenticate``, so a logout or an expiry ends the UI session at once.
-Every state-changing request must carry the session's random CSRF token in its form.
+The browser's session lives on the bank's side (``web_ui.sessions``); once logged in it holds
+the hash of the API session that ``Banking.login`` opened, and every request checks that
+session again with ``Banking.session_by_hash``, so a logout or an expiry ends the UI session at
+once. Every state-changing request must carry the session's random CSRF token in its form.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app, g, jsonify, redirect, request, session, url_for
+from flask import g, jsonify, redirect, request, session, url_for
 
+from bank_node.context import node
 from bank_node.domain.errors import Unauthorized
 
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Endpoints a visitor may reach without logging in.
-PUBLIC = frozenset({"web_ui.index", "web_ui.login", "web_ui.register", "web_ui.set_language",
-                    "web_ui.static", "web_ui.bank_css"})
-JSON_ENDPOINTS = frozenset({"web_ui.transfer_state"})
+PUBLIC = frozenset({"web_ui.site.index", "web_ui.auth.login", "web_ui.auth.register", "web_ui.site.set_language",
+                    "web_ui.static", "web_ui.site.bank_css", "web_ui.site.toggle_balance"})
+JSON_ENDPOINTS = frozenset({"web_ui.transfers.state"})
+# What a browser keeps across logout and login: its preferences, not its customer's data.
+PREFERENCES = ("lang", "hide_balance")
 
 
 @dataclass(frozen=True)
@@ -53,34 +57,41 @@ def csrf_ok() -> bool:
     return True
 
 
+def _keep_preferences() -> dict:
+    return {k: session[k] for k in PREFERENCES if k in session}
+
+
 def start_session(login: dict) -> None:
-    """A fresh session on login (no fixation): keep only the language, rotate the CSRF token."""
-    lang = session.get("lang")
+    """A fresh session on login (a new id: no fixation), with this browser's preferences and a
+    new CSRF token. The bearer token itself is not kept, only its hash."""
+    kept = _keep_preferences()
     session.clear()
-    if lang:
-        session["lang"] = lang
-    session["token"] = login["token"]
-    session["cpf"] = login["cpf"]
+    session.update(kept)
+    session["auth"] = hashlib.sha256(login["token"].encode()).hexdigest()
     session["name"] = login["name"]
     session["csrf"] = secrets.token_urlsafe(32)
+    regenerate = getattr(session, "regenerate", None)
+    if regenerate:
+        regenerate()
 
 
 def end_session() -> None:
-    lang = session.get("lang")
+    kept = _keep_preferences()
     session.clear()
-    if lang:
-        session["lang"] = lang
+    session.update(kept)
+    regenerate = getattr(session, "regenerate", None)
+    if regenerate and kept:
+        regenerate()
 
 
 def load_user() -> None:
-    """Sets ``g.user`` from the cookie, checking the token with the banking service."""
+    """Sets ``g.user`` from the session, checking its API session with the banking service."""
     g.user = None
-    token = session.get("token")
-    if not token:
+    th = session.get("auth")
+    if not th:
         return
-    node = current_app.extensions["bank_node"]
     try:
-        s = node.banking.authenticate(token)
+        s = node().banking.session_by_hash(th)
     except Unauthorized:
         end_session()
         return
@@ -94,7 +105,7 @@ def login_redirect():
     nxt = request.full_path if request.method == "GET" else None
     if nxt and nxt.endswith("?"):
         nxt = nxt[:-1]
-    return redirect(url_for("web_ui.login", next=nxt) if nxt and nxt != "/" else url_for("web_ui.login"))
+    return redirect(url_for("web_ui.auth.login", next=nxt) if nxt and nxt != "/" else url_for("web_ui.auth.login"))
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
-from .util import idempotency_key, json_body, login_required, node
+from ..context import node
+from .util import idempotency_key, json_body, login_required
 
 bp = Blueprint("customers", __name__)
 

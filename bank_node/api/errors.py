@@ -24,7 +24,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 def problem(status: int, code: str, title: str, detail: str, **extra) -> Response:
     body = {"type": f"https://consorcio.example/problems/{code}", "title": title, "status": status,
             "detail": detail, "code": code, **extra}
-    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    # Ends with a newline like every JSON answer of Flask's, so a terminal prompt is not glued to it.
+    return Response(json.dumps(body) + "\n", status=status, mimetype="application/problem+json")
 
 
 def _is_api(path: str) -> bool:

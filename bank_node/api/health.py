@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from .util import node
+from ..context import node
 
 bp = Blueprint("health", __name__)
 

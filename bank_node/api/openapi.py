@@ -12,7 +12,7 @@ import copy
 
 from flask import Blueprint, jsonify
 
-from .util import node
+from ..context import node
 
 bp = Blueprint("openapi", __name__)
 
@@ -61,20 +61,33 @@ SCHEMAS = {
     "Customer": obj({"bank": BANK_ID, "cpf": CPF, "name": {"type": "string"}}),
     "Session": obj({"token": {"type": "string", "minLength": 32}, "expires_at": TIMESTAMP, "cpf": CPF,
                     "name": {"type": "string"}}),
-    "Holder": obj({"cpf": CPF, "name": {"type": "string"}}),
+    "Holder": obj({"cpf": CPF, "name": {"type": "string"},
+                   "accepted": {"type": "boolean", "description": "whether this holder has accepted the account; "
+                                                                 "until then their name is masked"}}),
     "Account": obj({"bank": BANK_ID, "number": DIGITS, "kind": KIND,
-                    "status": {"type": "string", "enum": ["open", "closed"]},
+                    "status": {"type": "string", "enum": ["pending", "open", "closed"],
+                               "description": "`pending` until every holder has accepted the account "
+                                              "(POST /api/accounts/{number}/accept): nothing moves on it"},
                     "holders": {"type": "array", "items": ref("Holder"), "minItems": 1},
                     "balance": MONEY, "available": MONEY},
                    {"cnpj": CNPJ, "company_name": {"type": "string"}},
                    description="`available` is `balance` minus the holds of pending transfers."),
     "AccountList": obj({"bank": BANK_ID, "accounts": {"type": "array", "items": ref("Account")}}),
+    "Counterparty": obj({}, {"name": {"type": "string", "description": "masked, e.g. Bruno C*** L***"},
+                             "document": {"type": "string", "description": "a masked CPF (***.982.247-**) or a CNPJ"},
+                             "bank": BANK_ID, "account": DIGITS},
+                        description="The other side of a transfer entry as far as this bank's records know it."),
     "Entry": obj({"at": TIMESTAMP, "kind": {"type": "string", "enum": ["deposit", "withdrawal", "transfer_in",
                                                                        "transfer_out"]},
                   "amount": SIGNED_AMOUNT, "balance_after": MONEY},
-                 {"transfer_id": {"type": "string"}}),
+                 {"transfer_id": {"type": "string"}, "counterparty": ref("Counterparty")}),
     "Statement": obj({"account": ref("Account"), "entries": {"type": "array", "items": ref("Entry")}},
-                     description="Entries newest first."),
+                     {"next": {"type": "string", "minLength": 1,
+                               "description": "opaque cursor: give it as `before` for the next page; absent on the "
+                                              "last page"}},
+                     description="Entries newest first, one page."),
+    "VerifiedAccount": obj({"bank": BANK_ID, "number": DIGITS, "kind": KIND,
+                            "holder": {"type": "string", "description": "masked name(s), never a balance"}}),
     "ConsortiumAccount": obj({"bank": BANK_ID, "bank_name": {"type": "string"}, "number": DIGITS, "kind": KIND,
                               "holder": {"type": "string"}},
                              {"balance": MONEY, "available": MONEY, "company_name": {"type": "string"}},
@@ -148,18 +161,19 @@ ERRORS = {
     "404": problem("no such object among the caller's (`not_found`): someone else's looks exactly like a "
                    "missing one"),
     "409": problem("refused by the ledger's state: `insufficient_funds`, `daily_limit_exceeded`, "
-                   "`already_exists`, `account_closed`, `idempotency_key_reused`"),
+                   "`already_exists`, `account_closed`, `account_pending`, `idempotency_key_reused`"),
     "413": problem("the body is over the configured size (`payload_too_large`)"),
     "415": problem("the body is not application/json (`unsupported_media_type`)"),
     "422": problem("invalid input, with a `code` such as `invalid_amount`, `invalid_document`, "
                    "`weak_password`, `common_password`, `password_contains_cpf`, `unknown_field`, "
                    "`missing_field`, `invalid_input`"),
-    "429": {**problem("too many failed logins for this CPF or from this address, or too many "
-                      "registrations from this address (`too_many_attempts`)"),
+    "429": {**problem("too many failed logins from this address, or for this CPF from this address; too many "
+                      "registrations from this address; or too many answers \"no such account\" to this "
+                      "customer (`too_many_attempts`)"),
             "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer",
                                                                                      "minimum": 1}}}},
-    "503": problem("the ledger (`storage_unavailable`) or the consortium (`bank_unreachable`) is not available; "
-                   "nothing was changed"),
+    "503": problem("the ledger (`storage_unavailable`), the consortium (`bank_unreachable`) or the store of "
+                   "the throttles (`throttle_unavailable`) is not available; nothing was changed"),
 }
 
 
@@ -185,13 +199,13 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
     account_ops = {
         "get": {"operationId": "getAccount", "summary": "One of the caller's accounts", "tags": ["accounts"],
                 "security": BEARER, "parameters": [NUMBER],
-                "responses": {"200": json_response("the account", ref("Account")), **errors("401", "404")}},
+                "responses": {"200": json_response("the account", ref("Account")), **errors("401", "404", "429")}},
     }
     movement = lambda op, what, conflict: {  # noqa: E731
         "post": {"operationId": op, "summary": what, "tags": ["accounts"], "security": BEARER,
                  "parameters": [NUMBER, IDEMPOTENCY_KEY], "requestBody": body("Movement"),
                  "responses": {"201": json_response("done: the account with its new balance", ref("Account")),
-                               **errors("401", "404", *BODY_ERRORS, *conflict)}}}
+                               **errors("401", "404", *BODY_ERRORS, *conflict, "429")}}}
     paths = {
         "/api/customers": {"post": {
             "operationId": "register", "summary": "Register as a customer of this bank", "tags": ["customers"],
@@ -201,8 +215,9 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                           **errors(*BODY_ERRORS, "409", "429")}}},
         "/api/sessions": {"post": {
             "operationId": "login", "summary": "Log in: a Bearer token", "tags": ["customers"], "security": [],
-            "description": "Throttled per CPF and per client address: after too many failures in a window, "
-                           "429 with Retry-After, whatever the password.",
+            "description": "Throttled per client address, and per CPF from that address with waits that grow "
+                           "with the failures (never per CPF alone, so guesses from elsewhere do not lock the "
+                           "customer out): 429 with Retry-After, whatever the password.",
             "requestBody": body("Login"),
             "responses": {"201": json_response("logged in", ref("Session")),
                           **errors(*BODY_ERRORS, "401", "429")}}},
@@ -220,11 +235,39 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                                    **errors("401", "403", "409", *BODY_ERRORS)}}},
         "/api/accounts/{number}": account_ops,
         "/api/accounts/{number}/statement": {"get": {
-            "operationId": "statement", "summary": "Entries of one of the caller's accounts, newest first",
+            "operationId": "statement", "summary": "Entries of one of the caller's accounts, newest first, "
+                                                   "one page at a time",
+            "description": "`next` in the answer, given back as `before`, reads the page after, until the last "
+                           "page (no `next`): every entry of the account can be read. `from`/`to` are days of "
+                           "the consortium (America/Sao_Paulo), both included. `format=csv` (or `Accept: "
+                           "text/csv`) and `format=ofx` export the same page; a `Link: <...>; rel=\"next\"` "
+                           "header then gives the next page's address.",
             "tags": ["accounts"], "security": BEARER,
-            "parameters": [NUMBER, {"name": "limit", "in": "query", "required": False,
-                                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
-            "responses": {"200": json_response("the statement", ref("Statement")), **errors("401", "404", "422")}}},
+            "parameters": [NUMBER,
+                           {"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                           {"name": "before", "in": "query", "required": False,
+                            "description": "the `next` cursor of the page before", "schema": {"type": "string"}},
+                           {"name": "from", "in": "query", "required": False,
+                            "schema": {"type": "string", "format": "date", "example": "2026-03-01"}},
+                           {"name": "to", "in": "query", "required": False,
+                            "schema": {"type": "string", "format": "date", "example": "2026-03-31"}},
+                           {"name": "format", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["json", "csv", "ofx"], "default": "json"}}],
+            "responses": {"200": {"description": "the statement (JSON), or its CSV or OFX export",
+                                  "headers": {"Link": {"description": "exports: the next page, rel=\"next\"",
+                                                       "schema": {"type": "string"}}},
+                                  "content": {"application/json": {"schema": ref("Statement")},
+                                              "text/csv": {"schema": {"type": "string"}},
+                                              "application/x-ofx": {"schema": {"type": "string"}}}},
+                          **errors("401", "404", "422", "429")}}},
+        "/api/accounts/{number}/accept": {"post": {
+            "operationId": "acceptAccount", "summary": "Accept an account another holder opened naming the caller",
+            "tags": ["accounts"], "security": BEARER, "parameters": [NUMBER],
+            "description": "An account that names holders other than its opener is `pending` until each of them "
+                           "accepts it here; accepting again changes nothing. No body.",
+            "responses": {"200": json_response("the account as it is now", ref("Account")),
+                          **errors("401", "404", "422", "429")}}},
         "/api/accounts/{number}/deposits": movement("deposit", "Deposit", ("409",)),
         "/api/accounts/{number}/withdrawals": movement("withdraw", "Withdraw", ("409",)),
         "/api/transfers": {"post": {
@@ -234,7 +277,7 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
             "requestBody": body("NewTransfer"),
             "responses": {"201": json_response("decided: committed, or aborted with a reason", ref("Transfer")),
                           "202": json_response("not decided yet: ask GET /api/transfers/{id}", ref("Transfer")),
-                          **errors("401", "404", "409", *BODY_ERRORS)}}},
+                          **errors("401", "404", "409", *BODY_ERRORS, "429")}}},
         "/api/transfers/{transfer_id}": {"get": {
             "operationId": "getTransfer", "summary": "A transfer, for its initiator or a holder of one of its legs",
             "tags": ["transfers"], "security": BEARER,
@@ -247,6 +290,14 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
                             "description": "default: the caller's own", "schema": {**CPF_IN, "maxLength": 32}}],
             "responses": {"200": json_response("the accounts, and the banks that did not answer",
                                                ref("ConsortiumAccounts")), **errors("401", "422")}}},
+        "/api/consortium/accounts/{bank}/{number}": {"get": {
+            "operationId": "verifyAccount", "summary": "One open account of any bank of the consortium, its holder "
+                                                       "masked: checked before a transfer to a typed account",
+            "tags": ["consortium"], "security": BEARER,
+            "parameters": [{"name": "bank", "in": "path", "required": True, "schema": BANK_ID},
+                           {**NUMBER, "description": "an account number at that bank"}],
+            "responses": {"200": json_response("the account exists", ref("VerifiedAccount")),
+                          **errors("401", "404")}}},
         "/api/health": {"get": {
             "operationId": "health", "summary": "Bank id, broker and database state, transfers in doubt",
             "tags": ["operations"], "security": [],
@@ -254,8 +305,8 @@ def build(bank_name: str = "", max_transfer_legs: int = 64) -> dict:
         "/api/operator/overview": {"get": {
             "operationId": "operatorOverview", "summary": "Transfers by state, in doubt, and holds",
             "tags": ["operations"], "security": [{"operator": []}],
-            "description": "Needs X-Operator-Token when the bank has CONSORCIO_OPERATOR_TOKEN; without one, "
-                           "answers only on the bank's own machine.",
+            "description": "Needs X-Operator-Token, the bank's CONSORCIO_OPERATOR_TOKEN (or a request through "
+                           "the bank's operator socket); without it 403, from any address. Never cached.",
             "responses": {"200": json_response("the overview", ref("OperatorOverview")), **errors("403")}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "tags": ["operations"], "security": [],

@@ -6,11 +6,8 @@ from typing import Any
 
 from flask import current_app, g, request
 
+from ..context import node
 from ..domain import errors as E
-
-
-def node():
-    return current_app.extensions["bank_node"]
 
 
 def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict:

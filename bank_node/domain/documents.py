@@ -83,3 +83,21 @@ def mask_name(name: str) -> str:
     first = parts[0]
     rest = [p[0].upper() + "***" for p in parts[1:] if len(p) > 2]
     return " ".join([first] + rest)
+
+
+def normalize_key(value: object) -> str:
+    """A transfer's recipient key: a CPF (11 digits) or a CNPJ (14), with or without
+    punctuation; anything else is InvalidDocument."""
+    digits = _PUNCT.sub("", value) if isinstance(value, str) else ""
+    return normalize_cnpj(value) if len(digits) == 14 else normalize_cpf(value)
+
+
+def mask_document(doc: object) -> str:
+    """A third party's CPF as Brazilian banks show it, ``***.982.247-**`` (the middle six
+    digits); a CNPJ in full, a company's number being public."""
+    d = _PUNCT.sub("", doc) if isinstance(doc, str) else ""
+    if len(d) == 11 and d.isdigit():
+        return f"***.{d[3:6]}.{d[6:9]}-**"
+    if len(d) == 14 and d.isdigit():
+        return format_cnpj(d)
+    return ""

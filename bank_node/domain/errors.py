@@ -81,6 +81,12 @@ class AccountClosed(Conflict):
     title = "Account closed"
 
 
+class AccountPending(Conflict):
+    """A holder named by the account's opener has not accepted it yet: nothing moves."""
+    code = "account_pending"
+    title = "Account pending"
+
+
 class BankUnreachable(DomainError):
     code = "bank_unreachable"
     status = 503

@@ -51,9 +51,10 @@ class PrepareDecision:
 
 def check_legs(legs: list[Leg], accounts: dict[str, AccountView | None], initiator: str, *,
                max_amount: int | None = None, daily_limit: int | None = None) -> list[tuple[str, str]]:
-    """Every reason this bank refuses a leg: the account exists and is open, the initiator is a
-    holder of every debited account (authorization per leg, checked here and not only at the
-    coordinator), each debit is covered by the available amount, is within this bank's
+    """Every reason this bank refuses a leg: the account exists and is open (not closed, nor
+    ``account_pending`` while a holder has not accepted it), the initiator is a holder of every
+    debited account (authorization per leg, checked here and not only at the coordinator; a
+    debit of someone else's account is ``not_found``, like a missing one), each debit is covered by the available amount, is within this bank's
     per-operation limit (``amount_over_limit``), and fits in what is left of the account's
     daily limit (``daily_limit_exceeded``). The limits are this bank's own: the bank that
     holds the account enforces them, whatever the coordinator allowed."""
@@ -61,14 +62,17 @@ def check_legs(legs: list[Leg], accounts: dict[str, AccountView | None], initiat
     need: dict[str, int] = {}
     for leg in legs:
         acc = accounts.get(leg.account)
+        # Debiting an account that is not the initiator's reads exactly as a missing account
+        # (and before its state): a transfer must not tell whether someone else's account exists.
+        if acc is not None and leg.direction == "debit" and initiator not in acc.holders:
+            acc = None
         if acc is None:
             failures.append((leg.account, "not_found"))
+        elif acc.status == "pending":   # a holder has not accepted the account yet
+            failures.append((leg.account, "account_pending"))
         elif acc.status != "open":
             failures.append((leg.account, "account_closed"))
         elif leg.direction == "debit":
-            if initiator not in acc.holders:
-                failures.append((leg.account, "forbidden"))
-                continue
             need[leg.account] = need.get(leg.account, 0) + leg.amount
             if acc.available < need[leg.account]:
                 failures.append((leg.account, "insufficient_funds"))

@@ -6,6 +6,8 @@ stores its answer in that same transaction, so a retry can never apply it twice.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import secrets
@@ -19,13 +21,14 @@ from argon2 import exceptions as argon2_errors
 
 from ..config import ConsortiumConfig
 from ..domain import errors as E
-from ..domain.documents import mask_name, normalize_cnpj, normalize_cpf
+from ..domain.documents import mask_document, mask_name, normalize_cnpj, normalize_cpf
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..domain.passwords import check_password
 from ..storage.port import Store, Tx
-from .throttle import SlidingWindow
+from .throttles import Throttles
 
 ACCOUNT_KINDS = ("individual", "joint", "business")
+NO_SUCH_ACCOUNT = "no such account among yours at this bank"
 
 
 def iso(ts: float) -> str:
@@ -67,11 +70,7 @@ class Banking:
         self.limits = config.limits_for(bank_id)
         self.limit_cents = to_cents(self.limits.max_amount)
         self.daily_limit_cents = to_cents(self.limits.daily_max_amount)
-        # Throttles read self.clock at each call, so a test that moves the clock moves them too.
-        now = lambda: self.clock()  # noqa: E731
-        self._login_by_cpf = SlidingWindow(sec.login_max_failures, sec.login_window_s, clock=now)
-        self._login_by_client = SlidingWindow(sec.login_max_failures_per_address, sec.login_window_s, clock=now)
-        self._register_by_client = SlidingWindow(sec.register_max_per_address, sec.register_window_s, clock=now)
+        self.throttles = Throttles(config, bank_id)
 
     # idempotency ---------------------------------------------------------------------------
     def idempotent(self, scope: str, key: str | None, fingerprint: str,
@@ -106,7 +105,9 @@ class Banking:
                     tx.put_idempotent(scope, key, fingerprint, status, body, self.clock())
                 return status, body
         except E.DomainError as e:
-            if key is not None and e is refused:
+            # A throttle's 429 (or 503) says "not now", nothing about the ledger: a retry after
+            # the wait must be performed, not answered with the refusal.
+            if key is not None and e is refused and e.status not in (429, 503):
                 with self.store.transaction() as tx:
                     if tx.get_idempotent(scope, key) is None:
                         tx.put_idempotent(scope, key, fingerprint, e.status, _refusal_record(e), self.clock())
@@ -121,10 +122,7 @@ class Banking:
         name = _clean_name(name, "name")
         check_password(password, cpf)
         if client is not None:
-            wait_s = self._register_by_client.take(client)
-            if wait_s:
-                raise E.TooManyAttempts(f"too many registrations from your address; try again in {wait_s} s",
-                                        retry_after=wait_s)
+            self.throttles.registration(client)
         fingerprint = request_fingerprint("register", cpf, name, hashlib.sha256(password.encode()).hexdigest())
         password_hash = self.hasher.hash(password)
 
@@ -133,26 +131,28 @@ class Banking:
                 raise E.AlreadyExists("a customer with this CPF is already registered at this bank")
             tx.insert_customer(cpf, name, password_hash, self.clock())
             return 201, {"bank": self.bank_id, "cpf": cpf, "name": name}
-        return self.idempotent("register", idem_key, fingerprint, action)
+        # The key is scoped by the CPF being registered: another person's sign-up that happens
+        # to use the same key is no conflict of yours.
+        return self.idempotent(f"register:{cpf}", idem_key, fingerprint, action)
 
     def customer(self, cpf: str) -> dict | None:
         with self.store.transaction(write=False) as tx:
             return tx.get_customer(cpf)
 
     def login(self, cpf: str, password: str, client: str | None = None) -> dict:
-        """Check the password and open a session. Throttled: after
-        ``security.login_max_failures`` failures for one CPF, or
-        ``login_max_failures_per_address`` from one ``client`` address, within
-        ``login_window_s``, every login is refused with TooManyAttempts (429, Retry-After)
-        before the password is even checked, so guessing stays slow whatever the guess. The
-        refusal is the same whether the CPF is registered or not. A success resets its CPF."""
+        """Check the password and open a session. Throttled (``Throttles``) per ``client``
+        address, and per CPF from that address with waits that grow with the failures: a
+        refused attempt is answered TooManyAttempts (429, Retry-After) before the password is
+        even checked, so guessing stays slow whatever the guess, and the same way whether the
+        CPF is registered or not. Never per CPF alone: guesses from an attacker's address do
+        not keep the customer out from theirs. A success clears its CPF and address."""
         try:
             cpf = normalize_cpf(cpf)
         except E.InvalidDocument:
             cpf = None
         if not isinstance(password, str):
             raise E.InvalidInput("password must be a string")
-        self._count_login_attempt(cpf, client)
+        self.throttles.before_login(cpf, client)
         cust = self.customer(cpf) if cpf else None
         # surrogatepass: a password with a lone surrogate cannot have been registered, so it
         # is simply wrong (argon2 would otherwise fail to encode it and crash the request).
@@ -163,10 +163,9 @@ class Banking:
         except (argon2_errors.VerificationError, argon2_errors.InvalidHashError):
             ok = False
         if not ok:
+            self.throttles.login_failed(client)
             raise E.Unauthorized("CPF or password is wrong", code="invalid_credentials")
-        self._login_by_cpf.reset(cpf)
-        if client is not None:
-            self._login_by_client.forgive(client)
+        self.throttles.login_succeeded(cpf, client)
         token = secrets.token_urlsafe(32)
         now = self.clock()
         expires = now + self.config.security.session_ttl_s
@@ -176,25 +175,14 @@ class Banking:
             tx.insert_session(_token_hash(token), cpf, now, expires)
         return {"token": token, "expires_at": iso(expires), "cpf": cpf, "name": cust["name"]}
 
-    def _count_login_attempt(self, cpf: str | None, client: str | None) -> None:
-        """Count this attempt as a failure in advance (a success takes it back), atomically
-        with the check, so concurrent guesses cannot all slip in under the limit."""
-        windows = [(w, k) for w, k in ((self._login_by_cpf, cpf), (self._login_by_client, client)) if k]
-        taken = []
-        for window, key in windows:
-            wait_s = window.take(key)
-            if wait_s:
-                for w, k in taken:
-                    w.forgive(k)
-                whom = "this CPF" if window is self._login_by_cpf else "your address"
-                raise E.TooManyAttempts(f"too many failed logins for {whom}; try again in {wait_s} s",
-                                        retry_after=wait_s)
-            taken.append((window, key))
-
     def authenticate(self, token: str) -> Session:
         if not token or len(token) > 200:
             raise E.Unauthorized("a valid Bearer token is needed")
-        th = _token_hash(token)
+        return self.session_by_hash(_token_hash(token))
+
+    def session_by_hash(self, th: str) -> Session:
+        """The live session of a token's hash: what the web UI keeps on the bank's side instead
+        of the token itself, so neither its cookie nor its session table holds a credential."""
         with self.store.transaction(write=False) as tx:
             s = tx.get_session(th)
         if s is None or s["revoked_at"] is not None or s["expires_at"] <= self.clock():
@@ -246,17 +234,37 @@ class Banking:
                     break
             else:  # pragma: no cover - 10^8 numbers
                 raise E.Conflict("could not allocate an account number; try again")
-            tx.insert_account(number, kind, cpfs, cnpj, company_name, self.clock())
-            return 201, self._view(tx, number)
+            # Only the opener agrees by opening: every other holder (a business account's
+            # representatives too) accepts it at this bank before it can move money.
+            tx.insert_account(number, kind, cpfs, cnpj, company_name, self.clock(), accepted=[caller])
+            return 201, self._view(tx, number, caller)
         return self.idempotent(caller, idem_key, fingerprint, action)
 
-    def _view(self, tx: Tx, number: str) -> dict:
+    def accept_account(self, caller: str, number: str) -> dict:
+        """``caller``, named a holder of the account by whoever opened it, agrees to it. Once
+        every holder has, the account is open; until then it is pending: no deposits,
+        withdrawals or transfer legs, and the names of those who have not accepted stay
+        masked. Accepting again changes nothing. Not a holder: "no such account"."""
+        with self.store.transaction() as tx:
+            self._owned(tx, caller, number)
+            tx.accept_holder(number, caller, self.clock())
+            return self._view(tx, number, caller)
+
+    def _view(self, tx: Tx, number: str, viewer: str) -> dict:
+        """The account as ``viewer`` (one of its holders) sees it: a holder who has not
+        accepted yet shows only a masked name, so naming someone as a co-holder tells the
+        opener nothing about them until they agree."""
         acc = tx.get_account(number)
         holds = tx.holds_total(number)
-        holders = tx.holders_of(number)
+        holders = []
+        for h in tx.holder_acceptances(number):
+            name = (tx.get_customer(h["cpf"]) or {}).get("name", "")
+            accepted = h["accepted_at"] is not None
+            holders.append({"cpf": h["cpf"], "name": name if accepted or h["cpf"] == viewer else mask_name(name),
+                            "accepted": accepted})
         view = {
             "bank": self.bank_id, "number": number, "kind": acc["kind"], "status": acc["status"],
-            "holders": [{"cpf": h, "name": (tx.get_customer(h) or {}).get("name", "")} for h in holders],
+            "holders": holders,
             "balance": format_cents(acc["balance"]), "available": format_cents(acc["balance"] - holds),
         }
         if acc["kind"] == "business":
@@ -265,33 +273,114 @@ class Banking:
         return view
 
     def _owned(self, tx: Tx, caller: str, number: Any) -> dict:
-        """Per-object authorization: an account that is not the caller's is 'not found',
-        so its existence is not revealed either."""
-        if not isinstance(number, str) or not number.isdigit() or len(number) > 32:
-            raise E.NotFound("no such account")
+        """Per-object authorization: an account that is not the caller's is answered exactly as
+        one that does not exist, so its existence is not revealed; and each such answer counts
+        against the caller (``Throttles``), so that numbers cannot be guessed in bulk either."""
+        self.throttles.before_account_lookup(caller)
+        if not (isinstance(number, str) and number.isascii() and number.isdigit() and len(number) <= 32):
+            raise E.NotFound(NO_SUCH_ACCOUNT)   # cannot be an account: tells nothing, costs nothing
         acc = tx.get_account(number)
         if acc is None or caller not in tx.holders_of(number):
-            raise E.NotFound("no such account among yours at this bank")
+            self.throttles.unknown_account(caller)
+            raise E.NotFound(NO_SUCH_ACCOUNT)
         return acc
 
     def accounts_of(self, caller: str) -> list[dict]:
         with self.store.transaction(write=False) as tx:
-            return [self._view(tx, n) for n in tx.account_numbers_of(caller)]
+            return [self._view(tx, n, caller) for n in tx.account_numbers_of(caller)]
 
     def account(self, caller: str, number: str) -> dict:
         with self.store.transaction(write=False) as tx:
             self._owned(tx, caller, number)
-            return self._view(tx, number)
+            return self._view(tx, number, caller)
 
-    def statement(self, caller: str, number: str, limit: int = 100) -> dict:
+    def statement(self, caller: str, number: str, limit: int = 100, before: str | None = None,
+                  since: float | None = None, until: float | None = None) -> dict:
+        """One page of an account's entries, newest first, at most ``limit``; ``next`` (absent on
+        the last page) is the opaque cursor that, given back as ``before``, reads the page after,
+        so every entry of the account can be read. ``since``/``until`` bound ``at`` (until
+        exclusive). A transfer's entry names its counterparty as far as this bank's own records
+        know it, masked: the payer of a credit (who started the transfer), the destination of a
+        debit."""
+        before_id = decode_cursor(before) if before is not None else None
         with self.store.transaction(write=False) as tx:
             self._owned(tx, caller, number)
-            entries = [{
-                "at": iso(e["at"]), "kind": e["kind"], "amount": format_cents(e["amount"]),
-                "balance_after": format_cents(e["balance_after"]),
-                **({"transfer_id": e["transfer_id"]} if e["transfer_id"] else {}),
-            } for e in tx.statement(number, limit)]
-            return {"account": self._view(tx, number), "entries": entries}
+            rows = tx.statement_page(number, limit + 1, before_id, since, until)
+            page, more = rows[:limit], len(rows) > limit
+            records = tx.transfer_records([e["transfer_id"] for e in page if e["transfer_id"]])
+            entries = []
+            for e in page:
+                item = {"at": iso(e["at"]), "kind": e["kind"], "amount": format_cents(e["amount"]),
+                        "balance_after": format_cents(e["balance_after"])}
+                if e["transfer_id"]:
+                    item["transfer_id"] = e["transfer_id"]
+                    party = self._counterparty(tx, e, records.get(e["transfer_id"]), number)
+                    if party:
+                        item["counterparty"] = party
+                entries.append(item)
+            out = {"account": self._view(tx, number, caller), "entries": entries}
+            if more:
+                out["next"] = encode_cursor(page[-1]["id"])
+            return out
+
+    def _counterparty(self, tx: Tx, entry: dict, rec: dict | None, number: str) -> dict | None:
+        """Who was on the other side of a transfer entry, masked (never a balance)."""
+        if rec is None:
+            return None
+        if entry["kind"] == "transfer_in":
+            who = rec["initiator"]
+            if not who:
+                return None
+            cust = tx.get_customer(who)
+            party = {"document": mask_document(who)}
+            if cust:
+                party["name"] = mask_name(cust["name"])
+            sources = [l for l in rec["legs"] if l.get("direction") == "debit" and l.get("bank")]
+            if len(sources) == 1:
+                party.update(bank=sources[0]["bank"], account=sources[0]["account"])
+            return party
+        dest = next((l for l in rec["legs"] if l.get("direction") == "credit"), None)
+        if dest is None:
+            return None
+        bank = dest.get("bank", self.bank_id)
+        party = {"bank": bank, "account": dest["account"]}
+        if bank == self.bank_id and tx.get_account(dest["account"]) is not None:
+            acc = tx.get_account(dest["account"])
+            if acc["kind"] == "business" and acc["company_name"]:
+                party["name"] = mask_name(acc["company_name"])
+            else:
+                party["name"] = " & ".join(mask_name((tx.get_customer(h) or {}).get("name", ""))
+                                           for h in tx.holders_of(dest["account"]))
+        return party
+
+    def transfer_history(self, caller: str, limit: int = 20, since: float | None = None,
+                         until: float | None = None, statuses: tuple[str, ...] = (),
+                         before: str | None = None) -> dict:
+        """"My transfers": every transfer the caller started at this bank or that touched one of
+        their accounts here, newest first, whatever its outcome (a refused transfer can be found
+        again), with ``next`` as in ``statement``."""
+        cursor = decode_history_cursor(before) if before is not None else None
+        with self.store.transaction(write=False) as tx:
+            mine = set(tx.account_numbers_of(caller))
+            rows = tx.transfers_of_customer(caller, limit + 1, since, until, statuses, cursor)
+        page, more = rows[:limit], len(rows) > limit
+        items = []
+        for r in page:
+            legs = [{**l, "bank": l.get("bank", self.bank_id)} for l in r["legs"]]
+            credit = sum(l["amount"] for l in legs if l["direction"] == "credit")
+            debit = sum(l["amount"] for l in legs if l["direction"] == "debit")
+            received = any(l["direction"] == "credit" and l["bank"] == self.bank_id and l["account"] in mine
+                           for l in legs)
+            items.append({"id": r["transfer_id"], "status": r["status"], "created_at": iso(r["created_at"]),
+                          "amount": format_cents(credit or debit),
+                          "direction": "in" if received and r["initiator"] != caller else "out",
+                          "started_here": r["role"] == "coordinator",
+                          "legs": [{"bank": l["bank"], "account": l["account"], "amount": format_cents(l["amount"]),
+                                    "role": "source" if l["direction"] == "debit" else "destination"} for l in legs]})
+        out = {"transfers": items}
+        if more:
+            out["next"] = encode_history_cursor(page[-1]["created_at"], page[-1]["transfer_id"])
+        return out
 
     # daily limits ---------------------------------------------------------------------------
     def day_start(self, now: float) -> float:
@@ -318,11 +407,10 @@ class Banking:
 
         def action(tx: Tx):
             acc = self._owned(tx, caller, number)
-            if acc["status"] != "open":
-                raise E.AccountClosed("this account is closed")
+            _check_open(acc)
             self._check_daily(tx.day_totals(number, self.day_start(self.clock()))["deposits"], cents, "deposits")
             tx.append_entry(number, "deposit", cents, self.clock())
-            return 201, self._view(tx, number)
+            return 201, self._view(tx, number, caller)
         return self.idempotent(caller, idem_key, request_fingerprint("deposit", number, cents), action)
 
     def withdraw(self, caller: str, number: str, amount: Any, idem_key: str | None = None) -> tuple[int, dict]:
@@ -330,25 +418,26 @@ class Banking:
 
         def action(tx: Tx):
             acc = self._owned(tx, caller, number)
-            if acc["status"] != "open":
-                raise E.AccountClosed("this account is closed")
+            _check_open(acc)
             available = acc["balance"] - tx.holds_total(number)
             if available < cents:
                 raise E.InsufficientFunds(
                     f"available amount is {format_cents(available)}, less than {format_cents(cents)}")
             self._check_daily(self.debited_today(tx, number), cents, "withdrawals and transfers out")
             tx.append_entry(number, "withdrawal", -cents, self.clock())
-            return 201, self._view(tx, number)
+            return 201, self._view(tx, number, caller)
         return self.idempotent(caller, idem_key, request_fingerprint("withdraw", number, cents), action)
 
     # consortium lookup (the answering side) ----------------------------------------------------
     def summaries_for(self, cpf: str, requester: str) -> list[dict]:
-        """This bank's accounts of ``cpf``: in full for the owner, masked for anyone else
-        (bank, number, kind and a masked name only: never a balance)."""
+        """This bank's accounts of ``cpf`` (or, given a CNPJ, the business accounts of that
+        company): in full for the owner, masked for anyone else (bank, number, kind and a
+        masked name only: never a balance)."""
         full = cpf == requester
         out = []
         with self.store.transaction(write=False) as tx:
-            for number in tx.account_numbers_of(cpf):
+            numbers = tx.account_numbers_by_cnpj(cpf) if len(cpf) == 14 else tx.account_numbers_of(cpf)
+            for number in numbers:
                 acc = tx.get_account(number)
                 if acc["status"] != "open":
                     continue
@@ -368,6 +457,13 @@ class Banking:
         return out
 
 
+def _check_open(acc: dict) -> None:
+    if acc["status"] == "pending":
+        raise E.AccountPending("this account waits until every holder has accepted it")
+    if acc["status"] != "open":
+        raise E.AccountClosed("this account is closed")
+
+
 def _refusal_record(e: E.DomainError) -> dict:
     return {"refused": type(e).__name__, "code": e.code, "title": e.title, "detail": e.detail, "extra": e.extra}
 
@@ -381,6 +477,35 @@ def _replayed_refusal(status: int, rec: dict) -> E.DomainError:
     err = cls(rec["detail"], code=rec["code"], status=status, **rec.get("extra", {}))
     err.title = rec["title"]
     return err
+
+
+def encode_cursor(entry_id: int) -> str:
+    """An opaque page cursor: clients give it back, they never build one."""
+    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: Any) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4)).decode("ascii")
+        if len(raw) < 2 or raw[0] != "e" or not raw[1:].isdigit() or len(raw) > 20:
+            raise ValueError
+        return int(raw[1:])
+    except (ValueError, UnicodeError, binascii.Error):
+        raise E.InvalidInput("before must be a cursor given as next by an earlier page", code="invalid_cursor") from None
+
+
+def encode_history_cursor(created_at: float, transfer_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, transfer_id]).encode()).decode().rstrip("=")
+
+
+def decode_history_cursor(cursor: Any) -> tuple[float, str]:
+    try:
+        at, tid = json.loads(base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4)))
+        if not isinstance(at, (int, float)) or not isinstance(tid, str) or len(tid) > 64:
+            raise ValueError
+        return float(at), tid
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        raise E.InvalidInput("the page cursor is not one this bank gave", code="invalid_cursor") from None
 
 
 def _token_hash(token: str) -> str:

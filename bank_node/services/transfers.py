@@ -26,7 +26,7 @@ from ..config import ConsortiumConfig
 from ..domain import coordinator as C
 from ..domain import errors as E
 from ..domain import participant as PT
-from ..domain.documents import normalize_cpf
+from ..domain.documents import mask_name, normalize_key
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..faults import armed, crash_point
 from ..identity import AUDITOR, expected_user
@@ -92,7 +92,19 @@ class Transfers:
 
     # ===================================================================== coordinator side
     def submit(self, initiator: str, body: Any, idem_key: str | None = None) -> tuple[int, dict]:
-        """POST /api/transfers: validate, then run two-phase commit and report the outcome."""
+        """POST /api/transfers: validate, then run two-phase commit and report the outcome.
+
+        A transfer tells whether the accounts it names exist ("not_found" legs), so it is
+        throttled like every other request naming an account: each "no such account" leg
+        counts against the initiator, and one who had too many is refused before anything."""
+        self.banking.throttles.before_account_lookup(initiator)
+        status, view = self._submit(initiator, body, idem_key)
+        unknown = sum(1 for f in view.get("failures", ()) if f.get("reason") == "not_found")
+        if unknown:
+            self.banking.throttles.unknown_account(initiator, unknown)
+        return status, view
+
+    def _submit(self, initiator: str, body: Any, idem_key: str | None) -> tuple[int, dict]:
         transfer_id, sources, destination = self._validate(initiator, body, idem_key)
         legs = [{"bank": s["bank"], "account": s["account"], "amount": s["amount"], "direction": "debit"}
                 for s in sources]
@@ -453,6 +465,10 @@ class Transfers:
                     result = P.LookupResult(bank=self.bank_id, accounts=[
                         P.AccountSummary(**s) for s in self.banking.summaries_for(item.cpf, item.requester)])
                     self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, result)))
+            elif isinstance(item, P.AccountQuery):
+                if d.reply_to and _now_ms() <= item.deadline_ms:
+                    answer = self._account_info(item.number)
+                    self._wait(self.broker.reply(d.reply_to, d.correlation_id, P.encode(self.bank_id, answer)))
             elif isinstance(item, P.Audit):
                 if d.reply_to and _now_ms() <= item.deadline_ms:
                     c = self.figures()
@@ -506,7 +522,7 @@ class Transfers:
                 return "not_coordinator"
             if isinstance(item, (P.DecisionAck, P.StatusQuery)) and item.bank != env.sender:
                 return "wrong_role"
-            if isinstance(item, (P.VoteMsg, P.LookupResult, P.AuditResult)):
+            if isinstance(item, (P.VoteMsg, P.LookupResult, P.AuditResult, P.AccountInfo)):
                 return "unexpected"  # answers travel on reply queues, never on a bank's queue
         return None
 
@@ -663,9 +679,11 @@ class Transfers:
         return msg.deadline_ms is None
 
     # ===================================================================== lookup (scatter-gather)
-    def lookup(self, requester: str, cpf: Any) -> dict:
-        cpf = normalize_cpf(cpf)
-        ttl = self.config.timeouts.lookup_ttl_ms
+    def lookup(self, requester: str, cpf: Any, ttl_ms: int | None = None) -> dict:
+        """Every account of a CPF (or a company's CNPJ) in every bank. ``ttl_ms`` shortens the
+        deadline for a screen that must not wait long for a bank that is down."""
+        cpf = normalize_key(cpf)
+        ttl = min(ttl_ms, self.config.timeouts.lookup_ttl_ms) if ttl_ms else self.config.timeouts.lookup_ttl_ms
         deadline = _now_ms() + ttl
         missing: set[str] = set(self.config.bank_ids)
         accounts: list[dict] = []
@@ -700,6 +718,76 @@ class Transfers:
         accounts.sort(key=lambda a: (order[a["bank"]], a["number"]))
         return {"cpf": cpf, "full": cpf == requester, "accounts": accounts,
                 "unreachable_banks": sorted(missing, key=order.get)}
+
+    # ===================================================================== account verification
+    # For the customer's app: a typed destination (bank, account number) is verified, and its
+    # holder shown masked, before the transfer is reviewed. Kept apart from the 2PC runtime.
+    def verify_account(self, caller: str, bank: Any, number: Any) -> dict:
+        """{bank, number, kind, holder (masked)} of an open account in any bank of the
+        consortium; NotFound when there is none (or its bank cannot say), never a balance."""
+        if not isinstance(bank, str) or bank not in self.config.bank_ids:
+            raise E.NotFound(f"no bank {bank!r} in this consortium", code="unknown_bank")
+        if not isinstance(number, str) or not (number.isascii() and number.isdigit()) or not 1 <= len(number) <= 32:
+            raise E.NotFound("no such account")
+        # An answer about any number is an existence oracle: each "no such account" counts
+        # against the caller, as at every route that names an account (Banking.throttles).
+        self.banking.throttles.before_account_lookup(caller)
+        if bank == self.bank_id:
+            info = self._account_info(number)
+        else:
+            if self.broker is None:
+                raise E.BankUnreachable("this bank has no broker connection")
+            deadline = _now_ms() + self.config.timeouts.lookup_ttl_ms
+            body = P.encode(self.bank_id, P.AccountQuery(number=number, requester=caller, deadline_ms=deadline))
+            replies = self.broker.gather([bank], body, deadline_s=deadline / 1000, expect_user=self._users.get)
+            if bank not in replies:
+                raise E.BankUnreachable(f"bank {bank} did not answer in time")
+            try:
+                info = next(i for i in P.decode(replies[bank]).items if isinstance(i, P.AccountInfo))
+            except (P.BadMessage, StopIteration):
+                raise E.BankUnreachable(f"bank {bank} gave an unreadable answer") from None
+            if info.bank != bank or info.number != number:
+                raise E.BankUnreachable(f"bank {bank} answered about another account")
+        if not info.found:
+            self.banking.throttles.unknown_account(caller)
+            raise E.NotFound("no such account in that bank")
+        return {"bank": bank, "number": number, "kind": info.kind, "holder": info.holder}
+
+    def _account_info(self, number: str) -> P.AccountInfo:
+        """This bank's answer about one of its accounts: masked holder names only."""
+        with self.store.transaction(write=False) as tx:
+            acc = tx.get_account(number)
+            if acc is None or acc["status"] != "open":
+                return P.AccountInfo(bank=self.bank_id, number=number, found=False)
+            if acc["kind"] == "business":
+                holder = mask_name(acc["company_name"] or "")
+            else:
+                holder = " & ".join(mask_name((tx.get_customer(h) or {}).get("name", ""))
+                                    for h in tx.holders_of(number))
+        return P.AccountInfo(bank=self.bank_id, number=number, found=True, kind=acc["kind"], holder=holder[:200])
+    # ===================================================================== end of account verification
+
+    # ===================================================================== operator inspection
+    def inspect(self, transfer_id: str) -> dict | None:
+        """One transfer as this bank recorded it, for the operator view (no customer check:
+        the operator routes are guarded by themselves). None when this bank never saw it."""
+        with self.store.transaction(write=False) as tx:
+            rec = tx.get_coordinated(transfer_id)
+            if rec is None:
+                part = tx.get_participant(transfer_id)
+                if part is None:
+                    return None
+                holder = next((tx.holders_of(l["account"])[0] for l in part["legs"] if tx.holders_of(l["account"])),
+                              None)
+        if rec is not None:
+            return self.view(rec)
+        if holder is None:
+            status = {"prepared": "pending", "committed": "committed", "aborted": "aborted"}[part["state"]]
+            return {"id": transfer_id, "status": status, "coordinator": part["coordinator"],
+                    "created_at": iso(part["created_at"]), "legs": [], "partial": True}
+        with self.store.transaction(write=False) as tx:
+            return self._participant_view(tx, holder, transfer_id)
+    # ===================================================================== end of operator inspection
 
     # ===================================================================== resolver
     def start(self) -> None:

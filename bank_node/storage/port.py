@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Collection, Protocol
 
 
 class StorageError(Exception):
@@ -22,14 +22,27 @@ class Tx(Protocol):
 
     # accounts and the journal
     def insert_account(self, number: str, kind: str, holders: list[str], cnpj: str | None,
-                       company_name: str | None, now: float) -> None: ...
-    def get_account(self, number: str) -> dict | None: ...
+                       company_name: str | None, now: float, accepted: Collection[str]) -> None:
+        """``accepted``: the holders who agreed to the account as it is opened (its opener);
+        every other holder must accept it later (``accept_holder``)."""
+    def get_account(self, number: str) -> dict | None:
+        """The account; its ``status`` is "pending" while a holder has not accepted it, else as
+        stored ("open" or "closed")."""
+    def holder_acceptances(self, number: str) -> list[dict]:
+        """[{cpf, accepted_at}] of every holder, in the order named; accepted_at None: not yet."""
+    def accept_holder(self, number: str, cpf: str, now: float) -> bool:
+        """Record that ``cpf`` accepts the account; False when it already had (or is no holder)."""
     def account_numbers_of(self, cpf: str) -> list[str]: ...
     def holders_of(self, number: str) -> list[str]: ...
     def holds_total(self, number: str) -> int: ...
     def append_entry(self, number: str, kind: str, amount: int, now: float,
                      transfer_id: str | None = None) -> int: ...
     def statement(self, number: str, limit: int) -> list[dict]: ...
+    def statement_page(self, number: str, limit: int, before_id: int | None = None,
+                       since: float | None = None, until: float | None = None) -> list[dict]:
+        """Up to ``limit`` entries of one account, newest first, each with its ``id``: only
+        those with ``id < before_id`` (the next page) and ``since <= at < until``."""
+    def account_numbers_by_cnpj(self, cnpj: str) -> list[str]: ...
     def journal_sum(self, number: str) -> int: ...
     def day_totals(self, number: str, since: float) -> dict:
         """{"deposits": cents, "debits": cents} of one account's entries at or after ``since``
@@ -53,6 +66,23 @@ class Tx(Protocol):
     def participations_in(self, state: str) -> list[dict]: ...
     def coordinated_preparing(self) -> list[dict]: ...
     def coordinated_unacknowledged(self) -> list[dict]: ...
+
+    # what the customer's screens read: the parties of transfers, the transfers of a customer
+    def transfer_records(self, transfer_ids: list[str]) -> dict[str, dict]:
+        """{transfer_id: {"initiator", "legs", "coordinated": bool, "state", "created_at"}} from
+        this bank's own records (its coordinated transfer if any, else its participation)."""
+    def transfers_of_customer(self, cpf: str, limit: int, since: float | None = None,
+                              until: float | None = None, statuses: tuple[str, ...] = (),
+                              before: tuple[float, str] | None = None) -> list[dict]:
+        """Transfers this bank knows that ``cpf`` started here or that touched one of their
+        accounts here, newest first: {transfer_id, status (pending|committed|aborted), role
+        (coordinator|participant), created_at, initiator, legs}; paged by (created_at, id)."""
+
+    # the web UI's server-side sessions (the cookie holds only a random id)
+    def get_ui_session(self, id_hash: str, now: float) -> dict | None: ...
+    def put_ui_session(self, id_hash: str, data: str, now: float, expires_at: float) -> None: ...
+    def delete_ui_session(self, id_hash: str) -> None: ...
+    def purge_ui_sessions(self, now: float) -> int: ...
 
     # operator figures (health, metrics, invariant checks)
     def counts(self) -> dict: ...

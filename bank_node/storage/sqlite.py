@@ -115,6 +115,26 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX entries_by_account_time ON entries(number, at);
     """,
+    # 3: co-holders who never agreed. A holder named by someone else has not accepted yet
+    # (accepted_at NULL) and the account stays pending until every holder accepted; the
+    # accounts opened before this existed were agreed to when they were opened.
+    """
+    ALTER TABLE account_holders ADD COLUMN accepted_at REAL;
+    UPDATE account_holders SET accepted_at =
+        (SELECT created_at FROM accounts WHERE accounts.number = account_holders.number);
+    """,
+    # 4: the customer's app: web UI sessions kept by the bank (the cookie holds only a random
+    # id), and business accounts found by their CNPJ as a transfer's recipient key.
+    """
+    CREATE TABLE ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX ui_sessions_by_expiry ON ui_sessions(expires_at);
+    CREATE INDEX accounts_by_cnpj ON accounts(cnpj);
+    """,
 ]
 
 
@@ -158,13 +178,27 @@ class SqliteTx:
                        (now, token_hash))
 
     # accounts ----------------------------------------------------------------------------
-    def insert_account(self, number, kind, holders, cnpj, company_name, now):
+    def insert_account(self, number, kind, holders, cnpj, company_name, now, accepted):
         self.c.execute("INSERT INTO accounts (number, kind, cnpj, company_name, created_at) VALUES (?, ?, ?, ?, ?)",
                        (number, kind, cnpj, company_name, now))
-        self.c.executemany("INSERT INTO account_holders VALUES (?, ?)", [(number, h) for h in holders])
+        self.c.executemany("INSERT INTO account_holders (number, cpf, accepted_at) VALUES (?, ?, ?)",
+                           [(number, h, now if h in accepted else None) for h in holders])
 
     def get_account(self, number):
-        return self._one("SELECT * FROM accounts WHERE number = ?", (number,))
+        # "pending" is derived, never stored: an open account with a holder who has not accepted.
+        return self._one(
+            "SELECT number, kind, cnpj, company_name, balance, created_at,"
+            " CASE WHEN status = 'open' AND EXISTS (SELECT 1 FROM account_holders h"
+            "  WHERE h.number = accounts.number AND h.accepted_at IS NULL) THEN 'pending' ELSE status END AS status"
+            " FROM accounts WHERE number = ?", (number,))
+
+    def holder_acceptances(self, number):
+        return self._all("SELECT cpf, accepted_at FROM account_holders WHERE number = ? ORDER BY rowid", (number,))
+
+    def accept_holder(self, number, cpf, now):
+        cur = self.c.execute("UPDATE account_holders SET accepted_at = ? WHERE number = ? AND cpf = ?"
+                             " AND accepted_at IS NULL", (now, number, cpf))
+        return cur.rowcount == 1
 
     def account_numbers_of(self, cpf):
         return [r["number"] for r in self._all(
@@ -192,6 +226,23 @@ class SqliteTx:
     def statement(self, number, limit):
         return self._all("SELECT id, at, kind, amount, balance_after, transfer_id FROM entries "
                          "WHERE number = ? ORDER BY id DESC LIMIT ?", (number, limit))
+
+    def statement_page(self, number, limit, before_id=None, since=None, until=None):
+        sql = "SELECT id, at, kind, amount, balance_after, transfer_id FROM entries WHERE number = ?"
+        args: list = [number]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND at < ?"
+            args.append(until)
+        return self._all(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+
+    def account_numbers_by_cnpj(self, cnpj):
+        return [r["number"] for r in self._all("SELECT number FROM accounts WHERE cnpj = ? ORDER BY number", (cnpj,))]
 
     def day_totals(self, number, since) -> dict:
         """Deposits and debits (withdrawals, transfers out) of one account since ``since``."""
@@ -264,6 +315,74 @@ class SqliteTx:
     def coordinated_unacknowledged(self) -> list[dict]:
         return [_decode(r, self._JSON_C) for r in self._all(
             "SELECT * FROM coordinated WHERE state != 'preparing' AND pending_acks > 0 ORDER BY decided_at")]
+
+    # the customer's screens -------------------------------------------------------------------
+    def transfer_records(self, transfer_ids):
+        ids = list(dict.fromkeys(transfer_ids))
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        out = {r["transfer_id"]: {"initiator": r["initiator"], "legs": json.loads(r["legs"]), "coordinated": False,
+                                  "state": r["state"], "created_at": r["created_at"]}
+               for r in self._all("SELECT transfer_id, initiator, legs, state, created_at FROM participations"
+                                  f" WHERE transfer_id IN ({marks})", tuple(ids))}
+        for r in self._all("SELECT transfer_id, initiator, legs, state, created_at FROM coordinated"
+                           f" WHERE transfer_id IN ({marks})", tuple(ids)):
+            out[r["transfer_id"]] = {"initiator": r["initiator"], "legs": json.loads(r["legs"]), "coordinated": True,
+                                     "state": r["state"], "created_at": r["created_at"]}
+        return out
+
+    # A participation's legs are JSON text; its accounts are matched with LIKE on the quoted
+    # number (the only quoted digit strings in it), plain SQL that PostgreSQL runs as well.
+    _CUSTOMER_TRANSFERS = """
+        SELECT transfer_id, status, role, created_at, initiator, legs FROM (
+            SELECT c.transfer_id AS transfer_id,
+                   CASE c.state WHEN 'preparing' THEN 'pending' ELSE c.state END AS status,
+                   'coordinator' AS role, c.created_at AS created_at, c.initiator AS initiator, c.legs AS legs
+              FROM coordinated c WHERE c.initiator = ?
+            UNION ALL
+            SELECT p.transfer_id, CASE p.state WHEN 'prepared' THEN 'pending' ELSE p.state END,
+                   'participant', p.created_at, p.initiator, p.legs
+              FROM participations p
+             WHERE EXISTS (SELECT 1 FROM account_holders h WHERE h.cpf = ? AND p.legs LIKE '%"' || h.number || '"%')
+               AND NOT EXISTS (SELECT 1 FROM coordinated c2 WHERE c2.transfer_id = p.transfer_id
+                                                               AND c2.initiator = ?)
+        ) t WHERE 1 = 1"""
+
+    def transfers_of_customer(self, cpf, limit, since=None, until=None, statuses=(), before=None):
+        sql, args = self._CUSTOMER_TRANSFERS, [cpf, cpf, cpf]
+        if since is not None:
+            sql += " AND created_at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND created_at < ?"
+            args.append(until)
+        if statuses:
+            sql += f" AND status IN ({', '.join('?' * len(statuses))})"
+            args += list(statuses)
+        if before is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND transfer_id < ?))"
+            args += [before[0], before[0], before[1]]
+        rows = self._all(sql + " ORDER BY created_at DESC, transfer_id DESC LIMIT ?", (*args, limit))
+        for r in rows:
+            r["legs"] = json.loads(r["legs"])
+        return rows
+
+    # web UI sessions --------------------------------------------------------------------------
+    def get_ui_session(self, id_hash, now):
+        return self._one("SELECT data, created_at, expires_at FROM ui_sessions WHERE id_hash = ? AND expires_at > ?",
+                         (id_hash, now))
+
+    def put_ui_session(self, id_hash, data, now, expires_at):
+        self.c.execute("INSERT INTO ui_sessions (id_hash, data, created_at, expires_at) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (id_hash) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+                       (id_hash, data, now, expires_at))
+
+    def delete_ui_session(self, id_hash):
+        self.c.execute("DELETE FROM ui_sessions WHERE id_hash = ?", (id_hash,))
+
+    def purge_ui_sessions(self, now):
+        return self.c.execute("DELETE FROM ui_sessions WHERE expires_at <= ?", (now,)).rowcount
 
     # operator figures -----------------------------------------------------------------------
     def operator_view(self, now: float) -> dict:

@@ -14,7 +14,6 @@ import shutil
 import statistics
 import threading
 import time
-import urllib.request
 import uuid
 
 import pika
@@ -23,13 +22,13 @@ import pytest
 from bank_node import protocol as P
 from bank_node.config import BrokerSettings
 from broker.provision import deprovision, provision, user_of, with_credentials
-from tests.support import customer_everywhere, ledger, wait_until
+from tests.support import customer_everywhere, ledger, operator_text, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def rejected(url: str, reason: str) -> float:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    text = operator_text(url)
     for line in text.splitlines():
         if line.startswith(f'consorcio_messages_rejected_total{{reason="{reason}"}} '):
             return float(line.split()[-1])

@@ -20,7 +20,7 @@ import urllib.request
 import pika
 import pytest
 
-from tests.support import customer_everywhere, wait_until
+from tests.support import customer_everywhere, operator_text, wait_until
 from tools.chaos import Chaos, checker
 from tools.chaos.workload import Workload
 from tools.rabbit import DEFAULT_MAX_MESSAGE_BYTES, BrokerCluster
@@ -48,7 +48,7 @@ def health(url: str) -> dict:
 
 
 def metric(url: str, name: str) -> float:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    text = operator_text(url)
     return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
 
 

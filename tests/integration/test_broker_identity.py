@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
-import urllib.request
 import uuid
 
 import pika
@@ -21,7 +20,7 @@ from tools import ops
 from bank_node import protocol as P
 from bank_node.config import load_config
 from broker.provision import deprovision, provision, user_of, with_credentials
-from tests.support import customer_everywhere, ledger, wait_until
+from tests.support import customer_everywhere, ledger, operator_text, wait_until
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("rabbitmqctl") is None,
@@ -71,7 +70,7 @@ def send(conn: pika.BlockingConnection, namespace: str, to: str, body: bytes, us
 
 
 def rejected(url: str, reason: str) -> float:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    text = operator_text(url)
     for line in text.splitlines():
         if line.startswith(f'consorcio_messages_rejected_total{{reason="{reason}"}} '):
             return float(line.split()[-1])

@@ -26,7 +26,7 @@ from bank_node.config import load_config
 from bank_node.messaging import topology_of
 from broker.provision import deprovision, permissions, provision, provision_topology, user_of, with_credentials
 from broker.topology import Topology
-from tests.support import customer_everywhere, wait_until
+from tests.support import customer_everywhere, operator_text, wait_until
 from tools.consortia import write_config
 
 pytestmark = [pytest.mark.integration,
@@ -192,7 +192,7 @@ def health(url: str) -> dict:
 
 
 def metric(url: str, name: str) -> float:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    text = operator_text(url)
     return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), -1.0)
 
 

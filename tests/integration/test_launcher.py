@@ -40,6 +40,7 @@ class Launched:
 
     def __init__(self, *args: str):
         env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1")
+        env.pop("CONSORCIO_OPERATOR_TOKEN", None)      # the launcher makes its development token
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([sys.executable, "-m", "tools.launch", *args], cwd=str(ROOT), env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -117,10 +118,12 @@ def wait_until(condition, deadline_s: float, what: str) -> None:
 
 @pytest.fixture
 def consortium_file(tmp_path, amqp_url, namespace):
-    """A three-bank config of its own (namespace, free ports); its queues are deleted afterwards."""
+    """A three-bank config of its own (namespace, free ports, each bank on its own host name as in
+    consorcio.yml); its queues are deleted afterwards."""
     ports = dict(zip(BANKS, free_ports(len(BANKS))))
     cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
-                       banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p} for b, p in ports.items()],
+                       banks=[{"id": b, "name": f"Banco {b.capitalize()}", "host": f"{b}.localhost", "port": p}
+                              for b, p in ports.items()],
                        security={"argon2_time_cost": 1, "argon2_memory_kib": 1024})
     yield cfg, ports
     delete_namespace(amqp_url, namespace, list(BANKS))
@@ -160,9 +163,11 @@ def test_launcher_starts_every_bank_and_sigint_leaves_no_process_behind(consorti
 
     printed = launcher.wait_for(banner, 120, "URL line for every bank")
 
-    assert {b: url for b, (url, _) in printed.items()} == {b: f"http://127.0.0.1:{p}" for b, p in ports.items()}
+    assert {b: url for b, (url, _) in printed.items()} == {b: f"http://{b}.localhost:{p}" for b, p in ports.items()}
+    assert "share the host name" not in launcher.output
     for bank, (url, pid) in printed.items():
-        status, health = http_json("GET", f"{url}/api/health", timeout=10)
+        # Python's resolver may not know *.localhost: the bank listens on 127.0.0.1.
+        status, health = http_json("GET", f"http://127.0.0.1:{ports[bank]}/api/health", timeout=10)
         assert status == 200, health
         assert (health["bank"], health["consortium"], health["broker"]) == (bank, namespace, "connected")
         assert running(pid), f"pid {pid} printed for {bank} is not running"
@@ -205,6 +210,47 @@ def test_launcher_refuses_a_taken_port_with_a_one_line_reason(consortium_file, l
     assert processes_mentioning(str(cfg)) == [], "no bank may be started when a port is taken"
 
 
+def test_launcher_gives_banks_an_operator_token_and_says_how_to_use_it(consortium_file, launch, tmp_path):
+    """No token in the environment: the launcher makes a development one (mode 600, kept across
+    launches), gives it to every bank, and prints how to send it; python -m tools.ops view finds
+    it, while a request without it is refused even from this machine."""
+    cfg, ports = consortium_file
+    data = tmp_path / "data"
+    launcher = launch("--config", str(cfg), "--data-dir", str(data))
+    launcher.wait_for(banner, 120, "URL line for every bank")
+    launcher.wait_for(lambda lines: any("python -m tools.ops view" in line for line in lines), 10, "how to use it")
+    token_file = data / "operator-token"
+    token = token_file.read_text().strip()
+    assert len(token) >= 16 and (token_file.stat().st_mode & 0o777) == 0o600
+    assert token not in launcher.output                       # the path is printed, never the token
+    assert f"cat {token_file}" in launcher.output and "X-Operator-Token" in launcher.output
+    local = f"http://127.0.0.1:{ports['alfa']}"
+    assert http_json("GET", f"{local}/api/operator/overview")[0] == 403
+    assert http_json("GET", f"{local}/api/operator/overview", headers={"X-Operator-Token": token})[0] == 200
+    env = {k: v for k, v in os.environ.items() if k != "CONSORCIO_OPERATOR_TOKEN"}
+    out = subprocess.run([sys.executable, "-m", "tools.ops", "view", "--config", str(cfg), "--bank", "beta",
+                          "--token-file", str(token_file)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "Banco Beta (beta)" in out.stdout, out.stderr
+
+
+def test_launcher_warns_when_banks_share_a_host_name(tmp_path, amqp_url, namespace, launch):
+    ports = free_ports(2)
+    cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
+                       banks=[{"id": b, "name": f"Banco {b.capitalize()}", "host": "127.0.0.1", "port": p}
+                              for b, p in zip(("alfa", "beta"), ports)],
+                       security={"argon2_time_cost": 1, "argon2_memory_kib": 1024})
+    try:
+        launcher = launch("--config", str(cfg), "--data-dir", str(tmp_path / "data"))
+        launcher.wait_for(lambda lines: any("share the host name" in line for line in lines), 120, "the warning")
+        (line,) = [line for line in launcher.lines if "share the host name" in line]
+        assert line.startswith("warning: banks alfa, beta share the host name 127.0.0.1") and "cookies" in line
+        launcher.proc.send_signal(signal.SIGINT)
+        assert launcher.wait_exit(60) == 0, launcher.output
+    finally:
+        delete_namespace(amqp_url, namespace, ["alfa", "beta"])
+
+
 def test_banks_n_names_banks_in_order_on_consecutive_ports_and_keeps_the_rest(tmp_path):
     doc = {"consortium": "demo", "broker_url": "amqp://guest:guest@127.0.0.1:5672/%2F",
            "timeouts": {"prepare_ttl_ms": 3000},
@@ -244,10 +290,11 @@ def test_the_readme_curl_examples_work_against_a_launched_consortium(consortium_
     launcher = launch("--config", str(cfg), "--data-dir", str(tmp_path / "data"))
     urls = {b: url for b, (url, _) in launcher.wait_for(banner, 120, "URL line for every bank").items()}
     readme = (ROOT / "README.md").read_text()
-    (script,) = re.findall(r"```bash\n(A=http://127\.0\.0\.1:8001.*?)```", readme, re.S)
-    assert "B=http://127.0.0.1:8002" in script
-    script = script.replace("A=http://127.0.0.1:8001", f"A={urls['alfa']}", 1)
-    script = script.replace("B=http://127.0.0.1:8002", f"B={urls['beta']}", 1)
+    (script,) = re.findall(r"```bash\n(A=http://alfa\.localhost:8001.*?)```", readme, re.S)
+    assert "B=http://beta.localhost:8002" in script
+    assert urls["alfa"].startswith("http://alfa.localhost:")     # curl resolves it, as a browser does
+    script = script.replace("A=http://alfa.localhost:8001", f"A={urls['alfa']}", 1)
+    script = script.replace("B=http://beta.localhost:8002", f"B={urls['beta']}", 1)
     # Any HTTP error fails the script, as any failing command does.
     script = "set -euo pipefail\ncurl() { command curl --fail-with-body \"$@\"; }\n" + script
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)

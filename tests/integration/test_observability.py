@@ -6,14 +6,14 @@ import json
 import sqlite3
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 
 from tools import ops
 from tools.supervisor import ROOT
 from bank_node.config import load_config
-from tests.support import customer_everywhere, wait_until
+from tests.conftest import OPERATOR_TOKEN
+from tests.support import customer_everywhere, operator_text, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def busy(make_cluster, new_cpf):
 
 
 def metric(url: str, name: str, **labels) -> float:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    text = operator_text(url)
     want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
     for line in text.splitlines():
         if line.startswith(want + " "):
@@ -72,8 +72,9 @@ def test_one_transfer_can_be_followed_across_every_bank_log(busy):
     assert "decision" in found["alfa"] and "vote" in found["beta"] and "applied" in found["beta"]
 
 
-def test_operator_view_shows_holds_and_doubt(busy):
+def test_operator_view_shows_holds_and_doubt(busy, monkeypatch):
     cluster, ana, acc = busy
+    monkeypatch.setenv("CONSORCIO_OPERATOR_TOKEN", OPERATOR_TOKEN)   # what tools.ops view sends
     cluster["gama"].pause()  # beta votes YES and holds; nobody decides until the deadline
     try:
         import threading

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.config import ConsortiumConfig
 from bank_node.node import BankNode
 
@@ -94,6 +94,12 @@ class Api:
         r = self.call("POST", "/api/accounts", {"kind": kind, "holders": holders, **extra}, token=token)
         assert r.status_code == 201, r.get_json()
         return r.get_json()["number"]
+
+    def accept(self, token: str, number: str) -> dict:
+        """A co-holder agrees to an account another holder opened naming them."""
+        r = self.call("POST", f"/api/accounts/{number}/accept", token=token)
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
 
     def account(self, token: str, number: str) -> dict:
         r = self.call("GET", f"/api/accounts/{number}", token=token)

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.domain.documents import make_cnpj
 from bank_node.node import BankNode
 
@@ -195,6 +195,8 @@ def test_open_a_joint_account_that_every_holder_can_use(api, ana, bob):
     acc = api.account(bob["token"], number)
     assert acc["kind"] == "joint"
     assert sorted(h["cpf"] for h in acc["holders"]) == sorted([ana["cpf"], bob["cpf"]])
+    assert_problem(api.deposit(bob["token"], number, "10.00"), 409, "account_pending")
+    assert api.accept(bob["token"], number)["status"] == "open"
     assert api.deposit(bob["token"], number, "10.00").status_code == 201
     assert api.withdraw(ana["token"], number, "4.00").status_code == 201
     assert api.account(bob["token"], number)["balance"] == "6.00"
@@ -209,6 +211,9 @@ def test_open_a_business_account_operated_by_its_representatives(api, ana, bob):
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
     assert (body["kind"], body["cnpj"], body["company_name"]) == ("business", CNPJ, "Padaria Pão Quente")
+    assert (body["status"], body["holders"][1]["accepted"]) == ("pending", False)
+    assert_problem(api.deposit(bob["token"], body["number"], "50.00"), 409, "account_pending")
+    api.accept(bob["token"], body["number"])       # a representative accepts like any co-holder
     assert api.deposit(bob["token"], body["number"], "50.00").status_code == 201
 
 

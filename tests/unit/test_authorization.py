@@ -1,5 +1,5 @@
 """Per-object authorization, route by route: another customer's account number or
-transfer id gives 403/404 and never data, and changes nothing.
+transfer id gives 404, exactly as one that does not exist, never data, and changes nothing.
 
 The routes come from the Flask url_map: every /api route with a path argument must have a
 row in ROUTES, so a new route without an authorization test fails here. Transfers are real
@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.node import BankNode
 
 from .conftest import Api, assert_problem, make_config
@@ -26,8 +26,12 @@ ROUTES = {
                                                             {"amount": "1.00"}),
     ("/api/accounts/<number>/withdrawals", "POST"): lambda o: (f"/api/accounts/{o['number']}/withdrawals",
                                                                {"amount": "1.00"}),
+    ("/api/accounts/<number>/accept", "POST"): lambda o: (f"/api/accounts/{o['number']}/accept", None),
     ("/api/transfers/<transfer_id>", "GET"): lambda o: (f"/api/transfers/{o['transfer_id']}", None),
 }
+# Routes with an account in their path that answer any logged-in customer on purpose, with a
+# masked holder name only (what a payer checks before paying): each has its own test below.
+PUBLIC_LOOKUPS = {("/api/consortium/accounts/<bank>/<number>", "GET")}
 # Routes that take account numbers in their body rather than their path (not visible in the
 # url_map's arguments): each has its own test below.
 BODY_ROUTES = {("/api/transfers", "POST"), ("/api/accounts", "POST")}
@@ -92,7 +96,8 @@ def test_every_api_route_with_an_object_in_its_path_is_in_the_table(banks):
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/") and rule.arguments:
             found |= {(rule.rule, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
-    assert found == set(ROUTES), "a route takes an object id: add it to ROUTES (and check it is authorized)"
+    assert found == set(ROUTES) | PUBLIC_LOOKUPS, \
+        "a route takes an object id: add it to ROUTES (and check it is authorized)"
     routes = {(r.rule, m) for r in app.url_map.iter_rules() for m in r.methods}
     assert BODY_ROUTES <= routes
 
@@ -110,7 +115,7 @@ def test_someone_elses_object_is_404_no_data_and_no_change(banks, world, route, 
         headers = {"Authorization": f"Bearer {world['bob'][bank]}", **({"Idempotency-Key": key} if key else {})}
         r = api.client.open(path, method=route[1], headers=headers, **kw)
         problem = assert_problem(r, r.status_code)
-        assert r.status_code in (403, 404) and problem["code"] in ("forbidden", "not_found"), problem
+        assert (r.status_code, problem["code"]) == (404, "not_found"), problem
         assert_no_data_of_ana(r, world)
         # and it looks exactly like an object that does not exist: no oracle
         path, body = ROUTES[route](missing)
@@ -136,7 +141,7 @@ def test_a_transfer_from_someone_elses_account_is_refused_by_the_bank_that_holds
         r = api.call("POST", "/api/transfers", body, token=world["bob"][initiator_bank])
         assert r.status_code == 201, r.get_json()
         out = r.get_json()
-        assert (out["status"], out["reason"]) == ("aborted", "forbidden"), out
+        assert (out["status"], out["reason"]) == ("aborted", "not_found"), out
         assert_no_data_of_ana(r, world)
     assert (ledger(alfa), ledger(beta)) == before
 
@@ -150,7 +155,7 @@ def test_a_transfer_mixing_own_and_someone_elses_sources_moves_none_of_them(bank
     out = b_api.call("POST", "/api/transfers", body, token=world["bob"]["beta"]).get_json()
     assert out["status"] == "aborted"
     assert {(leg["account"], leg.get("reason")) for leg in out["legs"] if leg["role"] == "source"} >= {
-        (world["ana"]["acc_alfa"], "forbidden")}
+        (world["ana"]["acc_alfa"], "not_found")}
     assert (ledger(alfa), ledger(beta)) == before
 
 
@@ -174,3 +179,22 @@ def test_opening_an_account_in_someone_elses_name_is_refused(banks, world, new_c
         assert_problem(r, 403, "forbidden")
         assert_no_data_of_ana(r, world)
     assert ledger(node) == before
+
+
+@pytest.mark.parametrize("asker", ["alfa", "beta"])
+def test_verifying_someone_elses_account_shows_a_masked_name_and_never_a_balance(banks, world, asker):
+    """Bob checks Ana's account at alfa before paying her, from alfa itself and from beta (an
+    inter-bank query): he learns the account exists and a masked name, nothing else."""
+    node, api = banks[asker]
+    before = ledger(banks["alfa"][0])
+    r = api.call("GET", f"/api/consortium/accounts/alfa/{world['ana']['acc_alfa']}", token=world["bob"][asker])
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json() == {"bank": "alfa", "number": world["ana"]["acc_alfa"], "kind": "individual",
+                            "holder": "Ana M*** S***"}
+    for secret in (world["ana"]["cpf"], "Maria", "Souza", "92.23", "balance", "available"):
+        assert secret not in r.get_data(as_text=True), secret
+    missing = api.call("GET", "/api/consortium/accounts/alfa/000000000", token=world["bob"][asker])
+    assert_problem(missing, 404, "not_found")
+    assert_problem(api.call("GET", "/api/consortium/accounts/zeta/000000000", token=world["bob"][asker]), 404)
+    assert_problem(api.call("GET", f"/api/consortium/accounts/alfa/{world['ana']['acc_alfa']}"), 401)
+    assert ledger(banks["alfa"][0]) == before

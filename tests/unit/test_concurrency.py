@@ -19,7 +19,7 @@ import pytest
 import waitress
 
 from bank_node import protocol as P
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.domain import errors as E
 from bank_node.domain.documents import make_cpf
 from bank_node.services.banking import Banking

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.domain import participant as PT
 from bank_node.node import BankNode
 

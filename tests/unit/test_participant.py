@@ -19,6 +19,7 @@ ACCOUNTS = {
     "B1": AccountView("B1", "open", frozenset({BOB}), 70_00),
     "X1": AccountView("X1", "closed", frozenset({ANA}), 500_00),
     "Z0": AccountView("Z0", "open", frozenset({ANA}), 0),
+    "P1": AccountView("P1", "pending", frozenset({ANA, BOB}), 500_00),   # Bob has not accepted it yet
 }
 
 
@@ -50,10 +51,19 @@ PREPARE_TABLE = [
      False, (("Z0", "insufficient_funds"),), "aborted", ()),
     ("two debits of one account add up", None, [], [debit("A1", 60_00), debit("A1", 60_00)], ANA, DEADLINE - 1,
      False, (("A1", "insufficient_funds"),), "aborted", ()),
+    # someone else's account reads exactly as a missing one: a transfer is no existence oracle
     ("initiator not a holder of the debited account", None, [], [debit("B1", 1_00)], ANA, DEADLINE - 1,
-     False, (("B1", "forbidden"),), "aborted", ()),
+     False, (("B1", "not_found"),), "aborted", ()),
     ("unauthorized even when funds are there", None, [], [debit("A1", 1_00)], CAIO, DEADLINE - 1,
-     False, (("A1", "forbidden"),), "aborted", ()),
+     False, (("A1", "not_found"),), "aborted", ()),
+    ("someone else's closed account is not_found too, not account_closed", None, [], [debit("X1", 1_00)], CAIO,
+     DEADLINE - 1, False, (("X1", "not_found"),), "aborted", ()),
+    ("a pending account cannot be debited", None, [], [debit("P1", 1_00)], ANA, DEADLINE - 1,
+     False, (("P1", "account_pending"),), "aborted", ()),
+    ("a pending account cannot be credited", None, [], [credit("P1", 1_00)], CAIO, DEADLINE - 1,
+     False, (("P1", "account_pending"),), "aborted", ()),
+    ("someone else's pending account is not_found", None, [], [debit("P1", 1_00)], CAIO, DEADLINE - 1,
+     False, (("P1", "not_found"),), "aborted", ()),
     ("unknown debited account", None, [], [debit("NOPE", 1_00)], ANA, DEADLINE - 1,
      False, (("NOPE", "not_found"),), "aborted", ()),
     ("unknown credited account", None, [], [credit("NOPE", 1_00)], ANA, DEADLINE - 1,
@@ -64,7 +74,7 @@ PREPARE_TABLE = [
      False, (("X1", "account_closed"),), "aborted", ()),
     ("every failing leg is named, a good leg does not save it", None, [],
      [debit("A1", 10_00), debit("B1", 1_00), credit("NOPE", 11_00)], ANA, DEADLINE - 1,
-     False, (("B1", "forbidden"), ("NOPE", "not_found")), "aborted", ()),
+     False, (("B1", "not_found"), ("NOPE", "not_found")), "aborted", ()),
     ("PREPARE after its deadline is NO, even if it would pass", None, [], [debit("A1", 1_00)], ANA, DEADLINE + 1,
      False, (("*", "timeout"),), "aborted", ()),
     # duplicates: the first answer again, nothing written (rule 2)

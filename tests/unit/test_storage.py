@@ -51,7 +51,7 @@ def open_account(store, number="100000001", holders=(ANA,), kind="individual"):
         for cpf in holders:
             if tx.get_customer(cpf) is None:
                 tx.insert_customer(cpf, f"Cliente {cpf[:3]}", "hash", 1.0)
-        tx.insert_account(number, kind, list(holders), None, None, 1.0)
+        tx.insert_account(number, kind, list(holders), None, None, 1.0, accepted=holders)
     return number
 
 
@@ -270,6 +270,78 @@ def test_coordinated_round_trip_and_upsert(store):
         assert [r["transfer_id"] for r in tx.coordinated_unacknowledged()] == ["t-1"]
 
 
+# --- what the customer's app reads ---------------------------------------------------------------
+
+def test_statement_pages_by_entry_id_and_time(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        for i in range(1, 8):
+            tx.append_entry(n, "deposit", i * 100, float(i * 10))
+    with store.transaction(write=False) as tx:
+        first = tx.statement_page(n, 3)
+        assert [e["amount"] for e in first] == [700, 600, 500]
+        second = tx.statement_page(n, 3, before_id=first[-1]["id"])
+        assert [e["amount"] for e in second] == [400, 300, 200]
+        assert [e["amount"] for e in tx.statement_page(n, 10, since=30.0, until=60.0)] == [500, 400, 300]
+        assert [e["amount"] for e in tx.statement_page(n, 10, before_id=second[0]["id"], since=30.0)] == [300]
+        assert tx.statement_page("999999999", 10) == []
+
+
+def test_business_accounts_are_found_by_cnpj(store):
+    with store.transaction() as tx:
+        tx.insert_customer(ANA, "Ana", "hash", 1.0)
+        tx.insert_account("100000002", "business", [ANA], "11222333000181", "Padaria", 1.0, accepted=[ANA])
+    with store.transaction(write=False) as tx:
+        assert tx.account_numbers_by_cnpj("11222333000181") == ["100000002"]
+        assert tx.account_numbers_by_cnpj("11444777000161") == []
+
+
+def test_transfers_of_a_customer_started_here_or_touching_their_accounts(store):
+    mine = open_account(store, "100000001", (ANA,))
+    other = open_account(store, "100000005", (BOB,))
+    with store.transaction() as tx:
+        # Ana started t-1 here (and this bank holds its debit leg too): listed once, as coordinator.
+        tx.put_coordinated(coordination("committed", transfer_id="t-1", created_at=1.0,
+                                        legs=[{"bank": "alfa", "account": mine, "amount": 5, "direction": "debit"}]))
+        tx.put_participant(participation("committed", transfer_id="t-1", created_at=1.0,
+                                         legs=[{"account": mine, "amount": 5, "direction": "debit"}]))
+        # Bob paid Ana from another bank: only Ana's credit leg is here.
+        tx.put_participant(participation("aborted", transfer_id="t-2", initiator=BOB, created_at=2.0,
+                                         legs=[{"account": mine, "amount": 7, "direction": "credit"}]))
+        # Bob's own business, nothing of Ana's.
+        tx.put_participant(participation("prepared", transfer_id="t-3", initiator=BOB, created_at=3.0,
+                                         legs=[{"account": other, "amount": 9, "direction": "debit"}]))
+    with store.transaction(write=False) as tx:
+        rows = tx.transfers_of_customer(ANA, 10)
+        assert [(r["transfer_id"], r["status"], r["role"]) for r in rows] == [
+            ("t-2", "aborted", "participant"), ("t-1", "committed", "coordinator")]
+        assert rows[0]["legs"] == [{"account": mine, "amount": 7, "direction": "credit"}]
+        assert [r["transfer_id"] for r in tx.transfers_of_customer(ANA, 1, before=(2.0, "t-2"))] == ["t-1"]
+        assert [r["transfer_id"] for r in tx.transfers_of_customer(ANA, 10, statuses=("committed",))] == ["t-1"]
+        assert [r["transfer_id"] for r in tx.transfers_of_customer(ANA, 10, since=1.5, until=2.5)] == ["t-2"]
+        assert [(r["transfer_id"], r["status"]) for r in tx.transfers_of_customer(BOB, 10)] == [("t-3", "pending")]
+        records = tx.transfer_records(["t-1", "t-2", "t-9"])
+        assert set(records) == {"t-1", "t-2"} and records["t-1"]["coordinated"] is True
+        assert records["t-2"]["initiator"] == BOB and records["t-2"]["coordinated"] is False
+        assert tx.transfer_records([]) == {}
+
+
+def test_ui_sessions_expire_update_and_are_deleted(store):
+    with store.transaction() as tx:
+        tx.put_ui_session("h1", '{"lang": "en"}', 10.0, 100.0)
+        tx.put_ui_session("h2", "{}", 10.0, 20.0)
+    with store.transaction() as tx:
+        assert tx.get_ui_session("h1", 50.0)["data"] == '{"lang": "en"}'
+        assert tx.get_ui_session("h2", 50.0) is None            # expired
+        tx.put_ui_session("h1", '{"lang": "pt-BR"}', 60.0, 200.0)
+        assert tx.purge_ui_sessions(50.0) == 1
+    with store.transaction() as tx:
+        row = tx.get_ui_session("h1", 150.0)
+        assert (row["data"], row["created_at"], row["expires_at"]) == ('{"lang": "pt-BR"}', 10.0, 200.0)
+        tx.delete_ui_session("h1")
+        assert tx.get_ui_session("h1", 0.0) is None
+
+
 # --- atomicity ----------------------------------------------------------------------------------
 
 class Boom(Exception):
@@ -281,7 +353,7 @@ def test_a_transaction_that_raises_rolls_back_everything(store):
     with pytest.raises(Boom):  # the caller's exception goes on unchanged, not wrapped
         with store.transaction() as tx:
             tx.insert_customer(BOB, "Bob", "h", 1.0)
-            tx.insert_account("100000009", "individual", [BOB], None, None, 1.0)
+            tx.insert_account("100000009", "individual", [BOB], None, None, 1.0, accepted=[BOB])
             tx.append_entry(n, "deposit", 50_00, 1.0)
             tx.place_hold("t-1", n, 10_00, 1.0)
             tx.put_idempotent(ANA, "k", "h", 201, {}, 1.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from bank_node.api import create_app
+from bank_node.app import create_app
 from bank_node.node import BankNode
 from bank_node.storage.port import StorageError
 

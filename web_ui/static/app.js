@@ -1,49 +1,39 @@
 /* Progressive enhancement only: every page works without this file.
-   - running total of a transfer's source amounts
+   - running total of a transfer's source amounts, read in the page's language
    - CPF / CNPJ masks while typing
    - open-account form shows only the fields of the chosen kind
+   - forms marked js-busy: on submit the button is disabled and says it is processing
    - a pending transfer's page asks its state until the banks decide, then reloads */
 (function () {
   "use strict";
   var lang = document.body.getAttribute("data-lang") || "pt-BR";
+  var DEC = lang === "en" ? "." : ",", GROUP = lang === "en" ? "," : ".";
 
-  function grouped(text, sep) {
-    var re = new RegExp("^\\d{1,3}(?:" + (sep === "." ? "\\." : ",") + "\\d{3})+$");
-    return re.test(text);
-  }
-
-  /* Same rules as web_ui/formatting.py normalize_amount; returns cents or null. */
+  /* Same rules as web_ui/formatting.py read_amount: only this language's separators, groups of
+     three, at most two decimals. Returns cents, 0 for an empty field, or null. */
   function parseCents(text) {
-    var s = (text || "").replace(/[\s\u00a0]/g, "").replace(/^R\$/, "");
+    var s = (text || "").replace(/[\s\u00a0\u202f]/g, "").replace(/^R\$/i, "");
     if (!s) { return 0; }
     if (!/^[0-9.,]+$/.test(s) || !/^\d/.test(s) || !/\d$/.test(s)) { return null; }
-    var units, cents = "";
-    var c = s.indexOf(",") >= 0, d = s.indexOf(".") >= 0;
-    if (c && d) {
-      var dec = s.lastIndexOf(",") > s.lastIndexOf(".") ? "," : ".";
-      var th = dec === "," ? "." : ",";
-      var i = s.lastIndexOf(dec);
-      units = s.slice(0, i); cents = s.slice(i + 1);
-      if (cents.length > 2 || !(grouped(units, th) || /^\d+$/.test(units))) { return null; }
-      units = units.split(th).join("");
-    } else if (c || d) {
-      var sep = c ? "," : ".";
-      var j = s.lastIndexOf(sep);
-      var tail = s.slice(j + 1);
-      if (s.split(sep).length === 2 && tail.length <= 2) { units = s.slice(0, j); cents = tail; }
-      else if (grouped(s, sep)) { units = s.split(sep).join(""); }
-      else { return null; }
-    } else { units = s; }
+    var parts = s.split(DEC);
+    if (parts.length > 2) { return null; }
+    var units = parts[0], cents = parts.length === 2 ? parts[1] : "";
+    if (cents.indexOf(GROUP) >= 0 || cents.length > 2) { return null; }
+    if (units.indexOf(GROUP) >= 0) {
+      var g = units.split(GROUP);
+      if (!/^\d{1,3}$/.test(g[0])) { return null; }
+      for (var i = 1; i < g.length; i++) { if (!/^\d{3}$/.test(g[i])) { return null; } }
+      units = g.join("");
+    }
     while (cents.length < 2) { cents += "0"; }
     return parseInt(units || "0", 10) * 100 + parseInt(cents, 10);
   }
 
   function formatMoney(cents) {
-    var th = lang === "en" ? "," : ".", dec = lang === "en" ? "." : ",";
     var units = String(Math.floor(cents / 100)), c = String(cents % 100);
     if (c.length < 2) { c = "0" + c; }
-    units = units.replace(/\B(?=(\d{3})+(?!\d))/g, th);
-    return "R$ " + units + dec + c;
+    units = units.replace(/\B(?=(\d{3})+(?!\d))/g, GROUP);
+    return "R$ " + units + DEC + c;
   }
 
   function runningTotal() {
@@ -66,12 +56,12 @@
   }
 
   function mask(input, kind) {
-    var size = kind === "cnpj" ? 14 : 11;
-    input.setAttribute("maxlength", kind === "cnpj" ? "18" : "14");
+    input.setAttribute("maxlength", kind === "cpf" ? "14" : "18");
     input.addEventListener("input", function () {
-      var d = input.value.replace(/\D/g, "").slice(0, size), out = "";
+      var d = input.value.replace(/\D/g, "").slice(0, kind === "cpf" ? 11 : 14), out = "";
+      var asCnpj = kind === "cnpj" || (kind === "doc" && d.length > 11);
       for (var i = 0; i < d.length; i++) {
-        if (kind === "cpf") { out += (i === 3 || i === 6 ? "." : i === 9 ? "-" : "") + d[i]; }
+        if (!asCnpj) { out += (i === 3 || i === 6 ? "." : i === 9 ? "-" : "") + d[i]; }
         else { out += (i === 2 || i === 5 ? "." : i === 8 ? "/" : i === 12 ? "-" : "") + d[i]; }
       }
       input.value = out;
@@ -92,6 +82,22 @@
     }
     radios.forEach(function (r) { r.addEventListener("change", update); });
     update();
+  }
+
+  function busyForms() {
+    var text = document.body.getAttribute("data-processing") || "…";
+    document.querySelectorAll("form.js-busy").forEach(function (form) {
+      form.addEventListener("submit", function () {
+        var button = form.querySelector("button[type=submit]");
+        if (!button || button.disabled) { return; }
+        // After the browser has taken the form's data: a disabled button is not submitted.
+        window.setTimeout(function () {
+          button.disabled = true;
+          button.setAttribute("aria-busy", "true");
+          button.textContent = text;
+        }, 0);
+      });
+    });
   }
 
   function pollPending() {
@@ -117,5 +123,6 @@
   });
   runningTotal();
   kindFields();
+  busyForms();
   pollPending();
 })();
