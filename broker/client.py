@@ -703,7 +703,8 @@ class BrokerClient:
             _generation=self._generation))
 
     def _refuse(self, reason: str, user_id: str | None, detail: str) -> None:
-        self.refused[reason] += 1
+        with self._lock:  # the I/O thread and the workers both refuse
+            self.refused[reason] += 1
         log.warning("refused a message from %r before reading it (%s): %s", user_id, reason, detail,
                     extra={"event": "refused"})
         if self.on_refused is not None:

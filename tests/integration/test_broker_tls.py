@@ -8,7 +8,6 @@ one signed by a CA it does not trust.
 from __future__ import annotations
 
 import datetime
-import ipaddress  # noqa: F401 - the certificate deliberately names no IP address
 import shutil
 import uuid
 from pathlib import Path
