@@ -667,6 +667,10 @@ class BrokerClient:
 
     # consuming --------------------------------------------------------------------------------
     def _on_reply(self, ch, method, props, body: bytes) -> None:
+        if len(body) > self.max_message_bytes:
+            self._refuse("oversized", props.user_id, f"a reply of {len(body)} bytes")
+            self.forget(props.correlation_id or "")
+            return
         with self._lock:
             waiter = self._waiters.get(props.correlation_id or "")
             if waiter is not None and waiter[1] is not None and props.user_id != waiter[1]:

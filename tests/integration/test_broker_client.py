@@ -176,3 +176,21 @@ def test_a_full_queue_refuses_the_publish_and_the_publisher_learns_it_at_once(am
     finally:
         alfa.stop()
         delete_namespace(amqp_url, namespace, ["alfa", "beta"])
+
+
+def test_an_oversized_reply_is_dropped_unread_and_the_request_times_out(clients, amqp_url):
+    """A dishonest answerer cannot make the requester hold a huge body: the reply is dropped
+    (the request then times out, which for a vote is an abort)."""
+    ref = [None]
+
+    def huge_answer(d):
+        ref[0].reply(d.reply_to, d.correlation_id, b"x" * 8192).result(5)
+        d.ack()
+    beta = clients("beta", huge_answer)
+    ref[0] = beta
+    alfa = clients("alfa")
+    alfa.max_message_bytes = 4096   # beta's answer is twice that
+    pending = alfa.request("beta", b"question", expiration_ms=3000)
+    with pytest.raises(TimeoutError):
+        pending.future.result(2)
+    assert alfa.refused["oversized"] == 1
