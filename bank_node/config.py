@@ -251,10 +251,58 @@ class BrokerAuth(_Strict):
     secrets_file: str | None = None
 
 
+class BrokerSettings(_Strict):
+    """How banks use the broker: the bounds the operator's provisioning gives every bank's queue,
+    what a bank refuses before reading it, and how fast it notices a broken broker."""
+    max_message_bytes: int = Field(256 * 1024, ge=4096, le=128 * 1024 * 1024)
+    """Largest message a bank sends or reads: a bigger one is dead-lettered unread (and refused
+    by the broker itself where we configure its nodes: ``max_message_size``)."""
+    queue_max_length: int = Field(10_000, ge=10, le=10_000_000)
+    """Messages waiting in one bank's queue before the broker refuses new ones (the sender's
+    confirm is a nack: a refused PREPARE is an abort, a refused decision is re-sent later)."""
+    queue_max_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024 ** 3)
+    """Bytes waiting in one bank's queue before the broker refuses new ones."""
+    delivery_limit: int = Field(20, ge=2, le=1000)
+    """Deliveries of one message before it is dead-lettered instead of looping (every crash or
+    lost connection of its consumer counts one)."""
+    dead_letter_max_length: int = Field(50_000, ge=100, le=10_000_000)
+    """Refused messages kept in the dead-letter queue for inspection (the oldest go first)."""
+    sender_items_per_s: float = Field(3000.0, gt=0, le=1_000_000)
+    """Items per second one bank may have handled by another (per_bank mode): past that, its
+    messages are refused unread, before any database work."""
+    sender_burst_items: int = Field(4096, ge=64, le=1_000_000)
+    """Items one bank may send at once; at least the largest envelope an honest bank sends."""
+    sender_workers: int = Field(2, ge=1, le=64)
+    """Message workers that one sender's messages may keep busy at the same time."""
+    heartbeat_s: int = Field(5, ge=1, le=600)
+    """AMQP heartbeat: a silent broker node is given up after about twice this."""
+    probe_interval_s: float = Field(3.0, ge=0.2, le=300)
+    """How often a bank checks that the exchange and its binding still route to its queue."""
+
+
+def _broker_urls(v: object) -> object:
+    """``broker_url`` may be one URL, several separated by commas, or a list: one string here."""
+    if isinstance(v, (list, tuple)):
+        if not v or not all(isinstance(u, str) and u.strip() for u in v):
+            raise ValueError("must be a URL or a non-empty list of URLs")
+        v = ",".join(u.strip() for u in v)
+    if isinstance(v, str):
+        urls = [u.strip() for u in v.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("must be a URL or a non-empty list of URLs")
+        for u in urls:
+            if not re.match(r"^amqps?://", u):
+                raise ValueError(f"{u.split('@')[-1]!r} is not an amqp:// or amqps:// URL")
+        return ",".join(urls)
+    return v
+
+
 class ConsortiumConfig(_Strict):
     consortium: str = "consorcio"
     """Namespace of every exchange and queue, so several consortia can share one broker."""
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    """One broker URL, or the URLs of a cluster's nodes (a list, or separated by commas)."""
+    broker: BrokerSettings = BrokerSettings()
     http_threads: int = Field(24, ge=1, le=256)
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
@@ -268,6 +316,13 @@ class ConsortiumConfig(_Strict):
     accepts the coordinator's own signed decision relayed by one of them (never a peer's word).
     Needs ``signing.mode: required``."""
     banks: list[Bank]
+
+    _urls = field_validator("broker_url", mode="before")(_broker_urls)
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """Every broker node's URL (one for a single broker)."""
+        return self.broker_url.split(",")
 
     @field_validator("consortium")
     @classmethod

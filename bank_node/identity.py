@@ -19,7 +19,8 @@ def expected_user(config: ConsortiumConfig, principal: str) -> str:
 
 
 def broker_url_for(config: ConsortiumConfig, principal: str, env: dict | None = None) -> str:
-    """The broker URL with this bank's own credentials (per_bank), or the shared one."""
+    """The broker URL with this bank's own credentials (per_bank), or the shared one; for a
+    cluster, every node's URL, separated by commas."""
     env = os.environ if env is None else env
     if config.broker_auth.mode != "per_bank":
         return config.broker_url
@@ -32,7 +33,8 @@ def broker_url_for(config: ConsortiumConfig, principal: str, env: dict | None = 
     if not password:
         raise ConfigError(f"no broker password for {principal!r}: set CONSORCIO_BROKER_PASSWORD, or name a "
                           "broker_auth.secrets_file (the launcher creates one with development passwords)")
-    return with_credentials(config.broker_url, user_of(config.consortium, principal), password)
+    return ",".join(with_credentials(url, user_of(config.consortium, principal), password)
+                    for url in config.broker_urls)
 
 
 SIGNING_KEY_ENV = "CONSORCIO_SIGNING_KEY"

@@ -50,6 +50,30 @@ class Metrics:
         self.broker_up = Gauge("consorcio_broker_connected", "1 when connected to the broker", registry=self.registry)
         self.broker_reconnects = Gauge("consorcio_broker_reconnects",
                                        "Times the broker connection was re-established", registry=self.registry)
+        self.broker_failovers = Counter("consorcio_broker_failovers",
+                                        "Times the bank reconnected to another broker node than the one it lost",
+                                        registry=self.registry)
+        self.broker_node = Gauge("consorcio_broker_node", "1 for the broker node (host:port) the bank is "
+                                 "connected to", ("node",), registry=self.registry)
+        self.broker_topology_ok = Gauge("consorcio_broker_topology_ok",
+                                        "1 when the bank's last probe through the consortium's exchange came back "
+                                        "to its queue; 0 when the exchange or binding is missing or changed",
+                                        registry=self.registry)
+        self._failovers_seen = 0
+        self._node_seen: str | None = None
+
+    def observe_broker(self, node: str | None, failovers: int, topology: str) -> None:
+        """The broker client's figures, read at scrape time."""
+        if failovers > self._failovers_seen:
+            self.broker_failovers.inc(failovers - self._failovers_seen)
+            self._failovers_seen = failovers
+        if node != self._node_seen:
+            if self._node_seen is not None:
+                self.broker_node.remove(self._node_seen)
+            if node is not None:
+                self.broker_node.labels(node=node).set(1)
+            self._node_seen = node
+        self.broker_topology_ok.set(1 if topology == "ok" else 0)
 
     def inc(self, name: str, n: int = 1, **labels) -> None:
         c = self._counters[name]

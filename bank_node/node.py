@@ -6,10 +6,9 @@ import secrets
 import time
 from pathlib import Path
 
-from broker import BrokerClient
 from .config import ConsortiumConfig
-from .identity import broker_url_for
 from .domain.money import format_cents
+from .messaging import client_for
 from .metrics import Metrics
 from .services.banking import Banking
 from .services.mandates import Mandates
@@ -31,8 +30,10 @@ class BankNode:
         self.secret_key = self._secret_key()
         self.metrics = Metrics()
         self.banking = Banking(config, bank_id, self.store)
-        self.broker = BrokerClient(broker_url_for(config, bank_id), config.consortium, bank_id) \
-            if connect_broker else None
+        # Messages the broker layer refuses before reading them (too big, sender over its
+        # budget) are counted with the handler's own refusals.
+        self.broker = client_for(config, bank_id, on_refused=lambda reason, user: self.metrics.inc(
+            "messages_rejected", reason=reason)) if connect_broker else None
         self.mandates = Mandates(config, bank_id, self.store, self.banking)
         self.transfers = Transfers(config, bank_id, self.store, self.banking, self.broker, self.metrics)
         if self.broker is not None:
@@ -67,6 +68,24 @@ class BankNode:
         self.metrics.holds.set(counts["holds"])
         self.metrics.broker_up.set(1 if self.broker is not None and self.broker.connected else 0)
         self.metrics.broker_reconnects.set(self.broker.reconnects if self.broker is not None else 0)
+        if self.broker is not None:
+            self.metrics.observe_broker(self.broker.node, self.broker.failovers, self.broker.topology)
+
+    def broker_topology_ok(self) -> bool:
+        """Not ok only when the broker is known to be wrong (exchange or binding missing or
+        changed, queue full); "unchecked" right after connecting is not a problem yet."""
+        return self.broker is None or self.broker.topology in ("ok", "unchecked")
+
+    def broker_health(self) -> dict:
+        """Which broker node this bank is on, whether its exchange and binding route to it, how
+        often it failed over, and why it is disconnected (when it is)."""
+        if self.broker is None:
+            return {}
+        out = {"broker_node": self.broker.node, "broker_topology": self.broker.topology,
+               "broker_failovers": self.broker.failovers}
+        if not self.broker.connected and self.broker.last_error:
+            out["broker_error"] = self.broker.last_error
+        return out
 
     def operator_overview(self) -> dict:
         now = time.time()
@@ -84,8 +103,8 @@ class BankNode:
             ("disabled" if self.broker is None else "disconnected")
         return {
             "bank": self.bank_id, "name": self.bank.name, "consortium": self.config.consortium,
-            "status": "ok" if db_ok and broker == "connected" else "degraded",
-            "broker": broker, "database": "ok" if db_ok else "unavailable",
+            "status": "ok" if db_ok and broker == "connected" and self.broker_topology_ok() else "degraded",
+            "broker": broker, **self.broker_health(), "database": "ok" if db_ok else "unavailable",
             "schema_version": self.store.schema_version() if db_ok else None,
             "in_doubt": counts.get("prepared_legs", 0) + counts.get("preparing", 0),
             "unacknowledged_decisions": counts.get("unacknowledged_decisions", 0),

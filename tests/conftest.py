@@ -62,10 +62,13 @@ def namespace():
 
 @pytest.fixture
 def make_cluster(tmp_path, amqp_url, namespace):
-    """Factory: make_cluster(banks=("alfa", "beta", "gama"), env=..., **config overrides)."""
-    made: list[Cluster] = []
+    """Factory: make_cluster(banks=("alfa", "beta", "gama"), env=..., **config overrides), on the
+    test broker (or ``broker_url=[...]``, e.g. a cluster's nodes). Cluster.start provisions the
+    namespace's exchanges and queues, as the operator does; banks declare nothing."""
+    made: list[tuple[Cluster, str]] = []
 
-    def make(banks=("alfa", "beta", "gama"), env=None, start=True, bank_options=None, **overrides) -> Cluster:
+    def make(banks=("alfa", "beta", "gama"), env=None, start=True, broker_url=None, bank_options=None,
+             **overrides) -> Cluster:
         """``bank_options``: bank id -> extra keys of its entry (its own limits, peer_caps...)."""
         env = {"CONSORCIO_OPERATOR_TOKEN": OPERATOR_TOKEN, **(env or {})}
         ports = free_ports(len(banks))
@@ -74,19 +77,20 @@ def make_cluster(tmp_path, amqp_url, namespace):
         overrides.setdefault("timeouts", {"prepare_ttl_ms": 3000, "decision_resend_ms": 300,
                                           "status_query_ms": 300, "retry_cap_ms": 1000})
         overrides.setdefault("security", dict(TEST_SECURITY))
-        cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
+        broker_url = broker_url or amqp_url
+        cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=broker_url,
                            banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p,
                                    **(bank_options or {}).get(b, {})} for b, p in zip(banks, ports)], **overrides)
         c = Cluster(cfg, tmp_path / "data", env=env)
-        made.append(c)
+        made.append((c, broker_url))
         if start:
             c.start()
         return c
 
     yield make
-    for c in made:
+    for c, url in made:
         c.stop()
-        delete_namespace(amqp_url, namespace, list(c.banks))
+        delete_namespace(url, namespace, list(c.banks))
 
 
 def signing_keys(folder, banks) -> "Path":

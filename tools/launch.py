@@ -7,6 +7,10 @@ each answers ``/api/health`` with its broker connected, print each bank's URL, s
 log with its id in front, and on Ctrl-C / SIGTERM stop them all (and the broker, if this command
 started it) so that no process is left behind. With ``broker_auth: {mode: per_bank}`` it also
 creates each bank's own broker user (development passwords in a secrets file beside the data).
+Before any bank starts it provisions the consortium's exchanges, queues and bindings (banks
+declare nothing). ``--broker-nodes 3`` runs the consortium on a 3-node RabbitMQ cluster of its
+own on this machine (``tools.rabbit.BrokerCluster``) when the config does not name one already,
+gives every bank every node's URL, and stops the cluster with the banks.
 
 Process supervision is :class:`tools.supervisor.Cluster`, the same code the integration tests
 use, so what the README promises is what the tests exercise.
@@ -209,6 +213,8 @@ class Launcher:
         self.cluster: Cluster | None = None
         self.started_broker: list[str] | None = None  # rabbitmqctl command that stops it
         self.broker_env: dict[str, str] = {}
+        self.broker_cluster = None                     # a tools.rabbit.BrokerCluster this command started
+        self.bank_env: dict[str, str] = {}             # AMQP_URL of that cluster, for every bank
         self._width = 4
         self._colors: dict[str, str] = {}
 
@@ -246,8 +252,9 @@ class Launcher:
 
     def load(self) -> tuple[Path, ConsortiumConfig]:
         path = Path(self.args.config).resolve()
+        env = {**os.environ, **self.bank_env}
         try:
-            config = load_config(path)
+            config = load_config(path, env)
         except ConfigError as e:
             raise LaunchError(str(e), code=2) from e
         per_bank_without_secrets = config.broker_auth.mode == "per_bank" and not config.broker_auth.secrets_file
@@ -265,7 +272,7 @@ class Launcher:
             path.write_text(f"# Written by python -m tools.launch from {self.args.config}; edit that file "
                             f"instead.\n" + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
             try:
-                config = load_config(path)
+                config = load_config(path, env)
             except ConfigError as e:
                 raise LaunchError(str(e), code=2) from e
         return path, config
@@ -279,9 +286,10 @@ class Launcher:
         from broker.provision import ensure_passwords, provision, vhost_of
         from bank_node.identity import AUDITOR
         secrets_path = Path(config.broker_auth.secrets_file)
+        node = self.broker_cluster.nodes[0].node if self.broker_cluster is not None else None
         try:
             passwords = ensure_passwords(secrets_path, [*config.bank_ids, AUDITOR])
-            provision(config.consortium, passwords, vhost=vhost_of(config.broker_url))
+            provision(config.consortium, passwords, vhost=vhost_of(config.broker_url), node=node)
         except BrokerError as e:
             raise LaunchError(f"cannot create the banks' broker users (broker_auth: per_bank): {e}; create them "
                               f"with rabbitmqctl as root, passwords in {secrets_path}") from e
@@ -300,6 +308,50 @@ class Launcher:
         for bank in config.bank_ids:
             write_key_pair(folder, bank)
         self.say(f"signing keys of {', '.join(config.bank_ids)} ready in {folder}")
+
+    def ensure_topology(self, config: ConsortiumConfig) -> None:
+        """The consortium's exchanges, queues (quorum, bounded) and bindings, declared with the
+        configuration's credentials before any bank starts: banks may declare nothing."""
+        from bank_node.messaging import topology_of
+        from broker.errors import BrokerError
+        from broker.provision import provision_topology
+        try:
+            provision_topology(config.broker_urls, topology_of(config), say=self.say)
+        except BrokerError as e:
+            raise LaunchError(str(e)) from e
+        self.say(f"broker provisioned for {config.consortium!r}: exchange, dead-letter queue and a quorum queue "
+                 f"per bank")
+
+    def start_broker_cluster(self, n: int) -> None:
+        """A RabbitMQ cluster of ``n`` nodes of this command's own (own node names, ports, data)."""
+        from tools.rabbit import BrokerCluster
+        self.say(f"starting a {n}-node RabbitMQ cluster on this machine (about 20 s) ...")
+        t0 = time.monotonic()
+        try:
+            self.broker_cluster = BrokerCluster(n)
+            self.broker_cluster.start()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            self.broker_cluster = None
+            raise LaunchError(f"cannot start a {n}-node RabbitMQ cluster here: {e}") from e
+        self.bank_env["AMQP_URL"] = ",".join(self.broker_cluster.urls)
+        nodes = ", ".join(f"{node.node} ({node.address})" for node in self.broker_cluster.nodes)
+        self.say(f"RabbitMQ cluster of {n} nodes ready after {time.monotonic() - t0:.1f}s: {nodes}")
+
+    def ensure_brokers(self, urls: list[str]) -> None:
+        """One URL: that broker (started here if it is local and down). Several: a cluster that
+        someone else runs; one node answering is enough (the banks fail over among them)."""
+        if len(urls) == 1:
+            self.ensure_broker(urls[0])
+            return
+        reasons = []
+        for url in urls:
+            ok, why = amqp_answers(url)
+            _, _, shown = broker_address(url)
+            if ok:
+                self.say(f"RabbitMQ answers at {shown} (one of {len(urls)} nodes)")
+                return
+            reasons.append(f"{shown}: {why}")
+        raise LaunchError("no node of the broker cluster answers (" + "; ".join(reasons) + ")")
 
     def ensure_broker(self, url: str) -> None:
         host, port, shown = broker_address(url)
@@ -368,8 +420,8 @@ class Launcher:
         log_format = bank_log_format(getattr(self.args, "log_format", "auto"), self.out.isatty())
         self.token, self.token_source = operator_token(data_root)
         self.cluster = Cluster(config_path, data_root,
-                               env={"CONSORCIO_OPERATOR_TOKEN": self.token, "LOG_FORMAT": log_format},
-                               on_line=self.bank_line, die_with_parent=True)
+                               env={"CONSORCIO_OPERATOR_TOKEN": self.token, "LOG_FORMAT": log_format, **self.bank_env},
+                               on_line=self.bank_line, die_with_parent=True, provision=False)
         n = len(config.banks)
         self.say(f"starting {n} bank{'s' if n > 1 else ''} of consortium {config.consortium!r}: "
                  f"{', '.join(config.bank_ids)} (data and logs in {data_root})")
@@ -386,7 +438,9 @@ class Launcher:
             raise LaunchError(str(e).splitlines()[0]) from e
 
     def banner(self, config: ConsortiumConfig) -> None:
-        _, _, shown = broker_address(config.broker_url)
+        shown = broker_address(config.broker_urls[0])[2] if len(config.broker_urls) == 1 else \
+            f"a cluster of {len(config.broker_urls)} nodes: " + ", ".join(
+                broker_address(u)[2].split("@")[-1] for u in config.broker_urls)
         name_w = max(len(b.name) for b in config.banks)
         lines = ["", f"Consortium {config.consortium!r} is running ({len(config.banks)} banks, broker {shown}):"]
         for b in config.banks:
@@ -408,7 +462,8 @@ class Launcher:
                      or Path(self.token_source) == Path(DEV_TOKEN_FILE).resolve()
                      else f" --token-file {self.token_source}")]
         lines += [f"warning: {w}" for w in shared_hosts(config)]
-        lines += ["Press Ctrl-C to stop every bank" + (" and the broker." if self.started_broker else "."), ""]
+        lines += ["Press Ctrl-C to stop every bank" + (" and the broker." if self.started_broker or self.broker_cluster
+                                                       else "."), ""]
         self.say("\n".join(lines))
 
     def supervise(self) -> int:
@@ -436,6 +491,13 @@ class Launcher:
             codes = ", ".join(f"{b.bank_id}={b.proc.returncode}" for b in self.cluster.banks.values()
                               if b.proc is not None)
             self.say(f"every bank has stopped (exit codes: {codes})")
+        if self.broker_cluster is not None:
+            if self.args.keep_broker:
+                self.say("the RabbitMQ cluster keeps running; stop it with: " + "; ".join(
+                    f"rabbitmqctl -n {node.node} stop" for node in self.broker_cluster.nodes))
+            else:
+                self.say("stopping the RabbitMQ cluster this command started")
+                self.broker_cluster.stop()
         if self.started_broker and not self.args.keep_broker:
             self.say("stopping the RabbitMQ this command started (keep it running next time with --keep-broker)")
             try:
@@ -452,8 +514,14 @@ class Launcher:
             raise LaunchError(f"{'; '.join(taken)}: stop what listens there, or choose other ports in "
                               f"{self.args.config}", code=2)
         try:
-            self.ensure_broker(config.broker_url)
+            nodes = self.args.broker_nodes
+            if nodes > 1 and len(config.broker_urls) < nodes:
+                self.start_broker_cluster(nodes)
+                config_path, config = self.load()
+            else:
+                self.ensure_brokers(config.broker_urls)
             self.ensure_bank_users(config)
+            self.ensure_topology(config)
             self.ensure_signing_keys(config)
             if self.stop_requested.is_set():
                 raise InterruptedError
@@ -479,12 +547,18 @@ def main(argv: list[str] | None = None) -> int:
                                                        "(default: data)")
     ap.add_argument("--wait", type=float, default=90.0, metavar="SECONDS",
                     help="how long to wait for the broker and for the banks to be healthy (default: 90)")
+    ap.add_argument("--broker-nodes", type=int, default=1, metavar="N",
+                    help="run on a RabbitMQ cluster of N nodes: the config's, if it names N URLs, else one "
+                         "this command starts on this machine (own node names, ports and data) and stops on "
+                         "Ctrl-C (default: 1, the configured broker)")
     ap.add_argument("--log-format", choices=("auto", "json", "text"), default=os.environ.get("LOG_FORMAT") or "auto",
                     help="the banks' logs: text when this command's output is a terminal and JSON otherwise "
                          "(auto, the default), or always json or text (env LOG_FORMAT)")
     ap.add_argument("--keep-broker", action="store_true",
-                    help="leave a RabbitMQ started by this command running after the consortium stops")
+                    help="leave a RabbitMQ (or cluster) started by this command running after the consortium stops")
     args = ap.parse_args(argv)
+    if args.broker_nodes < 1:
+        ap.error("--broker-nodes must be at least 1")
     launcher = Launcher(args)
     try:
         return launcher.run()

@@ -18,10 +18,22 @@
     python -m tools.ops broker-secrets [--config consorcio.yml] [--out secrets]
         For docker compose with broker_auth per_bank: development passwords for every bank, the
         auditor and the management UI's admin (kept, if already there), a RabbitMQ definitions
-        file with their users and permissions that the broker container loads at start, and
-        one env file per bank with its password and signing key; development Ed25519 keys in
-        the signing keys folder and the public ones alone in secrets/public-keys. Never
+        file with their users, their least-privilege permissions and the consortium's exchanges,
+        quorum queues and bindings (the compose cluster imports it once its three nodes run),
+        the nodes' rabbitmq.conf (cluster formation, message size limit), the cluster's Erlang
+        cookie, one env file per bank with its password and signing key, development Ed25519
+        keys in the signing keys folder and the public ones alone in secrets/public-keys. Never
         committed (secrets/ is git-ignored).
+
+    python -m tools.ops provision [--config consorcio.yml]
+        Declares the consortium's exchanges, queues (quorum, bounded) and bindings on the broker
+        with the credentials of broker_url (the operator's), and restores any that was deleted or
+        changed. Banks declare nothing: their broker users may not.
+
+    python -m tools.ops migrate-queues [--config consorcio.yml] [--dry-run]
+        Re-creates, as the quorum queues they should be, the consortium's queues that exist with
+        other arguments (classic queues declared by an older version). Only queues nobody
+        consumes: stop their banks first.
 """
 from __future__ import annotations
 
@@ -32,11 +44,13 @@ import sys
 import time
 from pathlib import Path
 
-from broker import BrokerClient, BrokerError
+from broker import BrokerError
+from broker.provision import address_of
 from bank_node import protocol as P
 from bank_node.config import ConfigError, ConsortiumConfig, load_config
 from bank_node.domain.money import format_cents
-from bank_node.identity import AUDITOR, broker_url_for, expected_user, keyring_for
+from bank_node.identity import AUDITOR, expected_user, keyring_for
+from bank_node.messaging import client_for
 
 from .http import http_json, unix_get
 
@@ -49,10 +63,10 @@ def audit(config: ConsortiumConfig, timeout_s: float = 5.0) -> dict:
     """Scatter an Audit to every bank and gather the answers until the deadline. An answer
     counts only if the bank signed it (when the consortium signs)."""
     keyring = keyring_for(config, AUDITOR)
-    client = BrokerClient(broker_url_for(config, AUDITOR), config.consortium, AUDITOR, own_queue=False).start()
+    client = client_for(config, AUDITOR, own_queue=False).start()
     try:
         if not client.wait_connected(timeout_s):
-            raise BrokerError(f"no broker at {config.broker_url}")
+            raise BrokerError(f"no broker answers at {', '.join(address_of(u) for u in config.broker_urls)}")
         deadline = int(time.time() * 1000 + timeout_s * 1000)
         body = P.encode(AUDITOR, P.Audit(deadline_ms=deadline), ns=config.consortium)
         results: dict[str, P.AuditResult] = {}
@@ -235,23 +249,45 @@ def signing_keys(config: ConsortiumConfig, out: Path) -> tuple[Path, Path]:
     return keys, public
 
 
+#: The RabbitMQ nodes of docker-compose.yml (their host names are their service names).
+COMPOSE_BROKER_NODES = ("rabbitmq1", "rabbitmq2", "rabbitmq3")
+
+
+def rabbitmq_conf(config: ConsortiumConfig, nodes: tuple[str, ...] = COMPOSE_BROKER_NODES) -> str:
+    """The compose nodes' rabbitmq.conf: they find each other from this list (peer discovery
+    from configuration), refuse messages over the consortium's size limit, and a node cut off
+    from the majority stops serving rather than diverging."""
+    lines = ["cluster_formation.peer_discovery_backend = classic_config"]
+    lines += [f"cluster_formation.classic_config.nodes.{i} = rabbit@{n}" for i, n in enumerate(nodes, 1)]
+    lines += [f"max_message_size = {config.broker.max_message_bytes}",
+              "cluster_partition_handling = pause_minority", ""]
+    return "\n".join(lines)
+
+
 def broker_secrets(config: ConsortiumConfig, out: Path) -> dict[str, Path]:
-    """Write what docker compose needs to give every bank its own broker identity."""
+    """Write what docker compose needs: every bank its own broker identity, and a cluster."""
+    import secrets as random_secrets
+    from bank_node.messaging import topology_of
     from broker.provision import definitions, ensure_passwords, user_of, vhost_of
     out.mkdir(parents=True, exist_ok=True)
     secrets_file = Path(config.broker_auth.secrets_file) if config.broker_auth.secrets_file else out / "broker.yml"
     passwords = ensure_passwords(secrets_file, [*config.bank_ids, AUDITOR, ADMIN])
     vhost = vhost_of(config.broker_url)
-    doc = definitions(config.consortium, {p: passwords[p] for p in [*config.bank_ids, AUDITOR]}, vhost)
+    doc = definitions(config.consortium, {p: passwords[p] for p in [*config.bank_ids, AUDITOR]}, vhost,
+                      topology_of(config))
     admin = definitions(config.consortium, {ADMIN: passwords[ADMIN]}, vhost)
     admin["users"][0]["tags"] = ["administrator"]
     admin["permissions"][0].update(configure=".*", write=".*", read=".*")
     doc["users"] += admin["users"]
     doc["permissions"] += admin["permissions"]
     written = {"secrets": secrets_file, "definitions": out / "definitions.json",
-               "rabbitmq_conf": out / "rabbitmq.conf"}
+               "rabbitmq_conf": out / "rabbitmq.conf", "erlang_cookie": out / "erlang.cookie"}
     written["definitions"].write_text(json.dumps(doc, indent=2))
-    written["rabbitmq_conf"].write_text("load_definitions = /etc/rabbitmq/definitions.json\n")
+    written["rabbitmq_conf"].write_text(rabbitmq_conf(config))
+    written["rabbitmq_conf"].chmod(0o644)
+    if not written["erlang_cookie"].exists():  # the nodes of one cluster share it: kept once made
+        written["erlang_cookie"].write_text(random_secrets.token_hex(24))
+    written["erlang_cookie"].chmod(0o644)  # copied with mode 400 for the rabbitmq user inside each container
     keys, public = signing_keys(config, out)
     written["public_keys"] = public
     for bank in config.bank_ids:
@@ -287,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
                                               "(definitions, env files)")
     b.add_argument("--config", default="consorcio.yml")
     b.add_argument("--out", default="secrets")
+    p = sub.add_parser("provision", help="declare (or restore) the consortium's exchanges, queues and bindings")
+    p.add_argument("--config", default="consorcio.yml")
+    m = sub.add_parser("migrate-queues", help="re-create as quorum queues the consortium's queues of an older "
+                                              "version (stop their banks first)")
+    m.add_argument("--config", default="consorcio.yml")
+    m.add_argument("--dry-run", action="store_true", help="only say what would be done")
     args = ap.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -297,6 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "broker-secrets":
             for what, path in broker_secrets(config, Path(args.out)).items():
                 print(f"  {what:<14} {path}")
+            return 0
+        if args.cmd in ("provision", "migrate-queues"):
+            from bank_node.messaging import topology_of
+            from broker.provision import migrate_queues, provision_topology
+            if args.cmd == "provision":
+                provision_topology(config.broker_urls, topology_of(config), say=print)
+                print(f"provisioned {config.consortium!r}: exchanges, dead-letter queue, a quorum queue and a "
+                      f"binding per bank ({', '.join(config.bank_ids)})")
+            else:
+                done = migrate_queues(config.broker_urls, topology_of(config), dry_run=args.dry_run)
+                print(f"{len(done)} queue(s) {'to migrate' if args.dry_run else 'migrated'}")
             return 0
         if args.cmd == "audit":
             s = audit(config, args.timeout)

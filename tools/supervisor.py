@@ -1,9 +1,10 @@
 """Run a whole consortium of bank processes on this machine, and supervise them.
 
 Used by the one-command launcher (``python -m tools.launch``), by the integration tests
-and by the chaos workload: start every bank of a config as its own process, wait until each
-answers ``/api/health`` (a condition with a deadline, never a fixed sleep), and kill -9,
-pause, resume, restart or stop any of them.
+and by the chaos workload: provision the consortium's exchanges and queues on the broker (banks
+declare nothing), start every bank of a config as its own process, wait until each answers
+``/api/health`` (a condition with a deadline, never a fixed sleep), and kill -9, pause, resume,
+restart or stop any of them.
 """
 from __future__ import annotations
 
@@ -64,9 +65,14 @@ class BankProcess:
         env = {**os.environ, **self.env, **(extra_env or {})}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # glibc gives every thread that allocates its own malloc arena; a bank has ~35 threads
+        # (HTTP, message workers), and two arenas cut its memory after some traffic by about a
+        # tenth (Python's own allocator serves small objects; the Dockerfile sets the same).
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         cmd = [sys.executable, "-m", "bank_node", "--config", str(self.config_path), "--bank", self.bank_id,
                "--data-dir", str(self.data_dir)]
         preexec = _parent_death_signal() if self.die_with_parent else None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.on_line is None:
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -166,8 +172,10 @@ class Cluster:
     """Several bank processes of one consortium config."""
 
     def __init__(self, config_path: Path, data_root: Path, env: dict | None = None, *,
-                 on_line: Callable[[str, str], None] | None = None, die_with_parent: bool = False):
+                 on_line: Callable[[str, str], None] | None = None, die_with_parent: bool = False,
+                 provision: bool = True):
         self.config_path = Path(config_path)
+        self.provision = provision
         self.data_root = Path(data_root)
         doc = yaml.safe_load(self.config_path.read_text())
         self.doc = doc
@@ -188,10 +196,23 @@ class Cluster:
               progress: Callable[[list[str], list[str], float], None] | None = None,
               cancelled: Callable[[], bool] | None = None) -> "Cluster":
         self.data_root.mkdir(parents=True, exist_ok=True)
+        if self.provision:
+            self.provision_broker()
         for b in self.banks.values():
             b.start()
         self.wait_healthy(deadline_s, progress=progress, cancelled=cancelled)
         return self
+
+    def provision_broker(self) -> None:
+        """The operator's part: the consortium's exchanges, queues and bindings, declared with the
+        configuration's own broker credentials (each bank then connects with its own, which may
+        declare nothing)."""
+        from bank_node.config import load_config
+        from bank_node.messaging import topology_of
+        from broker.provision import provision_topology
+        config = load_config(self.config_path, env={**os.environ, **next(iter(self.banks.values())).env}
+                             if self.banks else None)
+        provision_topology(config.broker_urls, topology_of(config))
 
     def wait_healthy(self, deadline_s: float = 60.0, *, need_broker: bool = True,
                      progress: Callable[[list[str], list[str], float], None] | None = None,

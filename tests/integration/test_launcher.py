@@ -330,3 +330,49 @@ def test_launcher_gives_each_bank_its_own_broker_user_when_per_bank(tmp_path, am
     finally:
         deprovision(namespace, [*BANKS, "auditor"])
         delete_namespace(amqp_url, namespace, list(BANKS))
+
+
+def rabbit_node_pids(names: set[str]) -> list[int]:
+    """Live RabbitMQ VMs of these node names (a node's name is in its environment, not its command line)."""
+    found = []
+    for pid in [int(d) for d in os.listdir("/proc") if d.isdigit()]:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(e.startswith(b"RABBITMQ_NODENAME=") and e.split(b"=", 1)[1].decode() in names for e in env) \
+                and running(pid) and "beam" in " ".join(cmdline(pid)):
+            found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(shutil.which("rabbitmq-server", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None,
+                    reason="a local RabbitMQ cluster needs rabbitmq-server")
+def test_broker_nodes_3_runs_the_banks_on_a_cluster_of_its_own_and_stops_it(tmp_path, namespace, launch):
+    """`./scripts/run-consortium --broker-nodes 3`: a 3-node cluster started here, every bank given
+    every node (and its own broker user), the cluster stopped with the banks on Ctrl-C."""
+    ports = dict(zip(BANKS, free_ports(len(BANKS))))
+    cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url="amqp://guest:guest@127.0.0.1:5672/%2F",
+                       banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p} for b, p in ports.items()],
+                       security={"argon2_time_cost": 1, "argon2_memory_kib": 1024},
+                       broker_auth={"mode": "per_bank"})
+    launcher = launch("--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--broker-nodes", "3")
+    names: set[str] = set()
+    try:
+        printed = launcher.wait_for(banner, 240, "URL line for every bank")
+        nodes = launcher.wait_for(lambda lines: next((re.findall(r"\((127\.0\.0\.1:\d+)\)", line) for line in lines
+                                                      if "RabbitMQ cluster of 3 nodes ready" in line), None),
+                                  5, "the cluster's nodes")
+        names = set(re.findall(r"(consorcio\w+-\d@localhost)", launcher.output))
+        assert len(set(nodes)) == 3 and len(names) == 3 and len(rabbit_node_pids(names)) == 3
+        assert "a cluster of 3 nodes" in launcher.output
+        for bank, (url, _) in printed.items():
+            status, health = http_json("GET", f"{url}/api/health", timeout=10)
+            assert health["broker"] == "connected" and health["broker_node"] in nodes, health
+        launcher.proc.send_signal(signal.SIGINT)
+        assert launcher.wait_exit(120) == 0, launcher.output
+        assert "stopping the RabbitMQ cluster this command started" in launcher.output
+        wait_until(lambda: not rabbit_node_pids(names), 30, f"the cluster's nodes {sorted(names)} gone")
+    finally:
+        for pid in rabbit_node_pids(names):  # a launcher killed by the fixture cannot stop them itself
+            os.kill(pid, signal.SIGKILL)

@@ -1,9 +1,11 @@
 """docker-compose.yml, the Dockerfile and consorcio.yml must agree.
 
-No Docker engine runs on our machines, so these tests read the files as Docker would: one
-service per bank of consorcio.yml with the same id and port, each pointed at the compose broker,
-listening on 0.0.0.0, waiting for a healthy broker, with its own data volume and a healthcheck on
-/api/health. The healthcheck command itself is run against a stand-in /api/health.
+No Docker engine runs on our machines, so these tests read the files as Docker would: a 3-node
+RabbitMQ cluster (peer discovery from configuration, one Erlang cookie from the secrets, the
+management UI on one node) provisioned once its nodes run; one service per bank of consorcio.yml
+with the same id and port, each given every node's URL, listening on 0.0.0.0, waiting for the
+broker's provisioning, with its own data volume and a healthcheck on /api/health. The
+healthcheck command itself is run against a stand-in /api/health.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from bank_node.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BANK_IDS = load_config(ROOT / "consorcio.yml", env={}).bank_ids
+BROKER_NODES = ("rabbitmq1", "rabbitmq2", "rabbitmq3")
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +60,55 @@ def instruction(dockerfile: str, name: str) -> list[str]:
     return [line.split(None, 1)[1] for line in dockerfile.splitlines() if line.upper().startswith(name + " ")]
 
 
-def test_one_service_per_bank_and_the_broker_nothing_else(config, compose):
-    assert set(compose["services"]) == {"rabbitmq", *config.bank_ids}
+def test_one_service_per_bank_three_broker_nodes_and_their_provisioning_nothing_else(config, compose):
+    assert set(compose["services"]) == {*BROKER_NODES, "broker-setup", *config.bank_ids}
 
 
-def test_broker_has_the_management_ui_and_a_healthcheck(compose):
-    rabbit = compose["services"]["rabbitmq"]
-    assert rabbit["image"].startswith("rabbitmq:3-management")
-    assert "15672:15672" in [str(p) for p in rabbit.get("ports", [])]
-    test = rabbit["healthcheck"]["test"]
-    assert test[0] in ("CMD", "CMD-SHELL") and "rabbitmq-diagnostics" in " ".join(test)
+def test_three_broker_nodes_each_with_a_healthcheck_and_the_management_ui_on_one(compose):
+    images = {compose["services"][n]["image"] for n in BROKER_NODES}
+    assert images == {compose["services"]["broker-setup"]["image"]}, "one RabbitMQ version for the cluster and its CLI"
+    assert images.pop().startswith("rabbitmq:3-management")
+    published = {n: [str(p) for p in compose["services"][n].get("ports", [])] for n in BROKER_NODES}
+    assert published == {"rabbitmq1": ["15672:15672"], "rabbitmq2": [], "rabbitmq3": []}, "AMQP stays inside"
+    for n in BROKER_NODES:
+        svc = compose["services"][n]
+        assert svc["hostname"] == n, "the node name rabbit@<hostname> is what the others discover"
+        test = svc["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL") and "rabbitmq-diagnostics" in " ".join(test)
+        assert any(str(v).startswith(f"{n}-data:/var/lib/rabbitmq") for v in svc["volumes"])
+    assert len({str(v) for n in BROKER_NODES for v in compose["services"][n]["volumes"] if "-data:" in str(v)}) == 3
+
+
+def test_the_nodes_cluster_from_configuration_with_a_cookie_from_the_secrets(tmp_path, config, compose):
+    from tools.ops import broker_secrets
+    written = broker_secrets(config_for_secrets(tmp_path, config), tmp_path / "out")
+    conf = dict(line.split(" = ", 1) for line in written["rabbitmq_conf"].read_text().splitlines() if " = " in line)
+    assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
+    assert sorted(v for k, v in conf.items() if k.startswith("cluster_formation.classic_config.nodes.")) == \
+        [f"rabbit@{n}" for n in BROKER_NODES]
+    assert int(conf["max_message_size"]) == config.broker.max_message_bytes
+    cookie = written["erlang_cookie"].read_text()
+    assert len(cookie) >= 32 and cookie.isalnum()
+    assert broker_secrets(config_for_secrets(tmp_path, config), tmp_path / "out")["erlang_cookie"].read_text() == \
+        cookie, "the cookie is made once: nodes of one cluster must keep sharing it"
+    assert compose["secrets"]["erlang_cookie"]["file"] == f"./secrets/{written['erlang_cookie'].name}"
+    for n in BROKER_NODES:
+        svc = compose["services"][n]
+        mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in svc["volumes"]}
+        assert mounts["/etc/rabbitmq/conf.d/20-consorcio.conf"] == f"./secrets/{written['rabbitmq_conf'].name}"
+        assert svc["secrets"] == ["erlang_cookie"]
+        entry = " ".join(svc["entrypoint"])
+        assert "/run/secrets/erlang_cookie /var/lib/rabbitmq/.erlang.cookie" in entry and "-m 400" in entry
+        assert entry.endswith("exec docker-entrypoint.sh rabbitmq-server")
+
+
+def test_the_broker_is_provisioned_once_every_node_runs_and_banks_wait_for_it(compose):
+    setup = compose["services"]["broker-setup"]
+    assert setup["depends_on"] == {n: {"condition": "service_healthy"} for n in BROKER_NODES}
+    command = " ".join(setup["entrypoint"])
+    assert "await_online_nodes 3" in command
+    assert command.index("await_online_nodes") < command.index("import_definitions /etc/rabbitmq/definitions.json")
+    assert setup["secrets"] == ["erlang_cookie"] and setup.get("restart") == "no"
 
 
 @pytest.mark.parametrize("bank_id", BANK_IDS)
@@ -77,14 +119,15 @@ def test_each_bank_service_matches_its_bank_in_consorcio_yml(config, compose, ba
     env = environment(svc)
     assert env["BANK_ID"] == bank_id
     assert env["BANK_HOST"] == "0.0.0.0", "inside a container the bank must listen on every interface"
-    amqp = urllib.parse.urlsplit(env["AMQP_URL"])
-    assert (amqp.scheme, amqp.hostname, amqp.port or 5672) == ("amqp", "rabbitmq", 5672)
+    # Every node of the cluster, so the bank carries on when the one it is on dies.
+    urls = [urllib.parse.urlsplit(u) for u in env["AMQP_URL"].split(",")]
+    assert [(u.scheme, u.hostname, u.port or 5672) for u in urls] == [("amqp", n, 5672) for n in BROKER_NODES]
     # Each bank is its own broker user: no shared credentials in the file, its password from
     # the env file that `python -m tools.ops broker-secrets` writes.
     assert config.broker_auth.mode == "per_bank"
-    assert (amqp.username, amqp.password) == (None, None)
+    assert {(u.username, u.password) for u in urls} == {(None, None)}
     assert svc["env_file"] in (f"./secrets/{bank_id}.env", [f"./secrets/{bank_id}.env"])
-    assert svc["depends_on"] == {"rabbitmq": {"condition": "service_healthy"}}
+    assert svc["depends_on"] == {"broker-setup": {"condition": "service_completed_successfully"}}
     assert "build" in svc or "image" in svc
 
 
@@ -192,24 +235,35 @@ def test_the_healthcheck_command_reads_the_bank_port_from_the_config(tmp_path, c
         server.server_close()
 
 
-def test_broker_loads_the_users_that_broker_secrets_writes(tmp_path, config, compose):
-    """compose gives every bank its own broker user, loaded from a definitions file."""
+def config_for_secrets(tmp_path, config):
+    """consorcio.yml with its secrets file in the test's folder."""
+    return load_config(write_config(tmp_path / "c.yml", consortium=config.consortium, broker_url=config.broker_url,
+                                    banks=[b.model_dump() for b in config.banks],
+                                    broker_auth={"mode": "per_bank", "secrets_file": "out/broker.yml"}), env={})
+
+
+def test_broker_loads_the_users_and_queues_that_broker_secrets_writes(tmp_path, config, compose):
+    """compose gives every bank its own broker user and the consortium its quorum queues,
+    imported from a definitions file."""
     from tools.ops import broker_secrets
+    from bank_node.messaging import topology_of
     from broker.provision import permissions, user_of
-    rabbit = compose["services"]["rabbitmq"]
-    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in rabbit["volumes"]}
+    setup = compose["services"]["broker-setup"]
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in setup["volumes"]}
     assert mounts["/etc/rabbitmq/definitions.json"] == "./secrets/definitions.json"
-    assert mounts["/etc/rabbitmq/conf.d/20-consorcio.conf"] == "./secrets/rabbitmq.conf"
-    cfg = load_config(write_config(tmp_path / "c.yml", consortium=config.consortium, broker_url=config.broker_url,
-                                   banks=[b.model_dump() for b in config.banks],
-                                   broker_auth={"mode": "per_bank", "secrets_file": "out/broker.yml"}), env={})
+    cfg = config_for_secrets(tmp_path, config)
     written = broker_secrets(cfg, tmp_path / "out")
     # compose names exactly the files the command writes
     for bank_id in config.bank_ids:
         assert written[bank_id].name == Path(compose["services"][bank_id]["env_file"]).name
     assert written["definitions"].name == Path(mounts["/etc/rabbitmq/definitions.json"]).name
-    assert "load_definitions = /etc/rabbitmq/definitions.json" in written["rabbitmq_conf"].read_text()
     doc = json.loads(written["definitions"].read_text())
+    topology = topology_of(cfg)
+    assert {q["name"]: q["arguments"] for q in doc["queues"]} == {q.name: q.arguments for q in topology.queues}
+    assert all(q["arguments"]["x-queue-type"] == "quorum" for q in doc["queues"])
+    assert {(e["name"], e["type"]) for e in doc["exchanges"]} == {(e.name, e.type) for e in topology.exchanges}
+    assert {(b["source"], b["destination"], b["routing_key"]) for b in doc["bindings"]} == \
+        {(b.source, b.destination, b.routing_key) for b in topology.bindings}
     users = {u["name"] for u in doc["users"]}
     assert {user_of(config.consortium, b) for b in config.bank_ids} <= users
     perms = {p["user"]: (p["configure"], p["write"], p["read"]) for p in doc["permissions"]}

@@ -1,8 +1,9 @@
 """A Jepsen-style bank workload with a nemesis, and a checker of every invariant.
 
-    python -m tools.chaos --seed 7 --duration 60 [--json summary.json]
+    python -m tools.chaos --seed 7 --duration 60 [--json summary.json] [--broker-nodes 3]
 
-Starts its own consortium (its own broker namespace, ports and data folder), runs the
+Starts its own consortium (its own broker namespace, ports and data folder, and with
+``--broker-nodes`` its own RabbitMQ cluster, whose nodes the nemesis kills and pauses), runs the
 workload (``workload.py``) while the nemesis (``nemesis.py``) injects faults, heals, then lets
 the checker (``checker.py``) audit the banks' own ledgers. The seed fixes every random choice of
 the clients and the nemesis (timings still vary with the machine).
@@ -18,24 +19,24 @@ from pathlib import Path
 from broker.provision import delete_namespace
 
 from ..consortia import BANK_IDS, LOCAL_AMQP, TEST_SECURITY, bank_entries, free_ports, write_config  # noqa: F401
-from ..rabbit import BrokerControl
+from ..rabbit import BrokerCluster, BrokerControl
 from ..supervisor import Cluster
 from . import checker
-from .nemesis import FAULTS, Nemesis  # noqa: F401
+from .nemesis import CLUSTER_FAULTS, FAULTS, Nemesis  # noqa: F401
 from .workload import Workload
 
 
 class Chaos:
     def __init__(self, seed: int, duration: float, banks: int, clients: int, people: int,
                  faults: list[str], amqp_url: str, workdir: Path, ttl_ms: int, quiet: bool,
-                 broker: BrokerControl = BrokerControl()):
+                 broker: BrokerControl = BrokerControl(), brokers: BrokerCluster | None = None):
         self.seed = seed
         self.duration = duration
         self.clients = clients
-        self.amqp_url = amqp_url
+        self.amqp_url = ",".join(brokers.urls) if brokers is not None else amqp_url
         self.quiet = quiet
         self.namespace = f"chaos-{seed}-{uuid.uuid4().hex[:6]}"
-        cfg = write_config(workdir / "consorcio.yml", consortium=self.namespace, broker_url=amqp_url,
+        cfg = write_config(workdir / "consorcio.yml", consortium=self.namespace, broker_url=self.amqp_url,
                            banks=bank_entries(free_ports(banks)),
                            timeouts={"prepare_ttl_ms": ttl_ms, "decision_resend_ms": 500,
                                      "status_query_ms": 500, "retry_cap_ms": 2000},
@@ -45,7 +46,7 @@ class Chaos:
         self.work = Workload(seed, {b: p.url for b, p in self.cluster.banks.items()}, people)
         self.t0 = time.monotonic()
         self.nemesis = Nemesis(seed, self.cluster, faults, ttl_ms, broker, self.say,
-                               clock=lambda: time.monotonic() - self.t0)
+                               clock=lambda: time.monotonic() - self.t0, brokers=brokers)
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -73,7 +74,7 @@ class Chaos:
                      f"{sum(v for k, v in c.items() if k.endswith(':unknown'))} unknown), "
                      f"{len(self.nemesis.log)} faults")
         nem.join(120)
-        self.say("healing: every bank running, broker up")
+        self.say("healing: every bank running, every broker node up")
         self.nemesis.heal()
         self.work.stop.set()
         for t in threads:

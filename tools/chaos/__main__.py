@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 from ..consortia import LOCAL_AMQP
-from ..rabbit import BrokerControl, PrivateBroker
-from . import FAULTS, Chaos
+from ..rabbit import BrokerCluster, BrokerControl, PrivateBroker
+from . import CLUSTER_FAULTS, FAULTS, Chaos
 from . import __doc__ as DOC
 
 
@@ -38,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--banks", type=int, default=3, choices=range(2, 6))
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--people", type=int, default=4)
-    ap.add_argument("--faults", default=",".join(FAULTS),
-                    help=f"comma-separated: {', '.join(FAULTS)} (default: all)")
+    ap.add_argument("--faults", default=None,
+                    help=f"comma-separated: {', '.join(FAULTS)} (default: all; the broker-node ones need "
+                         "--broker-nodes, and replace the single broker's restart)")
+    ap.add_argument("--broker-nodes", type=int, default=None, metavar="N",
+                    help="run on a RabbitMQ cluster of N nodes that this command starts on this machine (own node "
+                         "names, ports and data); the nemesis kills and pauses its nodes")
     ap.add_argument("--ttl-ms", type=int, default=1500, help="PREPARE TTL of the run's consortium")
     ap.add_argument("--broker-node", help="rabbitmqctl node name of the broker at AMQP_URL, whose restart "
                     "is a fault. Without it, a run with the broker fault starts a private RabbitMQ node of "
@@ -48,32 +52,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="keep the run's config, data and logs here (default: a temp dir, deleted)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    faults = [f for f in args.faults.split(",") if f]
+    cluster_run = args.broker_nodes is not None
+    if cluster_run and args.broker_nodes < 3:
+        ap.error("--broker-nodes needs at least 3 nodes: a majority must survive the loss of one")
+    default = [f for f in FAULTS if f != "broker"] if cluster_run else [f for f in FAULTS if f not in CLUSTER_FAULTS]
+    faults = [f for f in args.faults.split(",") if f] if args.faults else default
     bad = set(faults) - set(FAULTS)
     if bad:
         ap.error(f"unknown faults: {', '.join(sorted(bad))}")
+    if set(faults) & set(CLUSTER_FAULTS) and not cluster_run:
+        ap.error("the broker-node faults need a cluster of the run's own: add --broker-nodes 3")
     if any(f in faults for f in ("connections", "broker")) and shutil.which("rabbitmqctl") is None:
         ap.error("the connections and broker faults need rabbitmqctl on this machine (or use --faults kill,pause)")
     url = os.environ.get("AMQP_URL") or LOCAL_AMQP
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="consorcio-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     private = None
+    brokers = None
     control = BrokerControl(args.broker_node)
-    if not args.broker_node and "broker" in faults:
+    if cluster_run:
+        brokers = BrokerCluster(args.broker_nodes, prefix="chaos")
+        if not args.quiet:
+            print(f"starting a {args.broker_nodes}-node RabbitMQ cluster for the run (about 20 s)", flush=True)
+        brokers.start()
+    elif not args.broker_node and "broker" in faults:
         private = PrivateBroker()
         if not args.quiet:
             print(f"starting a private RabbitMQ node {private.node} on port {private.port} for the broker faults",
                   flush=True)
         private.start()
         url, control = private.url, private.control
-    chaos = Chaos(args.seed, args.duration, args.banks, args.clients, args.people, faults, url, workdir,
-                  args.ttl_ms, args.quiet, control)
     try:
-        summary = chaos.run()
+        chaos = Chaos(args.seed, args.duration, args.banks, args.clients, args.people, faults, url, workdir,
+                      args.ttl_ms, args.quiet, control, brokers)
+        try:
+            summary = chaos.run()
+        finally:
+            chaos.close()
     finally:
-        chaos.close()
         if private is not None:
             private.stop()
+        if brokers is not None:
+            brokers.stop()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     print_summary(summary)
