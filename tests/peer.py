@@ -29,7 +29,10 @@ class PeerBank:
         self.conn = pika.BlockingConnection(pika.URLParameters(url or broker_url_for(self.config, bank_id)))
         self.ch = self.conn.channel()
         self.ch.confirm_delivery()
-        self.reply_queue = self.ch.queue_declare("", exclusive=True).method.queue
+        # Answers come back on direct reply-to, as a bank's own: a bank's user may declare nothing.
+        self.reply_queue = "amq.rabbitmq.reply-to"
+        self._replies: dict[str, bytes] = {}
+        self.ch.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
 
     def close(self) -> None:
         if self.conn.is_open:
@@ -56,18 +59,19 @@ class PeerBank:
         """One envelope of ``items`` to ``to``'s queue, as a one-way message."""
         self.publish(to, *self.seal(*items, **seal))
 
+    def _on_reply(self, ch, method, props, body: bytes) -> None:
+        self._replies[props.correlation_id or ""] = body
+
     def ask(self, to: str, *items, timeout: float = 10, **seal) -> P.Envelope | None:
         """An RPC (PREPAREs, lookups): the reply envelope, or None if none came by ``timeout``."""
         cid = uuid.uuid4().hex
         body, headers = self.seal(*items, **seal)
         self.publish(to, body, headers, reply_to=self.reply_queue, cid=cid)
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            method, props, reply = self.ch.basic_get(self.reply_queue, auto_ack=True)
-            if method and props.correlation_id == cid:
-                return P.decode(reply)
+        while time.monotonic() < end and cid not in self._replies:
             self.conn.process_data_events(time_limit=0.05)
-        return None
+        reply = self._replies.pop(cid, None)
+        return P.decode(reply) if reply is not None else None
 
 
 def prepare(transfer_id: str, coordinator: str, initiator: str, legs: list[tuple[str, str, int, str]],

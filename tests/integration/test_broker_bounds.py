@@ -22,6 +22,7 @@ import pytest
 from bank_node import protocol as P
 from bank_node.config import BrokerSettings
 from broker.provision import deprovision, provision, user_of, with_credentials
+from tests.peer import PeerBank, prepare
 from tests.support import customer_everywhere, ledger, operator_text, wait_until
 
 pytestmark = pytest.mark.integration
@@ -109,32 +110,37 @@ def per_bank_users(namespace, tmp_path):
     deprovision(namespace, PRINCIPALS)
 
 
-def flood_envelopes(victim_account: str, initiator: str, envelopes: int,
-                    per_envelope: int) -> tuple[list[bytes], set[str]]:
-    """delta's flood: envelopes of PREPAREs, each a credit of 0.01 to a real account of alfa's
-    (a credit needs no consent, so each one would be prepared and held pending); and their ids."""
-    deadline = int(time.time() * 1000) + 120_000
+def flood_envelopes(delta: PeerBank, victim_account: str, initiator: str, envelopes: int,
+                    per_envelope: int) -> tuple[list[tuple[bytes, dict]], set[str]]:
+    """delta's flood, signed with its own key: envelopes of PREPAREs, each a credit of 0.01 to a
+    real account of alfa's backed by a debit at delta (a credit needs no consent, so each one would
+    be prepared and held pending, a claim on delta); and their ids."""
+    deadline = int(time.time() * 1000) + 3_000   # as far as a deadline may be: the PREPARE TTL
     out, ids = [], set()
     for _ in range(envelopes):
-        prepares = [P.Prepare(transfer_id=str(uuid.uuid4()), coordinator="delta", initiator=initiator,
-                              deadline_ms=deadline, peers=["alfa", "delta"],
-                              legs=[P.Leg(account=victim_account, amount=1, direction="credit")])
+        prepares = [prepare(str(uuid.uuid4()), "delta", initiator, [("delta", "1", 1, "debit"),
+                                                                     ("alfa", victim_account, 1, "credit")], deadline)
                     for _ in range(per_envelope)]
         ids |= {p.transfer_id for p in prepares}
-        out.append(P.encode("delta", *prepares))
+        out.append(delta.seal(*prepares))
     return out, ids
 
 
 def test_one_banks_flood_does_not_starve_the_others_transfers(make_cluster, per_bank_users, new_cpf, amqp_url,
                                                               namespace):
     pw, secrets_file = per_bank_users
-    shipped = BrokerSettings()  # the defaults every consortium gets, not a tuning for the test
+    # A consortium with a tight budget, so that this flood is far over it (the shipped budget is
+    # above what an honest bank sends at full speed: a flood this small would all be afforded).
+    budget = BrokerSettings(sender_items_per_s=500, sender_burst_items=1024)
     cluster = make_cluster(banks=BANKS, broker_auth={"mode": "per_bank", "secrets_file": str(secrets_file)},
-                           cooperative_termination=False)
+                           cooperative_termination=False,
+                           broker={"sender_items_per_s": budget.sender_items_per_s,
+                                   "sender_burst_items": budget.sender_burst_items})
     ana, acc = customer_everywhere(cluster, new_cpf(), amount="1000.00")
     alfa = cluster["alfa"].url
-    envelopes, flood_ids = flood_envelopes(acc["alfa"], ana.cpf, envelopes=40, per_envelope=500)
-    assert len(envelopes[0]) < 256 * 1024  # each one within the size limit: only the budget stops them
+    with PeerBank(cluster, "delta") as delta:
+        envelopes, flood_ids = flood_envelopes(delta, acc["alfa"], ana.cpf, envelopes=80, per_envelope=250)
+    assert len(envelopes[0][0]) < 256 * 1024  # each one within the size limit: only the budget stops them
 
     honest: dict[str, list[tuple[str, float]]] = {"alfa coordinates, beta pays in": [],
                                                   "beta coordinates, alfa is paid": [],
@@ -150,9 +156,10 @@ def test_one_banks_flood_does_not_starve_the_others_transfers(make_cluster, per_
             with_credentials(amqp_url, user_of(namespace, "delta"), pw["delta"])))
         try:
             ch = conn.channel()
-            for body in envelopes:
+            for body, headers in envelopes:
                 ch.basic_publish(f"{namespace}.banks", "alfa", body,
-                                 pika.BasicProperties(user_id=user_of(namespace, "delta"), delivery_mode=2))
+                                 pika.BasicProperties(user_id=user_of(namespace, "delta"), delivery_mode=2,
+                                                      headers=headers))
         finally:
             conn.close()
             flood_sent.set()
@@ -181,7 +188,7 @@ def test_one_banks_flood_does_not_starve_the_others_transfers(make_cluster, per_
     report = {name: (len(r), sum(1 for s, _ in r if s == "committed"),
                      round(statistics.quantiles([d for _, d in r], n=20)[-1], 2) if len(r) > 1 else None)
               for name, r in honest.items()}
-    print(f"\nflood of {len(envelopes)} x 500 PREPAREs from delta: alfa handled about {flooded} of them, "
+    print(f"\nflood of {len(envelopes)} x 250 PREPAREs from delta: alfa handled about {flooded} of them, "
           f"refused {refused:.0f} messages over budget; honest (sent, committed, p95 s): {report}")
     for name, results in honest.items():
         committed = [d for s, d in results if s == "committed"]
@@ -191,5 +198,5 @@ def test_one_banks_flood_does_not_starve_the_others_transfers(make_cluster, per_
     # The flood itself was cut down to the budget: refused unread, and alfa's ledger holds only
     # what delta could afford (the burst, then the rate, while the flood lasted).
     assert refused > 0
-    affordable = shipped.sender_burst_items + shipped.sender_items_per_s * elapsed
+    affordable = budget.sender_burst_items + budget.sender_items_per_s * elapsed
     assert flooded <= affordable < len(flood_ids) / 2, f"alfa handled {flooded} of delta's PREPAREs in {elapsed:.0f}s"
