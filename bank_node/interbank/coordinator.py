@@ -363,13 +363,14 @@ class Coordinator:
                 self._decision_sent_ms.pop(next(iter(self._decision_sent_ms)))
 
     def commit_proofs(self, rec: C.CoordinatedTransfer, to_bank: str, fetch) -> list[P.VoteProof]:
-        """The signed YES votes ``to_bank`` needs before it applies this COMMIT: every other
-        participant's vote envelope (``fetch(bank, digest)`` -> (body, signature) or None)."""
+        """The signed YES votes that prove this COMMIT: every participant's vote envelope, the
+        addressee's own included, so that the envelope proves itself to any participant it is
+        relayed to (``fetch(bank, digest)`` -> (body, signature) or None)."""
         if rec.state != "committed" or self.rt.keyring is None:
             return []
         out = []
         for bank, peer in sorted(rec.participants.items()):
-            if bank in (self.rt.bank_id, to_bank) or peer.vote != "yes" or not peer.evidence:
+            if bank == self.rt.bank_id or peer.vote != "yes" or not peer.evidence:
                 continue
             body, sig = fetch(bank, peer.evidence) or (None, None)
             if body is not None:
