@@ -1,7 +1,7 @@
 """The customers' web UI: server-rendered pages over the same services as the REST API.
 
 One blueprint per feature (``site``, ``auth``, ``accounts``, ``statement``, ``transfers``,
-``history``), nested in the ``web_ui`` blueprint that holds what they share: the language, the
+``history``, ``mandates``), nested in the ``web_ui`` blueprint that holds what they share: the language, the
 login check, CSRF, ``Cache-Control: no-store``, the error pages, the templates and the static
 files. ``init_app(app)`` registers it and the server-side sessions (``web_ui.sessions``); the
 app factory (``bank_node.app``) calls it. The UI never imports the API package, nor SQL nor pika.
@@ -20,7 +20,7 @@ from bank_node.domain.errors import DomainError
 from bank_node.storage.port import StorageError
 from broker import BrokerError
 
-from . import accounts, auth, history, security, site, statement, transfers
+from . import accounts, auth, history, mandates, security, site, statement, transfers
 from .common import domain_message, page_context, render, with_retry_after
 from .i18n import pick_language
 from .i18n import translate as _
@@ -28,7 +28,7 @@ from .sessions import StoredSessionInterface
 
 ui = Blueprint("web_ui", __name__, template_folder="templates", static_folder="static",
                static_url_path="/ui/static")
-for feature in (site, auth, accounts, statement, transfers, history):
+for feature in (site, auth, accounts, statement, transfers, history, mandates):
     ui.register_blueprint(feature.bp)
 
 _NO_SESSION_CHECK = frozenset({"web_ui.static", "web_ui.site.bank_css"})

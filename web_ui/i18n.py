@@ -54,6 +54,17 @@ REASONS = {
     "daily_limit_exceeded": "over the daily limit of this account",
     "duplicate_leg": "the same account was named twice in the transfer",
     "no_mandate": "this bank has no consent from the account's holder for debits started at another bank",
+    "mandate_limit_exceeded": "over the limits the holder set for debits started at another bank",
+    "peer_cap_exceeded": "the receiving bank will not take more from the paying bank for now",
+    "unbalanced": "the amounts of the transfer do not add up",
+    "not_one_credit": "a transfer has exactly one destination",
+    "deadline_too_far": "refused by the bank",
+    "id_in_use": "this transfer's id is already in use",
+    "tampered": "refused by the bank",
+    "no_leg_here": "refused by the bank",
+    "too_many_legs": "too many accounts in one transfer",
+    "unknown_bank": "there is no such bank in the consortium",
+    "unproven_commit": "refused by the bank",
 }
 
 # Domain error codes (bank_node.domain.errors) as a customer reads them.
@@ -82,6 +93,7 @@ ERRORS = {
     "duplicate_leg": "The same account appears more than once in this transfer.",
     "unknown_parameter": "This address has something this bank does not know: please use the bank's own links.",
     "no_mandate": "The bank holding this account has no consent from its holder for debits started at another bank.",
+    "id_in_use": "This transfer was already sent with other data: please start it again.",
 }
 
 
@@ -439,4 +451,78 @@ PT_BR: dict[str, str] = {
         'Aceitar',
     'You accepted it; waiting for the other holders.':
         'Você já aceitou; aguardando os outros titulares.',
+    'over the limits the holder set for debits started at another bank':
+        'acima dos limites que o titular definiu para débitos iniciados em outro banco',
+    'the receiving bank will not take more from the paying bank for now':
+        'o banco de destino não aceita mais créditos do banco pagador por enquanto',
+    'the amounts of the transfer do not add up':
+        'os valores da transferência não fecham',
+    'a transfer has exactly one destination':
+        'uma transferência tem exatamente um destino',
+    "this transfer's id is already in use":
+        'o identificador desta transferência já está em uso',
+    'too many accounts in one transfer':
+        'contas demais em uma só transferência',
+    'there is no such bank in the consortium':
+        'não há esse banco no consórcio',
+    'This transfer was already sent with other data: please start it again.':
+        'Esta transferência já foi enviada com outros dados: comece de novo.',
+    'Consents':
+        'Autorizações',
+    'Consents for other banks':
+        'Autorizações para outros bancos',
+    'Another bank of the consortium may start a debit from your account here only if you allow it on this page. You choose the bank, the limits and until when; you can revoke it at any time.':
+        'Outro banco do consórcio só pode iniciar um débito na sua conta aqui se você autorizar nesta página. Você escolhe o banco, os limites e até quando; pode revogar a qualquer momento.',
+    'Limits':
+        'Limites',
+    'Status':
+        'Situação',
+    'Action':
+        'Ação',
+    'up to {amount} a transfer':
+        'até {amount} por transferência',
+    'up to {amount} a day ({used} used today)':
+        'até {amount} por dia ({used} usados hoje)',
+    'until {when}':
+        'até {when}',
+    "no limit but your balance and the bank's limits":
+        'sem limite além do seu saldo e dos limites do banco',
+    'active':
+        'ativa',
+    'revoked':
+        'revogada',
+    'expired':
+        'vencida',
+    'Revoke':
+        'Revogar',
+    'No other bank may start debits from your accounts here.':
+        'Nenhum outro banco pode iniciar débitos nas suas contas aqui.',
+    'Allow a bank':
+        'Autorizar um banco',
+    'You have no open account at this bank.':
+        'Você não tem conta aberta neste banco.',
+    'Bank that may start debits':
+        'Banco que pode iniciar débitos',
+    'Choose a bank':
+        'Escolha um banco',
+    'Your account at this bank':
+        'Sua conta neste banco',
+    'Choose an account':
+        'Escolha uma conta',
+    'Limit per transfer (optional)':
+        'Limite por transferência (opcional)',
+    'Limit per day (optional)':
+        'Limite por dia (opcional)',
+    'Valid until (optional)':
+        'Válida até (opcional)',
+    'Allow':
+        'Autorizar',
+    'Choose the bank that may start the debits.':
+        'Escolha o banco que poderá iniciar os débitos.',
+    '{bank} may now start debits from account {number}.':
+        'O {bank} agora pode iniciar débitos na conta {number}.',
+    'There is no such consent among yours.':
+        'Não há essa autorização entre as suas.',
+    '{bank} may no longer start debits from account {number}.':
+        'O {bank} não pode mais iniciar débitos na conta {number}.',
 }

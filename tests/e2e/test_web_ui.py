@@ -53,6 +53,7 @@ T = {
               "deposit": "Depósito", "amount": "Valor (R$)", "continue": "Continuar", "confirm_deposit": "Confirmar depósito",
               "key": "CPF ou CNPJ de quem recebe", "find": "Buscar as contas", "review": "Revisar a transferência",
               "confirm": "Confirmar transferência", "done": "Transferência realizada.", "receipt": "Comprovante de transferência",
+              "allow": "Autorizar",
               "pdf": "Baixar comprovante (PDF)", "statement": "Extrato", "csv": "Exportar CSV",
               "history": "Minhas transferências", "hide": "Ocultar saldos", "logout": "Sair", "login": "Entrar",
               "bank": "Banco", "account": "Número da conta", "check": "Verificar a conta", "ambiguous": "é ambíguo",
@@ -64,6 +65,7 @@ T = {
            "deposit": "Deposit", "amount": "Amount (R$)", "continue": "Continue", "confirm_deposit": "Confirm deposit",
            "key": "Recipient's CPF or CNPJ", "find": "Find their accounts", "review": "Review the transfer",
            "confirm": "Confirm transfer", "done": "Transfer done.", "receipt": "Transfer receipt",
+           "allow": "Allow",
            "pdf": "Download receipt (PDF)", "statement": "Statement", "csv": "Export CSV",
            "history": "My transfers", "hide": "Hide balances", "logout": "Log out", "login": "Log in",
            "bank": "Bank", "account": "Account number", "check": "Check the account", "ambiguous": "is ambiguous",
@@ -260,6 +262,11 @@ def test_a_customer_sends_money_the_way_brazilian_apps_do(consortium, chromium, 
         register(page, url["beta"], ana_cpf, "Ana Souza", lang)
         acc_beta = open_individual_account(page, url["beta"], "beta", lang)
         deposit(page, url["beta"], "50.00", lang)
+        # Consent, given at beta (the account's own bank), for alfa to start debits from it.
+        page.goto(f"{url['beta']}/mandates/new?bank=alfa&account={acc_beta}")
+        check(page, "consent")
+        page.get_by_role("button", name=t["allow"]).click()
+        expect(page.locator("#mandates tr[data-status=active]")).to_have_count(1)
         acc_alfa = open_individual_account(page, url["alfa"], "alfa", lang)
         page.goto(f"{url['alfa']}/movimentar")
         check(page, "deposit")

@@ -1010,7 +1010,29 @@ def test_the_ui_and_the_api_never_import_each_other():
 
 def test_the_ui_is_one_blueprint_per_feature(app):
     features = {name.split(".")[1] for name in app.blueprints if name.startswith("web_ui.")}
-    assert features == {"site", "auth", "accounts", "statement", "transfers", "history"}
+    assert features == {"site", "auth", "accounts", "statement", "transfers", "history", "mandates"}
     endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint.startswith("web_ui.")}
     assert {"web_ui.auth.login", "web_ui.statement.export", "web_ui.transfers.receipt_pdf",
             "web_ui.history.history", "web_ui.accounts.dashboard"} <= endpoints
+
+
+def test_a_holder_gives_and_revokes_consent_for_another_bank(browser, ana, ui_node):
+    """The page a refused transfer links to: filled in from the link, given, listed, revoked."""
+    number = open_individual(browser)
+    page = text_of(browser.get(f"/mandates/new?bank=beta&account={number}"))
+    assert 'option value="beta" selected' in page and f'option value="{number}" selected' in page
+    assert 'option value="alfa"' not in page          # this bank needs no consent for its own accounts
+    r = post(browser, "/mandates/new", {"bank": "beta", "account": number, "max_per_transfer": "12,345"},
+             page=f"/mandates/new?bank=beta&account={number}")
+    assert r.status_code == 422 and "é ambíguo" in text_of(r)
+    r = post(browser, "/mandates/new", {"bank": "beta", "account": number, "max_per_transfer": "100,00",
+                                        "max_per_day": "250,00"}, page=f"/mandates/new?bank=beta&account={number}")
+    assert r.status_code == 302
+    html = text_of(browser.get(r.headers["Location"]))
+    assert "O Banco Beta agora pode iniciar débitos na conta" in html and 'data-status="active"' in html
+    assert "até R$ 100,00 por transferência" in html and "até R$ 250,00 por dia" in html
+    (m,) = ui_node.mandates.list(ana)["mandates"]
+    assert (m["bank"], m["account"], m["max_per_transfer"], m["max_per_day"]) == ("beta", number, "100.00", "250.00")
+    r = post(browser, f"/mandates/{m['id']}/revoke", {}, page="/mandates")
+    assert 'data-status="revoked"' in text_of(browser.get(r.headers["Location"]))
+    assert ui_node.mandates.list(ana)["mandates"][0]["status"] == "revoked"
