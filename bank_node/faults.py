@@ -16,10 +16,12 @@ POINTS = (
     "coordinator.before_decision_durable", # every vote YES, decision not yet written
     "coordinator.after_commit_durable",    # COMMIT written, nothing sent
     "coordinator.after_some_decisions",    # COMMIT sent to one participant only
+    "coordinator.mid_group_commit",        # a decision written after other units of its group commit, none committed
     "participant.before_prepare_durable",  # PREPARE received, hold not yet committed
     "participant.after_prepare_durable",   # hold durable, vote not sent
     "participant.before_commit_applied",   # COMMIT received, not yet applied
     "participant.after_commit_applied",    # applied, acknowledgement not sent
+    "participant.mid_decision_batch",      # half of an envelope of decisions applied, not committed
 )
 
 _armed = frozenset(p for p in os.environ.get("CONSORCIO_CRASH_AT", "").split(",") if p)

@@ -1,123 +1,439 @@
 """Throughput and latency of cross-bank transfers, every write durable.
 
-    python -m tools.bench [--transfers 600] [--clients 16] [--banks 3] [--legs 2]
+    python -m tools.bench [--clients 1,8,16,64,128] [--seconds 8] [--banks 3] [--legs 2]
+                          [--rate N] [--batches] [--profile DIR] [--json FILE] [--no-wait]
 
-Starts its own consortium (own broker namespace, ports and data folder), creates customers
-with an account in every bank, then runs concurrent clients that issue transfers of
-``--legs`` source legs from different banks into an account at another bank. Prints
-transfers per second, the latency percentiles, and the outcome counts; with ``--json`` it
-also writes them to a file. Conflicts are rare by design (each client has its own
+Starts its own consortium (own broker namespace, ports and data folder; every bank signing its
+messages, as consorcio.yml has them), creates one customer per client with a funded account in
+every bank and consent at each bank for the others to debit it, then measures transfers of
+``--legs`` source legs in different banks into an account at another bank, the coordinator
+being one of the source banks, in turn.
+
+- **Closed loop** (the default): for each client count, that many clients each send a transfer
+  as soon as the last one is answered, for ``--seconds``; a table of transfers per second and
+  latency percentiles per client count.
+- **Open loop** (``--rate N``): transfers are offered at N per second whatever the answers, and
+  each one's latency counts from the moment it was due (no coordinated omission).
+- **Batches** (``--batches``): the same transfers through ``POST /api/transfer-batches``.
+- **Raw broker RPC**: the round trips per second of a bare pika request/reply on the same
+  broker, measured in the same run: the figure to compare with, since absolute numbers drift
+  on a shared machine. The ratio of the two is printed.
+- ``--banks 3,10,20``: the same measurement for consortia of each size, side by side.
+- ``--profile DIR``: py-spy records every bank during the busiest point and writes flame graphs.
+
+The load comes from several client processes (keep-alive HTTP connections, one per client), so
+that the client is not the bottleneck. Conflicts are rare by design (each client is its own
 customer), so the figures measure the protocol, not contention.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import multiprocessing as mp
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from broker.provision import delete_namespace
+import yaml
 
 from bank_node.domain.documents import make_cpf
+from broker.provision import delete_namespace
 
 from .api_client import Customer
 from .consortia import BANK_IDS, LOCAL_AMQP, TEST_SECURITY, bank_entries, free_ports, write_config
 from .supervisor import Cluster
 
+CLIENT_PROCESSES = 3
 
-def run(transfers: int, clients: int, banks: int, legs: int, amqp_url: str, workdir: Path,
-        quiet: bool = False) -> dict:
-    namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    ids = BANK_IDS[:banks]
-    cfg = write_config(workdir / "consorcio.yml", consortium=namespace, broker_url=amqp_url,
-                       banks=bank_entries(free_ports(banks)),
-                       http_threads=max(24, clients + 8), security=TEST_SECURITY)
-    cluster = Cluster(cfg, workdir / "data")
-    try:
-        cluster.start()
-        urls = {b: p.url for b, p in cluster.banks.items()}
-        people = []
-        for i in range(clients):
+
+# ------------------------------------------------------------------------------- the consortium
+class Bench:
+    def __init__(self, banks: int, legs: int, amqp_url: str, workdir: Path, clients: int, apply_wait: bool,
+                 quiet: bool = False, settings: list[str] = ()):
+        self.ids = list(BANK_IDS[:banks])
+        self.legs = min(legs, banks - 1)
+        self.amqp_url = amqp_url
+        self.quiet = quiet
+        self.namespace = f"bench-{uuid.uuid4().hex[:8]}"
+        keys = workdir / "keys"
+        from bank_node.interbank.signing import write_key_pair
+        for b in self.ids:
+            write_key_pair(keys, b)
+        doc = {"http_threads": max(24, clients + 8),
+               "security": {**TEST_SECURITY, "register_max_per_address": 100_000},
+               "signing": {"mode": "required", "keys_dir": str(keys)},
+               "timeouts": {"apply_wait_ms": 2000 if apply_wait else 0}}
+        for setting in settings:   # --set section.key=value: what-ifs on the consortium's settings
+            path, _, value = setting.partition("=")
+            *sections, key = path.split(".")
+            node = doc
+            for name in sections:
+                node = node.setdefault(name, {})
+            node[key] = yaml.safe_load(value)
+        cfg = write_config(workdir / "consorcio.yml", consortium=self.namespace, broker_url=amqp_url,
+                           banks=bank_entries(free_ports(banks)), **doc)
+        self.operator_token = uuid.uuid4().hex
+        self.cluster = Cluster(cfg, workdir / "data", env={"CONSORCIO_OPERATOR_TOKEN": self.operator_token})
+        self.people: list[dict] = []
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def start(self, clients: int) -> None:
+        self.cluster.start(deadline_s=240)
+        urls = {b: p.url for b, p in self.cluster.banks.items()}
+
+        def person(i: int) -> dict:
             c = Customer(make_cpf(f"{400000000 + 7919 * i:09d}"), f"Cliente {i}", urls)
-            c.accounts = {}
-            for b in ids:
+            accounts = {}
+            for b in self.ids:
                 c.join(b)
-                c.accounts[b] = c.open_account(b)
-                c.deposit(b, c.accounts[b], "90000.00")
-            c.grant_everywhere(c.accounts)
-            people.append(c)
-        latencies: list[float] = []
-        outcomes: Counter = Counter()
-        lock = threading.Lock()
-        per_client = max(1, transfers // clients)
+                accounts[b] = c.open_account(b)
+                c.deposit(b, accounts[b], "90000.00")
+            c.grant_everywhere(accounts)
+            return {"cpf": c.cpf, "tokens": dict(c.tokens), "accounts": accounts}
 
-        def client(k: int) -> None:
-            c = people[k]
-            for n in range(per_client):
-                srcs = [ids[(n + j) % banks] for j in range(min(legs, banks - 1))]
-                dest_bank = ids[(n + len(srcs)) % banks]
-                dest = people[(k + 1) % clients]
-                t = time.perf_counter()
-                status, body = c.transfer(srcs[0], [(b, c.accounts[b], "1.00") for b in srcs],
-                                          (dest_bank, dest.accounts[dest_bank]))
-                dt = time.perf_counter() - t
-                with lock:
-                    latencies.append(dt)
-                    outcomes[body.get("status", body.get("code", str(status)))] += 1
+        self.say(f"{len(self.ids)} banks up; {clients} customers with an account in each bank ...")
+        with ThreadPoolExecutor(8) as pool:
+            self.people = list(pool.map(person, range(clients)))
 
-        if not quiet:
-            print(f"{banks} banks, {clients} clients, {per_client * clients} transfers of {legs} source legs...",
-                  flush=True)
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-        started = time.perf_counter()
+    def plan(self, k: int, n: int) -> tuple[str, dict]:
+        """The n-th transfer of client k: (the coordinating bank, the request body)."""
+        ids, me = self.ids, self.people[k]
+        first = (k + n) % len(ids)
+        srcs = [ids[(first + j) % len(ids)] for j in range(self.legs)]
+        dest_bank = ids[(first + self.legs) % len(ids)]
+        dest = self.people[(k + 1) % len(self.people)]["accounts"][dest_bank]
+        return srcs[0], {"sources": [{"bank": b, "account": me["accounts"][b], "amount": "0.01"} for b in srcs],
+                         "destination": {"bank": dest_bank, "account": dest}}
+
+    def counters(self) -> Counter:
+        """The banks' Prometheus counters, summed over the banks: the batching at work."""
+        total: Counter = Counter()
+        for p in self.cluster.banks.values():
+            req = urllib.request.Request(p.url + "/metrics", headers={"X-Operator-Token": self.operator_token})
+            for text in urllib.request.urlopen(req, timeout=10).read().decode().splitlines():
+                if text.startswith("consorcio_") and " " in text:
+                    name, value = text.rsplit(" ", 1)
+                    total[name] += float(value)
+        return total
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        delete_namespace(self.amqp_url, self.namespace, self.ids)
+
+    def ports(self) -> dict[str, int]:
+        return {b: int(p.url.rsplit(":", 1)[1]) for b, p in self.cluster.banks.items()}
+
+
+# ------------------------------------------------------------------------------- the load
+def _client_process(args: tuple) -> dict:
+    """One load process: its share of the clients as threads, each with keep-alive connections
+    to every bank; closed loop until ``until``, or open loop at ``rate`` per second."""
+    bench_people, plans_of, ports, start_at, until, rate, batch = args
+    lat: list[float] = []
+    outcomes: Counter = Counter()
+    lock = threading.Lock()
+
+    def do(conns: dict, k: int, n: int) -> tuple[float, str]:
+        via, body = plans_of[k][n % len(plans_of[k])]
+        if batch:
+            path, payload = "/api/transfer-batches", {"items": [plan[1] for plan in plans_of[k][:batch]]}
+        else:
+            path, payload = "/api/transfers", body
+        conn = conns.get(via) or conns.setdefault(via, http.client.HTTPConnection("127.0.0.1", ports[via], timeout=60))
+        data = json.dumps(payload)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {bench_people[k]['tokens'][via]}"}
+        t = time.perf_counter()
+        try:
+            conn.request("POST", path, data, headers)
+            resp = conn.getresponse()
+            answer = json.loads(resp.read())
+        except (OSError, http.client.HTTPException, ValueError):
+            conns.pop(via, None)
+            return time.perf_counter() - t, "error"
+        if batch:
+            if resp.status != 201:
+                return time.perf_counter() - t, answer.get("code") or str(resp.status)
+            statuses = Counter(i["status"] for i in answer["items"])
+            return time.perf_counter() - t, ",".join(f"{s}:{c}" for s, c in sorted(statuses.items()))
+        return time.perf_counter() - t, answer.get("status") or answer.get("code") or str(resp.status)
+
+    def closed(k: int) -> None:
+        conns: dict = {}
+        n = 0
+        while time.time() < start_at:
+            time.sleep(0.001)  # noqa: every client starts together
+        while time.time() < until:
+            dt, what = do(conns, k, n)
+            n += 1
+            with lock:
+                lat.append(dt)
+                outcomes[what] += 1
+
+    def opened(clients: list[int]) -> None:
+        """Offered load: transfer i is due at start_at + i / rate, whatever came back before."""
+        pool = ThreadPoolExecutor(max(8, int(rate // 10) + 8))
+        local = threading.local()
+
+        def one(k: int, n: int, due: float) -> None:
+            if not hasattr(local, "conns"):
+                local.conns = {}   # each pool thread keeps its own keep-alive connections
+            conns = local.conns
+            dt, what = do(conns, k, n)
+            with lock:
+                lat.append(time.time() - due)
+                outcomes[what] += 1
+        i = 0
+        while True:
+            due = start_at + i / rate
+            if due >= until:
+                break
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)  # noqa: the schedule of an open-loop load
+            pool.submit(one, clients[i % len(clients)], i, due)
+            i += 1
+        pool.shutdown(wait=True)
+
+    mine = sorted(plans_of)
+    if rate:
+        opened(mine)
+    else:
+        threads = [threading.Thread(target=closed, args=(k,)) for k in mine]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.perf_counter() - started
-        latencies.sort()
-        pct = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000  # noqa: E731
-        return {
-            "banks": banks, "clients": clients, "legs": legs, "transfers": len(latencies),
-            "seconds": round(elapsed, 2), "transfers_per_s": round(len(latencies) / elapsed, 1),
-            "latency_ms": {"mean": round(statistics.mean(latencies) * 1000, 1), "p50": round(pct(50), 1),
-                           "p95": round(pct(95), 1), "p99": round(pct(99), 1), "max": round(latencies[-1] * 1000, 1)},
+    return {"latencies": lat, "outcomes": dict(outcomes)}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])   # utime, stime
+    return total / ticks
+
+
+def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int = 0) -> dict:
+    procs = min(CLIENT_PROCESSES, clients)
+    pids = [p.pid for p in bench.cluster.banks.values()]
+    plans = {k: [bench.plan(k, n) for n in range(len(bench.ids) * 2)] for k in range(clients)}
+    start_at = time.time() + 1.0
+    until = start_at + seconds
+    shares = [{k: plans[k] for k in range(clients) if k % procs == i} for i in range(procs)]
+    args = [(bench.people, share, bench.ports(), start_at, until, rate / procs if rate else 0, batch)
+            for share in shares]
+    before = bench.counters()
+    with mp.get_context("fork").Pool(procs) as pool:
+        cpu0 = cpu_seconds(pids)
+        parts = pool.map(_client_process, args)
+        cpu = cpu_seconds(pids) - cpu0
+    counted = bench.counters()
+    counted.subtract(before)
+    lat = sorted(x for p in parts for x in p["latencies"])
+    outcomes: Counter = Counter()
+    for p in parts:
+        outcomes.update(p["outcomes"])
+    done = len(lat) * (batch or 1)
+    pct = (lambda q: round(lat[min(len(lat) - 1, int(q / 100 * len(lat)))] * 1000, 1)) if lat else (lambda q: None)
+    return {"clients": clients, "offered_per_s": rate or None, "seconds": seconds, "transfers": done,
+            "transfers_per_s": round(done / seconds, 1),
+            "latency_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99),
+                           "max": round(lat[-1] * 1000, 1) if lat else None},
             "outcomes": dict(outcomes),
-        }
+            # CPU the banks spent per transfer: the figure that noise on a shared machine moves least
+            "bank_cpu_ms_per_transfer": round(1000 * cpu / done, 2) if done else None,
+            "batching": batching(counted)}
+
+
+def batching(c: Counter) -> dict:
+    """Items per envelope and units per commit, from the counters' growth during a point."""
+    def ratio(a: float, b: float) -> float | None:
+        return round(a / b, 1) if b else None
+    envelopes = sum(v for k, v in c.items() if k.startswith("consorcio_envelopes_sent_total"))
+    prepare_envelopes = c['consorcio_envelopes_sent_total{kind="prepare"}']
+    return {"prepares_per_envelope": ratio(c["consorcio_prepares_sent_total"], prepare_envelopes),
+            "envelopes": int(envelopes),
+            "units_per_commit": ratio(c["consorcio_commit_batch_units_sum"], c["consorcio_commit_batch_units_count"]),
+            "commits": int(c["consorcio_commit_batch_units_count"])}
+
+
+# ------------------------------------------------------------------------------- raw broker RPC
+def _echo(url: str, queue: str, ready) -> None:
+    import pika
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.queue_declare(queue, exclusive=False, auto_delete=True)
+
+    def on(ch_, method, props, body):
+        ch_.basic_publish("", props.reply_to, body, pika.BasicProperties(correlation_id=props.correlation_id))
+    ch.basic_consume(queue, on, auto_ack=True)
+    ready.set()
+    try:
+        ch.start_consuming()
+    except Exception:  # noqa: BLE001 - stopped by the parent
+        pass
+
+
+def raw_rpc_rate(url: str, seconds: float = 3.0) -> float:
+    """Sequential request/reply round trips per second through the broker, with pika alone: the
+    cheapest possible exchange of one message and its answer (the floor of any protocol)."""
+    import pika
+    queue = f"bench-echo-{uuid.uuid4().hex[:8]}"
+    ready = mp.get_context("fork").Event()
+    echo = mp.get_context("fork").Process(target=_echo, args=(url, queue, ready), daemon=True)
+    echo.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("the echo process did not start")
+        conn = pika.BlockingConnection(pika.URLParameters(url))
+        ch = conn.channel()
+        got: dict = {}
+        ch.basic_consume("amq.rabbitmq.reply-to", lambda c, m, p, b: got.__setitem__(p.correlation_id, b),
+                         auto_ack=True)
+        n, end = 0, time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        while time.perf_counter() < end:
+            cid = str(n)
+            ch.basic_publish("", queue, b"x" * 200, pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                                          correlation_id=cid))
+            while cid not in got:
+                conn.process_data_events(time_limit=None)
+            n += 1
+        rate = n / (time.perf_counter() - t0)
+        conn.close()
+        return round(rate, 1)
     finally:
-        cluster.stop()
-        delete_namespace(amqp_url, namespace, ids)
+        echo.terminate()
+        echo.join(5)
+
+
+# ------------------------------------------------------------------------------- profiling
+def profile(bench: Bench, out: Path, seconds: float, fmt: str = "flamegraph") -> tuple[list[subprocess.Popen], list[Path]]:
+    """py-spy records every bank process for ``seconds`` (flame graphs, SVG, in ``out``): the
+    recorders, to wait for, and the files they write."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out.mkdir(parents=True, exist_ok=True)
+    procs, files = [], []
+    for b, p in bench.cluster.banks.items():
+        f = out / f"{b}.{ {'flamegraph': 'svg', 'raw': 'txt', 'speedscope': 'json'}[fmt] }"
+        files.append(f)
+        procs.append(subprocess.Popen([spy, "record", "-p", str(p.pid), "-d", str(int(seconds)), "-r", "100",
+                                       "-f", fmt, "-o", str(f), "--nonblocking"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+    return procs, files
+
+
+# ------------------------------------------------------------------------------- the command
+def measure(banks: int, args, workdir: Path, url: str) -> dict:
+    counts = [int(c) for c in args.clients.split(",")]
+    bench = Bench(banks, args.legs, url, workdir / f"{banks}-banks", max(counts), not args.no_wait,
+                  settings=args.set)
+    result: dict = {"banks": banks, "legs": bench.legs, "points": []}
+    try:
+        bench.start(max(counts))
+        load(bench, min(counts[-1], 8), 2.0)   # warm-up: connections, caches, the JIT-less interpreter
+        for c in counts:
+            spy = None
+            if args.profile and c == max(counts):
+                spy = profile(bench, Path(args.profile) / f"{banks}-banks", args.seconds, args.profile_format)
+            point = load(bench, c, args.seconds)
+            if spy:
+                for p in spy[0]:
+                    p.wait(60)
+                point["flame_graphs"] = [str(f) for f in spy[1]]
+            result["points"].append(point)
+            bench.say(line(point))
+        if args.rate:
+            for r in [float(x) for x in str(args.rate).split(",")]:
+                point = load(bench, max(counts), args.seconds, rate=r)
+                result.setdefault("open_loop", []).append(point)
+                bench.say("open loop " + line(point))
+        if args.batches:
+            point = load(bench, min(8, max(counts)), args.seconds, batch=args.batch_size)
+            result["batches"] = point
+            bench.say(f"batches of {args.batch_size}: " + line(point))
+    finally:
+        bench.stop()
+    return result
+
+
+def line(p: dict) -> str:
+    lat = p["latency_ms"]
+    offered = f" offered {p['offered_per_s']:.0f}/s" if p.get("offered_per_s") else ""
+    return (f"{p['clients']:>4} clients{offered}: {p['transfers_per_s']:>8.1f} transfers/s  p50 {lat['p50']} ms  "
+            f"p99 {lat['p99']} ms  banks' CPU {p['bank_cpu_ms_per_transfer']} ms/transfer  {p['outcomes']}\n"
+            f"{'':13}batching: {p['batching']}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--transfers", type=int, default=600)
-    ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--banks", type=int, default=3, choices=range(2, len(BANK_IDS) + 1))
-    ap.add_argument("--legs", type=int, default=2, help="source legs per transfer (each at another bank)")
+    ap.add_argument("--clients", default="1,8,16,64,128", help="client counts, comma-separated")
+    ap.add_argument("--seconds", type=float, default=8.0, help="seconds of load per point")
+    ap.add_argument("--banks", default="3", help="consortium sizes, comma-separated (e.g. 3,10,20)")
+    ap.add_argument("--legs", type=int, default=2, help="source legs per transfer, each at another bank")
+    ap.add_argument("--rate", default=None, help="open loop: offered transfers per second (comma-separated)")
+    ap.add_argument("--batches", action="store_true", help="also measure POST /api/transfer-batches")
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--no-wait", action="store_true",
+                    help="answer once the decision is durable, without waiting for the other banks to apply it")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a consortium setting for this run, e.g. interbank.prepare_envelopes_in_flight=1")
+    ap.add_argument("--profile", default=None, metavar="DIR", help="flame graphs of every bank (py-spy) into DIR")
+    ap.add_argument("--profile-format", default="flamegraph", choices=["flamegraph", "raw", "speedscope"],
+                    help="py-spy output: flame graph SVG, collapsed stacks (text) or speedscope JSON")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
+    url = os.environ.get("AMQP_URL") or LOCAL_AMQP
     workdir = Path(tempfile.mkdtemp(prefix="consorcio-bench-"))
+    report = {"raw_rpc_per_s": None, "runs": []}
     try:
-        r = run(args.transfers, args.clients, args.banks, args.legs, os.environ.get("AMQP_URL") or LOCAL_AMQP, workdir)
+        report["raw_rpc_per_s"] = raw_rpc_rate(url)
+        print(f"raw pika request/reply on this broker: {report['raw_rpc_per_s']} round trips/s", flush=True)
+        for banks in [int(b) for b in args.banks.split(",")]:
+            print(f"--- {banks} banks, transfers of {min(args.legs, banks - 1)} source legs "
+                  f"(every PREPARE, vote and decision fsynced; signed envelopes) ---", flush=True)
+            report["runs"].append(measure(banks, args, workdir, url))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    lat = r["latency_ms"]
-    print(f"{r['transfers']} transfers in {r['seconds']} s: {r['transfers_per_s']} transfers/s "
-          f"({r['banks']} banks, {r['clients']} clients, {r['legs']} source legs each, every write fsynced)")
-    print(f"latency ms: mean {lat['mean']}  p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}")
-    print("outcomes:", ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items())))
+    print()
+    print(f"{'banks':>5} {'clients':>7} {'transfers/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'x raw RPC':>10}")
+    raw = report["raw_rpc_per_s"] or 1
+    for run in report["runs"]:
+        for p in run["points"]:
+            print(f"{run['banks']:>5} {p['clients']:>7} {p['transfers_per_s']:>12.1f} {p['latency_ms']['p50']:>8} "
+                  f"{p['latency_ms']['p99']:>8} {p['transfers_per_s'] / raw:>10.2f}")
+        best = max(run["points"], key=lambda p: p["transfers_per_s"])
+        run["peak"] = {"clients": best["clients"], "transfers_per_s": best["transfers_per_s"],
+                       "p99_ms": best["latency_ms"]["p99"], "ratio_to_raw_rpc": round(best["transfers_per_s"] / raw, 3)}
+        print(f"peak with {run['banks']} banks: {best['transfers_per_s']} transfers/s at {best['clients']} clients "
+              f"(p99 {best['latency_ms']['p99']} ms) = {best['transfers_per_s'] / raw:.2f} x the raw RPC rate")
+        if run.get("batches"):
+            b = run["batches"]
+            print(f"through batches of {args.batch_size}: {b['transfers_per_s']} transfers/s")
     if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2))
-    return 0 if set(r["outcomes"]) == {"committed"} else 1
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    bad = [p for run in report["runs"] for p in run["points"] if set(p["outcomes"]) - {"committed"}]
+    return 0 if not bad else 1
 
 
 if __name__ == "__main__":

@@ -134,9 +134,11 @@ class Transfers:
                 parsed.append(self._validate(item))
             except E.DomainError as e:
                 raise type(e)(f"items[{i}]: {e.detail}", code=e.code, status=e.status) from e
+        named = [tid for tid, _ in parsed if tid is not None]
+        if len(set(named)) != len(named):
+            raise E.InvalidInput("two items have the same id: each transfer needs its own")
+        parsed = [(tid or str(uuid.uuid4()), legs) for tid, legs in parsed]   # an item without id gets one
         ids = [tid for tid, _ in parsed]
-        if len(set(ids)) != len(ids):
-            raise E.InvalidInput("each item needs its own id")
         check_key(idem_key)
         if idem_key is not None:
             fingerprint = request_fingerprint("batch", initiator, [[_leg_dict(l) for l in legs] for _, legs in parsed])

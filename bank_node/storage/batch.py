@@ -44,6 +44,7 @@ class BatchWriter:
         # their callbacks have run): where what they queued for other banks is sent together.
         self.after_batch = after_batch
         self._q: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self.position = 0   # while a unit runs: how many units of its group commit ran before it
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._starting = threading.Lock()
@@ -100,7 +101,7 @@ class BatchWriter:
         outcomes: list[tuple[bool, Any]] = []
         try:
             with self.store.transaction(durable=any(u.durable for u in batch)) as tx:
-                for unit in batch:
+                for self.position, unit in enumerate(batch):
                     try:
                         with tx.savepoint():
                             outcomes.append((True, unit.fn(tx)))

@@ -12,6 +12,8 @@ from bank_node.app import create_app
 from bank_node.config import ConsortiumConfig
 from bank_node.node import BankNode
 
+from .loopback import Loopback
+
 PASSWORD = "senha-muito-boa"
 
 
@@ -134,3 +136,30 @@ def assert_problem(resp, status: int, code: str | None = None) -> dict:
         assert body["code"] == code, body
     assert "Traceback" not in resp.get_data(as_text=True)
     return body
+
+
+class Nodes(dict):
+    """bank id -> (node, Api), and ``net``: the loopback broker between them."""
+    net: Loopback
+
+
+@pytest.fixture
+def consortium(tmp_path, new_cpf):
+    """Factory: nodes for some banks of one config (``make_config`` overrides), wired by a
+    loopback broker, each with an Api: ``consortium(("alfa", "beta"))["beta"] == (node, api)``."""
+    made = []
+
+    def make(run=("alfa", "beta"), **overrides):
+        cfg = make_config(**overrides)
+        net = Loopback()
+        out = Nodes()
+        out.net = net
+        for b in run:
+            node = BankNode(cfg, b, tmp_path / b, connect_broker=False)
+            made.append(node)
+            net.attach(node)
+            out[b] = (node, Api(create_app(node, testing=True).test_client(), new_cpf))
+        return out
+    yield make
+    for n in made:
+        n.stop()

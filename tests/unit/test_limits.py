@@ -12,14 +12,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bank_node.app import create_app
 from bank_node.domain import participant as PT
 from bank_node.domain.ledger import AccountFigures, Limits, debit_refusal
 from bank_node.domain.transfer import Leg
-from bank_node.node import BankNode
 
-from .conftest import Api, assert_problem, make_config
-from .loopback import Loopback
+from .conftest import assert_problem, make_config
 
 DAY = 86400
 
@@ -34,32 +31,6 @@ class Clock:
 
 def ts(iso: str) -> float:
     return datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp()
-
-
-class Nodes(dict):
-    """bank id -> (node, Api), and ``net``: the loopback broker between them."""
-    net: Loopback
-
-
-@pytest.fixture
-def consortium(tmp_path, new_cpf):
-    """Factory: nodes for some banks of one config, wired by a loopback broker, each with an Api."""
-    made = []
-
-    def make(run=("alfa", "beta"), **overrides):
-        cfg = make_config(**overrides)
-        net = Loopback()
-        out = Nodes()
-        out.net = net
-        for b in run:
-            node = BankNode(cfg, b, tmp_path / b, connect_broker=False)
-            made.append(node)
-            net.attach(node)
-            out[b] = (node, Api(create_app(node, testing=True).test_client(), new_cpf))
-        return out
-    yield make
-    for n in made:
-        n.stop()
 
 
 def limits_doc(max_amount="200.00", daily="300.00", **bank_limits):
