@@ -6,6 +6,8 @@ labels are declared once below.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _COUNTERS = {
@@ -59,6 +61,7 @@ class Metrics:
                                         "1 when the bank's last probe through the consortium's exchange came back "
                                         "to its queue; 0 when the exchange or binding is missing or changed",
                                         registry=self.registry)
+        self._children: dict[tuple, Any] = {}
         self._failovers_seen = 0
         self._node_seen: str | None = None
 
@@ -76,8 +79,12 @@ class Metrics:
         self.broker_topology_ok.set(1 if topology == "ok" else 0)
 
     def inc(self, name: str, n: int = 1, **labels) -> None:
-        c = self._counters[name]
-        (c.labels(**labels) if labels else c).inc(n)
+        key = (name, *labels.items())
+        child = self._children.get(key)
+        if child is None:   # labels() costs more than the increment: each child is looked up once
+            c = self._counters[name]
+            child = self._children[key] = c.labels(**labels) if labels else c
+        child.inc(n)
 
     def value(self, name: str, **labels) -> float:
         """Read a counter back (tests and the operator view)."""

@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Callable
@@ -176,6 +176,9 @@ class BrokerClient:
         self._waiters: dict[str, tuple[Future, str | None]] = {}
         self._inflight: set[Future] = set()
         self._lock = threading.Lock()
+        self._calls: deque[Callable[[], None]] = deque()   # for the I/O thread, in order (see _call)
+        self._calls_lock = threading.Lock()
+        self._calls_scheduled = False
         self._dispatch: FairDispatch[Delivery] = FairDispatch(
             sender_limits.per_sender_workers if sender_limits is not None else workers)
         self._worker_threads: list[threading.Thread] = []
@@ -232,15 +235,36 @@ class BrokerClient:
             loop.close()
 
     def _call(self, fn: Callable[[], None]) -> bool:
-        """Run ``fn`` on the I/O thread; False if the loop is gone."""
+        """Run ``fn`` on the I/O thread; False if the loop is gone. Calls queue up and the loop
+        is woken once per batch of them, not once per call: a wake is a system call on each
+        side, and under load the publishes and acks of many messages come together."""
         loop = self._loop
         if loop is None:
             return False
+        with self._calls_lock:
+            self._calls.append(fn)
+            if self._calls_scheduled:
+                return True
+            self._calls_scheduled = True
         try:
-            loop.add_callback_threadsafe(fn)
+            loop.add_callback_threadsafe(self._run_calls)
             return True
         except Exception:  # noqa: BLE001 - the loop was closed: nobody will run it
+            with self._calls_lock:
+                self._calls_scheduled = False
+                self._calls.clear()
             return False
+
+    def _run_calls(self) -> None:
+        """On the I/O thread: everything queued by ``_call`` so far, in order."""
+        with self._calls_lock:
+            self._calls_scheduled = False   # a call queued from now on schedules another run
+            calls, self._calls = self._calls, deque()
+        for fn in calls:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - one failed call must not drop the others
+                log.exception("a broker call failed on the I/O thread")
 
     def _shutdown(self) -> None:
         self._cancel_probe()

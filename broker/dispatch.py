@@ -120,13 +120,15 @@ class FairDispatch(Generic[T]):
             return None
 
     def done(self, sender: str) -> None:
+        """The worker that calls this takes its next item with ``get`` right after: the one item
+        this may make eligible is its own to take, so no other worker is woken (a wake-up per
+        message costs more than the handling of a small one)."""
         with self._cond:
             n = self._busy.get(sender, 0) - 1
             if n > 0:
                 self._busy[sender] = n
             else:
                 self._busy.pop(sender, None)
-            self._cond.notify()
 
     def drain(self) -> list[T]:
         """Remove and return every queued item (not those in progress)."""

@@ -40,6 +40,19 @@ def ledger(data_dir: Path, bank_id: str) -> dict:
     return read_ledger(Path(data_dir) / bank_id / f"{bank_id}.sqlite3")
 
 
+def participation_states(data_dir: Path, bank_id: str, transfer_id: str) -> list[str]:
+    """The states of every record ``bank_id`` keeps for ``transfer_id`` as a participant, the
+    abort it remembered for an id it never saw a PREPARE of included (the ledger snapshot leaves
+    those out)."""
+    from bank_node.storage import open_store
+    store = open_store(Path(data_dir) / bank_id / f"{bank_id}.sqlite3")
+    try:
+        with store.transaction(write=False) as tx:
+            return [p.state for p in tx.participations_of(transfer_id)]
+    finally:
+        store.close()
+
+
 def customer_everywhere(cluster, cpf: str, name: str = "Ana Souza", amount: str = "100.00", *, consent=True):
     """A customer registered at every bank of the cluster with one funded account in each, and
     (``consent``) a mandate at each bank for every other bank to debit it: returns (customer,

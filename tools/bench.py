@@ -147,10 +147,12 @@ def _client_process(args: tuple) -> dict:
     outcomes: Counter = Counter()
     lock = threading.Lock()
 
-    def do(conns: dict, k: int, n: int) -> tuple[float, str]:
-        via, body = plans_of[k][n % len(plans_of[k])]
-        if batch:
-            path, payload = "/api/transfer-batches", {"items": [plan[1] for plan in plans_of[k][:batch]]}
+    def do(conns: dict, k: int, n: int) -> tuple[float, Counter]:
+        """One request: its latency and the outcome of each transfer it carried."""
+        plans = plans_of[k]
+        via, body = plans[n % len(plans)]
+        if batch:   # the client's transfers in turn, all coordinated by ``via``
+            path, payload = "/api/transfer-batches", {"items": [plans[(n + j) % len(plans)][1] for j in range(batch)]}
         else:
             path, payload = "/api/transfers", body
         conn = conns.get(via) or conns.setdefault(via, http.client.HTTPConnection("127.0.0.1", ports[via], timeout=60))
@@ -163,13 +165,11 @@ def _client_process(args: tuple) -> dict:
             answer = json.loads(resp.read())
         except (OSError, http.client.HTTPException, ValueError):
             conns.pop(via, None)
-            return time.perf_counter() - t, "error"
-        if batch:
-            if resp.status != 201:
-                return time.perf_counter() - t, answer.get("code") or str(resp.status)
-            statuses = Counter(i["status"] for i in answer["items"])
-            return time.perf_counter() - t, ",".join(f"{s}:{c}" for s, c in sorted(statuses.items()))
-        return time.perf_counter() - t, answer.get("status") or answer.get("code") or str(resp.status)
+            return time.perf_counter() - t, Counter(error=batch or 1)
+        dt = time.perf_counter() - t
+        if batch and resp.status == 201:
+            return dt, Counter(i["status"] for i in answer["items"])
+        return dt, Counter({answer.get("status") or answer.get("code") or str(resp.status): batch or 1})
 
     def closed(k: int) -> None:
         conns: dict = {}
@@ -181,7 +181,7 @@ def _client_process(args: tuple) -> dict:
             n += 1
             with lock:
                 lat.append(dt)
-                outcomes[what] += 1
+                outcomes.update(what)
 
     def opened(clients: list[int]) -> None:
         """Offered load: transfer i is due at start_at + i / rate, whatever came back before."""
@@ -192,10 +192,10 @@ def _client_process(args: tuple) -> dict:
             if not hasattr(local, "conns"):
                 local.conns = {}   # each pool thread keeps its own keep-alive connections
             conns = local.conns
-            dt, what = do(conns, k, n)
+            _, what = do(conns, k, n)
             with lock:
                 lat.append(time.time() - due)
-                outcomes[what] += 1
+                outcomes.update(what)
         i = 0
         while True:
             due = start_at + i / rate
@@ -253,7 +253,7 @@ def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int
     outcomes: Counter = Counter()
     for p in parts:
         outcomes.update(p["outcomes"])
-    done = len(lat) * (batch or 1)
+    done = sum(v for o, v in outcomes.items() if o in ("committed", "aborted"))
     pct = (lambda q: round(lat[min(len(lat) - 1, int(q / 100 * len(lat)))] * 1000, 1)) if lat else (lambda q: None)
     return {"clients": clients, "offered_per_s": rate or None, "seconds": seconds, "transfers": done,
             "transfers_per_s": round(done / seconds, 1),
@@ -330,15 +330,16 @@ def raw_rpc_rate(url: str, seconds: float = 3.0) -> float:
 # ------------------------------------------------------------------------------- profiling
 def profile(bench: Bench, out: Path, seconds: float, fmt: str = "flamegraph") -> tuple[list[subprocess.Popen], list[Path]]:
     """py-spy records every bank process for ``seconds`` (flame graphs, SVG, in ``out``): the
-    recorders, to wait for, and the files they write."""
+    recorders, to wait for, and the files they write. Only the thread holding the interpreter
+    lock is sampled, so the graphs show where the CPU goes, not where threads wait."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out.mkdir(parents=True, exist_ok=True)
     procs, files = [], []
     for b, p in bench.cluster.banks.items():
         f = out / f"{b}.{ {'flamegraph': 'svg', 'raw': 'txt', 'speedscope': 'json'}[fmt] }"
         files.append(f)
-        procs.append(subprocess.Popen([spy, "record", "-p", str(p.pid), "-d", str(int(seconds)), "-r", "100",
-                                       "-f", fmt, "-o", str(f), "--nonblocking"], stdout=subprocess.DEVNULL,
+        procs.append(subprocess.Popen([spy, "record", "-p", str(p.pid), "-d", str(int(seconds) + 1), "-r", "100",
+                                       "--gil", "-f", fmt, "-o", str(f), "--nonblocking"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
     return procs, files
 
@@ -369,7 +370,7 @@ def measure(banks: int, args, workdir: Path, url: str) -> dict:
                 result.setdefault("open_loop", []).append(point)
                 bench.say("open loop " + line(point))
         if args.batches:
-            point = load(bench, min(8, max(counts)), args.seconds, batch=args.batch_size)
+            point = load(bench, min(4, max(counts)), args.seconds, batch=args.batch_size)
             result["batches"] = point
             bench.say(f"batches of {args.batch_size}: " + line(point))
     finally:

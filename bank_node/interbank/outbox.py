@@ -56,6 +56,7 @@ class Outbox:
         self._lanes: dict[str, _Lane] = defaultdict(_Lane)
         self._oneway: dict[str, list] = defaultdict(list)
         self._lock = threading.Lock()
+        self._next_expiry = float("inf")   # the earliest deadline of an envelope in flight
 
     # PREPAREs -------------------------------------------------------------------------------
     def prepare(self, bank: str, item: P.Prepare) -> None:
@@ -93,6 +94,7 @@ class Outbox:
             lane = self._lanes[bank]
             lane.in_flight.pop(key, None)
             lane.in_flight[req.correlation_id] = sent
+            self._next_expiry = min(self._next_expiry, deadline)
         req.future.add_done_callback(
             lambda f: self._settle(bank, req.correlation_id, sent, *_outcome(f)))
 
@@ -112,11 +114,20 @@ class Outbox:
     def expire(self, now: int) -> None:
         """Free the slots of envelopes whose deadline passed with no answer (their transfers
         abort on their own deadline); called by the coordinator's clock."""
+        if now <= self._next_expiry:
+            return   # called after every event of the coordinator: usually nothing is late
         late = []
         with self._lock:
+            earliest = float("inf")
             for bank, lane in self._lanes.items():
-                late += [(bank, cid, s) for cid, s in lane.in_flight.items()
-                         if s is not None and s.deadline_ms < now]
+                for cid, s in lane.in_flight.items():
+                    if s is None:
+                        continue
+                    if s.deadline_ms < now:
+                        late.append((bank, cid, s))
+                    else:
+                        earliest = min(earliest, s.deadline_ms)
+            self._next_expiry = earliest
         for bank, cid, s in late:
             self._settle(bank, cid, s, None, TimeoutError("no votes by the deadline"))
 

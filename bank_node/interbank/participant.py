@@ -234,9 +234,11 @@ class Participant:
             tx.put_participant(PT.decided(rec, transfer_id=transfer_id, coordinator=coordinator,
                                           new_state=eff.new_state, now=now, evidence=evidence))
             self.rt.count("decisions_applied", outcome=outcome)
-            # One line per transfer at each bank: its outcome here (votes are at debug level).
-            log.info("transfer %s: %s applied", transfer_id, outcome.upper(),
-                     extra={"transfer_id": transfer_id, "event": "applied"})
+            # One line per transfer at each bank: its outcome here (votes are at debug level; the
+            # coordinator's line is its decision, so its own legs are at debug level too).
+            log.log(logging.DEBUG if coordinator == self.rt.bank_id else logging.INFO,
+                    "transfer %s: %s applied", transfer_id, outcome.upper(),
+                    extra={"transfer_id": transfer_id, "event": "applied"})
             return "applied"
         return "again"
 

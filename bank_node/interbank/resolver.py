@@ -106,10 +106,14 @@ class Resolver:
 
     def resolve_once(self) -> None:
         now = now_ms()
+        # Only what is overdue: under load most transfers in flight are young, and decoding
+        # them on every pass would cost more than the pass does.
+        t = self.rt.config.timeouts
         with self.rt.store.transaction(write=False) as tx:
-            unacked = tx.coordinated_unacknowledged(limit=RESENDS_PER_PASS * 4)
-            preparing = tx.coordinated_preparing()
-            prepared = tx.participations_in("prepared")
+            unacked = tx.coordinated_unacknowledged(limit=RESENDS_PER_PASS * 4,
+                                                    decided_before=(now - t.decision_resend_ms) / 1000)
+            preparing = tx.coordinated_preparing(deadline_before=now - STATUS_GRACE_MS)
+            prepared = tx.participations_in("prepared", deadline_before=now - STATUS_GRACE_MS)
         for rec in preparing:
             if not self.coordinator.active(rec.transfer_id) and now > rec.deadline_ms + STATUS_GRACE_MS:
                 self.coordinator.decide_stale(rec)

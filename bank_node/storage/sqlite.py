@@ -406,9 +406,14 @@ class SqliteTx:
             " reasons = excluded.reasons, updated_at = excluded.updated_at,"
             " decision_evidence = excluded.decision_evidence", participation_row(rec))
 
-    def participations_in(self, state: str, limit: int = 100_000) -> list[Participation]:
+    def participations_in(self, state: str, limit: int = 100_000,
+                          deadline_before: int | None = None) -> list[Participation]:
+        if deadline_before is None:
+            return [participation_of(r) for r in self._all(
+                "SELECT * FROM participations WHERE state = ? ORDER BY created_at LIMIT ?", (state, limit))]
         return [participation_of(r) for r in self._all(
-            "SELECT * FROM participations WHERE state = ? ORDER BY created_at LIMIT ?", (state, limit))]
+            "SELECT * FROM participations WHERE state = ? AND deadline_ms < ? ORDER BY created_at LIMIT ?",
+            (state, deadline_before, limit))]
 
     def get_coordinated(self, transfer_id: str) -> CoordinatedTransfer | None:
         return coordinated_of(self._one("SELECT * FROM coordinated WHERE transfer_id = ?", (transfer_id,)))
@@ -425,15 +430,18 @@ class SqliteTx:
             " decision_sent_ms = excluded.decision_sent_ms, resend_stopped = excluded.resend_stopped",
             coordinated_row(rec))
 
-    def coordinated_preparing(self) -> list[CoordinatedTransfer]:
+    def coordinated_preparing(self, deadline_before: int | None = None) -> list[CoordinatedTransfer]:
         return [coordinated_of(r) for r in self._all(
-            "SELECT * FROM coordinated WHERE state = 'preparing' ORDER BY created_at")]
+            "SELECT * FROM coordinated WHERE state = 'preparing' AND deadline_ms < ? ORDER BY created_at",
+            (deadline_before if deadline_before is not None else 2 ** 62,))]
 
-    def coordinated_unacknowledged(self, limit: int = 100_000) -> list[CoordinatedTransfer]:
+    def coordinated_unacknowledged(self, limit: int = 100_000,
+                                   decided_before: float | None = None) -> list[CoordinatedTransfer]:
         """Decided transfers some participant has not acknowledged, whose re-sends go on."""
         return [coordinated_of(r) for r in self._all(
             "SELECT * FROM coordinated WHERE state != 'preparing' AND pending_acks > 0 AND resend_stopped = 0"
-            " ORDER BY decided_at LIMIT ?", (limit,))]
+            " AND (decided_at IS NULL OR decided_at < ?) ORDER BY decided_at LIMIT ?",
+            (decided_before if decided_before is not None else float("inf"), limit))]
 
     # mandates ------------------------------------------------------------------------------
     def insert_mandate(self, m: Mandate) -> None:
