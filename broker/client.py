@@ -51,7 +51,7 @@ import zlib
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import pika
 import pika.exceptions as px
@@ -102,6 +102,13 @@ class Delivery:
 class PendingReply:
     correlation_id: str
     future: Future
+
+
+class _Waiter(NamedTuple):
+    """A request waiting for its reply."""
+    future: Future
+    expect_user: str | None   # a reply from another broker user is dropped
+    with_headers: bool        # the future gets (body, headers) rather than the body
 
 
 @dataclass
@@ -173,7 +180,7 @@ class BrokerClient:
         self._probe_timer = None
         self._last_tick = 0.0
         # Shared with other threads.
-        self._waiters: dict[str, tuple[Future, str | None]] = {}
+        self._waiters: dict[str, _Waiter] = {}
         self._inflight: set[Future] = set()
         self._lock = threading.Lock()
         self._calls: deque[Callable[[], None]] = deque()   # for the I/O thread, in order (see _call)
@@ -228,11 +235,29 @@ class BrokerClient:
         loop = self._loop
         loop.call_later(0, self._connect)
         try:
-            loop.start()
+            while True:
+                try:
+                    loop.start()
+                    break   # stopped
+                except Exception:  # noqa: BLE001 - a bug in a callback must not leave the bank deaf for good
+                    log.exception("the broker client's I/O loop failed; reconnecting")
+                    if self._stop.is_set():
+                        break
+                    self._recover_loop()
         finally:
             self._ready.clear()
             self._fail_pending(NotConnected("the broker client was stopped"))
             loop.close()
+
+    def _recover_loop(self) -> None:
+        """After a callback raised out of the loop: start over with a fresh connection."""
+        if self._conn is not None and self._conn.is_open:
+            self._loop.call_later(0, lambda: self._close_connection("the I/O loop failed"))
+        else:
+            self._ready.clear()
+            self._generation += 1   # whatever the broken connection still says is ignored
+            self._conn = self._pub = self._cons = None
+            self._loop.call_later(0, self._retry)
 
     def _call(self, fn: Callable[[], None]) -> bool:
         """Run ``fn`` on the I/O thread; False if the loop is gone. Calls queue up and the loop
@@ -467,15 +492,15 @@ class BrokerClient:
                 p.future.set_exception(lost)
         with self._lock:
             waiters, self._waiters = self._waiters, {}
-        for fut, _ in waiters.values():
-            if not fut.done():
-                fut.set_exception(err)
+        for w in waiters.values():
+            if not w.future.done():
+                w.future.set_exception(err)
 
     def _fail_inflight(self, err: BrokerError) -> None:
         with self._lock:
             inflight, self._inflight = self._inflight, set()
             waiters, self._waiters = self._waiters, {}
-        for f in list(inflight) + [w[0] for w in waiters.values()]:
+        for f in list(inflight) + [w.future for w in waiters.values()]:
             if not f.done():
                 f.set_exception(err)
 
@@ -623,7 +648,7 @@ class BrokerClient:
         cid = uuid.uuid4().hex
         fut: Future = Future()
         with self._lock:
-            self._waiters[cid] = (fut, expect_user, with_headers)
+            self._waiters[cid] = _Waiter(fut, expect_user, with_headers)
         sent = self.publish(bank_id, body, persistent=False, expiration_ms=expiration_ms,
                             correlation_id=cid, reply_to=DIRECT_REPLY_TO, headers=headers)
 
@@ -700,18 +725,17 @@ class BrokerClient:
             return
         with self._lock:
             waiter = self._waiters.get(props.correlation_id or "")
-            if waiter is not None and waiter[1] is not None and props.user_id != waiter[1]:
+            if waiter is not None and waiter.expect_user is not None and props.user_id != waiter.expect_user:
                 log.warning("reply for %s from user %r instead of %r dropped", props.correlation_id,
-                            props.user_id, waiter[1])
+                            props.user_id, waiter.expect_user)
                 self.rejected_replies += 1
                 return
             waiter = self._waiters.pop(props.correlation_id or "", None)
         if waiter is None:
             log.debug("reply with unknown correlation id %r dropped (late or duplicate)", props.correlation_id)
             return
-        fut = waiter[0]
-        if not fut.done():
-            fut.set_result((body, dict(props.headers or {})) if waiter[2] else body)
+        if not waiter.future.done():
+            waiter.future.set_result((body, dict(props.headers or {})) if waiter.with_headers else body)
 
     def _on_delivery(self, ch, method, props, body: bytes) -> None:
         headers = props.headers or {}

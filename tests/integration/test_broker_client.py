@@ -11,7 +11,7 @@ import pika
 
 from tools.rabbit import BrokerControl
 from broker import BrokerClient, NotSent, Unroutable
-from broker.errors import Rejected, TooLarge
+from broker.errors import BrokerError, Rejected, TooLarge
 from broker.provision import delete_namespace, provision_topology
 from broker.topology import QueueBounds, Topology
 from tests.support import wait_until
@@ -97,6 +97,33 @@ def test_consumer_resumes_after_its_connection_is_closed_by_the_broker(clients, 
     wait_until(lambda: beta.reconnects > reconnects and beta.connected and alfa.connected, 20, "both reconnected")
     alfa.publish("beta", b"after").result(5)
     wait_until(lambda: b"after" in got, 10, "consuming again")
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="closing connections needs rabbitmqctl")
+def test_a_lost_connection_with_requests_awaiting_replies_fails_them_and_reconnects(clients, namespace):
+    """The requests waiting for a reply when the connection goes fail at once (nobody will
+    answer them on a dead connection), and the client connects again."""
+    beta = clients("beta", lambda d: None)         # takes the requests and never answers
+    alfa = clients("alfa")
+    waiting = [alfa.request("beta", b"q", expiration_ms=30_000, with_headers=True).future for _ in range(3)]
+    wait_until(lambda: alfa._waiters, 5, "requests registered")
+    reconnects = alfa.reconnects
+    assert BrokerControl().close_connections(namespace) >= 2
+    for f in waiting:
+        with pytest.raises(BrokerError):
+            f.result(10)
+    wait_until(lambda: alfa.reconnects > reconnects and alfa.connected, 20, "alfa reconnected")
+
+
+def test_a_failing_callback_on_the_io_thread_does_not_leave_the_client_deaf(clients):
+    ref = [None]
+    beta = clients("beta", echo(ref))
+    ref[0] = beta
+    alfa = clients("alfa")
+    reconnects = alfa.reconnects
+    alfa._loop.add_callback_threadsafe(lambda: 1 / 0)   # a bug in some callback
+    wait_until(lambda: alfa.reconnects > reconnects and alfa.connected, 20, "alfa reconnected")
+    assert alfa.request("beta", b"still here", expiration_ms=5000).future.result(5) == b"echo:still here"
 
 
 def test_an_oversized_message_is_dead_lettered_without_the_handler_ever_seeing_it(clients, amqp_url, namespace):

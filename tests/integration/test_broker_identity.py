@@ -20,7 +20,7 @@ from tools import ops
 from bank_node import protocol as P
 from bank_node.config import load_config
 from broker.provision import deprovision, provision, user_of, with_credentials
-from tests.peer import PeerBank, prepare
+from tools.peer import PeerBank, prepare
 from tests.support import customer_everywhere, ledger, operator_text, wait_until
 
 pytestmark = [pytest.mark.integration,

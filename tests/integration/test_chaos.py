@@ -1,4 +1,5 @@
-"""The chaos run in CI: about a minute of load and faults with a fixed seed, then the checker.
+"""The chaos run in CI: about a minute of load and faults with a fixed seed, while one member
+bank lies (forged, inconsistent and replayed messages under its own identity), then the checker.
 
 The broker faults (closing connections, restarting the broker) use rabbitmqctl against the
 local broker; where the broker is elsewhere (AMQP_URL, a container) they are left out and
@@ -27,7 +28,7 @@ def test_chaos_run_keeps_every_invariant(tmp_path, amqp_url, capsys):
     out = tmp_path / "summary.json"
     seed = int(os.environ.get("CHAOS_SEED", "20261127"))
     duration = os.environ.get("CHAOS_DURATION", "45")
-    code = chaos_main(["--seed", str(seed), "--duration", duration, "--faults", faults,
+    code = chaos_main(["--seed", str(seed), "--duration", duration, "--faults", faults, "--liar", "gama",
                        "--json", str(out), "--workdir", str(tmp_path / "run")])
     printed = capsys.readouterr().out
     summary = json.loads(out.read_text())
@@ -38,3 +39,5 @@ def test_chaos_run_keeps_every_invariant(tmp_path, amqp_url, capsys):
     assert summary["operations"] > 200
     assert len(summary["faults"]) >= 3
     assert summary["by_outcome"].get("transfer: committed", 0) > 50
+    lies = {k for k, v in summary["liar"]["sent"].items() if v and "not sent" not in k}
+    assert len(lies) >= 8, summary["liar"]   # the liar really told most kinds of lies

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from bank_node import protocol as P
-from tests.peer import PeerBank
+from tools.peer import PeerBank
 from tests.support import customer_everywhere, ledger, operator_text, wait_until
 
 pytestmark = pytest.mark.integration

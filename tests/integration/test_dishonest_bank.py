@@ -1,7 +1,7 @@
 """A dishonest member bank, with nothing but its own broker identity and its own signing key.
 
 gama is the dishonest member here: it sends by hand what an honest coordinator never would
-(``tests/peer.py``). Each test performs one attack and checks that no money moved at an honest
+(``tools/peer.py``). Each test performs one attack and checks that no money moved at an honest
 bank and nothing leaked, or that what it can do is bounded by the caps the honest banks set on it
 and written in their books as its own debt:
 
@@ -25,7 +25,7 @@ import pika
 import pytest
 
 from bank_node import protocol as P
-from tests.peer import PeerBank, prepare
+from tools.peer import PeerBank, prepare
 from tests.support import customer_everywhere, ledger, operator_json, operator_text, wait_until
 from tools.api_client import Customer
 

@@ -12,7 +12,7 @@ import pytest
 
 from bank_node import protocol as P
 from tools.api_client import Customer
-from tests.peer import PeerBank, prepare
+from tools.peer import PeerBank, prepare
 from tests.support import customer_everywhere, ledger, participation_states, wait_until
 
 pytestmark = pytest.mark.integration

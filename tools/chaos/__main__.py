@@ -25,6 +25,10 @@ def print_summary(s: dict) -> None:
     print("faults injected:")
     for f in s["faults"]:
         print(f"  {f}")
+    if s.get("liar"):
+        print(f"lies told by {s['liar']['bank']} ({s['liar']['mints']} of its made-up credits):")
+        for k, v in s["liar"]["sent"].items():
+            print(f"  {k:<46} {v:>6}")
     print(f"{'invariant':<40} verdict  detail")
     for k, v in s["verdicts"].items():
         print(f"  {k:<38} {'PASS' if v['ok'] else 'FAIL':<7}  {v['detail']}")
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--broker-node", help="rabbitmqctl node name of the broker at AMQP_URL, whose restart "
                     "is a fault. Without it, a run with the broker fault starts a private RabbitMQ node of "
                     "its own, so that no other user of this machine's broker is disturbed")
+    ap.add_argument("--liar", metavar="BANK", help="this bank also lies: forged, inconsistent and replayed "
+                    "messages with its own broker identity and key (tools/chaos/liar.py)")
     ap.add_argument("--json", help="write the summary as JSON to this file")
     ap.add_argument("--workdir", help="keep the run's config, data and logs here (default: a temp dir, deleted)")
     ap.add_argument("--quiet", action="store_true")
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         url, control = private.url, private.control
     try:
         chaos = Chaos(args.seed, args.duration, args.banks, args.clients, args.people, faults, url, workdir,
-                      args.ttl_ms, args.quiet, control, brokers)
+                      args.ttl_ms, args.quiet, control, brokers, liar=args.liar)
         try:
             summary = chaos.run()
         finally:

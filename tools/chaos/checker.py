@@ -7,7 +7,14 @@
 - atomicity: every transfer has one outcome at every bank, with an entry at every leg if it
   committed and at none otherwise; what a client was told committed is applied, what it was
   told aborted is not;
-- liveness: nothing in doubt 30 seconds after healing.
+- liveness: nothing in doubt 30 seconds after healing;
+- books: at every bank, customer balances == deposits - withdrawals + its positions against the
+  other banks, and every pair of honest banks agrees on what one owes the other.
+
+With a lying bank in the run (``liar.py``), money it made up on its own word is allowed only as
+claims the honest banks hold on it: the conservation checks count exactly that much extra
+(the honest banks' claims on the liar beyond what the liar's own books admit), and each of
+those claims must stay under the cap that bank set on the liar.
 
 Ledgers are read through the storage adapter (``Tx.ledger_snapshot``), never with SQL of its own.
 """
@@ -52,7 +59,18 @@ def wait_quiescent(ledgers: Callable[[], dict[str, dict]], since: float) -> floa
     return None
 
 
-def check(work: Workload, ledgers: Callable[[], dict[str, dict]], quiet_after: float | None) -> dict[str, tuple[bool, str]]:
+def minted(led: dict[str, dict], liar: str | None) -> int:
+    """Money the liar created: what the honest banks hold as claims on it beyond what its own
+    books admit (zero without a liar, or when every pair agrees)."""
+    if liar is None:
+        return 0
+    return sum(l["positions"].get(liar, 0) + led[liar]["positions"].get(b, 0) for b, l in led.items() if b != liar)
+
+
+def check(work: Workload, ledgers: Callable[[], dict[str, dict]], quiet_after: float | None,
+          liar: str | None = None, caps: dict[str, int] | None = None) -> dict[str, tuple[bool, str]]:
+    """Every verdict, (ok, detail) by name. ``liar``: the bank that lies in this run, and
+    ``caps``: what each honest bank lets it owe (cents)."""
     verdicts: dict[str, tuple[bool, str]] = {}
     led = ledgers()
     ops = work.history.ops
@@ -62,7 +80,8 @@ def check(work: Workload, ledgers: Callable[[], dict[str, dict]], quiet_after: f
             status, body = work.person(op.who).call(op.via, "GET", f"/api/transfers/{op.transfer_id}")
             op.resolved = body.get("status") if status == 200 else "never_started"
     # Conservation, first as bounds with the uncertain cash operations.
-    total = sum(sum(l["balances"].values()) for l in led.values())
+    made_up = minted(led, liar)
+    total = sum(sum(l["balances"].values()) for l in led.values()) - made_up
     cash = lambda kind, outcome: sum(o.amount for o in ops if o.kind == kind and o.outcome == outcome)  # noqa: E731
     low = work.initial + cash("deposit", "ok") - cash("withdrawal", "ok") - cash("withdrawal", "unknown")
     high = work.initial + cash("deposit", "ok") - cash("withdrawal", "ok") + cash("deposit", "unknown")
@@ -80,11 +99,32 @@ def check(work: Workload, ledgers: Callable[[], dict[str, dict]], quiet_after: f
             op.outcome = "ok" if status == 201 else "refused"
             retried += 1
     led = ledgers()
-    total = sum(sum(l["balances"].values()) for l in led.values())
+    made_up = minted(led, liar)
+    total = sum(sum(l["balances"].values()) for l in led.values()) - made_up
     expected = work.initial + cash("deposit", "ok") - cash("withdrawal", "ok")
     verdicts["conservation (exact)"] = (total == expected, f"total {total / 100:.2f} == initial + deposits - "
                                                            f"withdrawals {expected / 100:.2f} after retrying "
-                                                           f"{retried} lost replies")
+                                                           f"{retried} lost replies"
+                                        + (f" (less {made_up / 100:.2f} the liar made up)" if liar else ""))
+    # Books: each bank's customers' money is its cash plus what the other banks owe it.
+    unbalanced = {b: (sum(l["balances"].values()), l["deposits"] - l["withdrawals"] + sum(l["positions"].values()))
+                  for b, l in led.items()}
+    unbalanced = {b: v for b, v in unbalanced.items() if v[0] != v[1]}
+    verdicts["each bank's books balance"] = (not unbalanced, f"{len(unbalanced)} banks out of balance"
+                                             + (f": {unbalanced}" if unbalanced else ""))
+    honest = [b for b in led if b != liar]
+    disagree = [(a, b, led[a]["positions"].get(b, 0), led[b]["positions"].get(a, 0))
+                for i, a in enumerate(honest) for b in honest[i + 1:]
+                if led[a]["positions"].get(b, 0) != -led[b]["positions"].get(a, 0)]
+    verdicts["honest banks agree on their positions"] = (not disagree, f"{len(disagree)} pairs disagree"
+                                                         + (f": {disagree[:3]}" if disagree else ""))
+    if liar is not None:
+        over = {b: led[b]["positions"].get(liar, 0) for b in honest
+                if led[b]["positions"].get(liar, 0) > (caps or {}).get(b, 0)}
+        owed = {b: led[b]["positions"].get(liar, 0) / 100 for b in honest}
+        verdicts["the liar's debts stay under the caps"] = (
+            not over, f"{liar} owes {owed}; made up {made_up / 100:.2f}; caps {({b: c / 100 for b, c in (caps or {}).items()})}"
+            + (f"; over the cap: {over}" if over else ""))
     # No overdraft; journals add up; no hold.
     negative = [(b, n, v) for b, l in led.items() for n, v in l["balances"].items() if v < 0]
     verdicts["no negative balance"] = (not negative, f"{len(negative)} negative")

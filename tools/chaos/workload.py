@@ -45,8 +45,9 @@ class History:
 class Workload:
     """``people`` customers, each with one account of 200.00 in every bank."""
 
-    def __init__(self, seed: int, urls: dict[str, str], people: int):
+    def __init__(self, seed: int, urls: dict[str, str], people: int, distrust: set[str] = frozenset()):
         self.seed = seed
+        self.distrust = set(distrust)   # banks nobody consents to (a lying bank)
         self.bank_ids = list(urls)
         self.people = [Customer(make_cpf(f"{300000000 + 7919 * i:09d}"), f"Cliente {i}", urls)
                        for i in range(people)]
@@ -64,7 +65,11 @@ class Workload:
                 p.deposit(bank, n, "200.00")
                 self.initial += 200_00
                 self.accounts.append((p, bank, n))
-            p.grant_everywhere(mine)   # each bank may initiate debits from the others' accounts
+            # each bank may initiate debits from the others' accounts, but the distrusted ones
+            for bank, number in mine.items():
+                for other in self.bank_ids:
+                    if other != bank and other not in self.distrust:
+                        p.grant(bank, number, other)
 
     def person(self, cpf: str) -> Customer:
         return next(q for q in self.people if q.cpf == cpf)

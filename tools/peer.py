@@ -3,8 +3,9 @@ member could send with nothing but its own broker credentials and its own signin
 
 ``PeerBank(cluster, "alfa")`` connects to the cluster's broker as alfa's broker user (per-bank
 mode) or as the shared user, signs with alfa's key when the consortium signs, and publishes
-through the consortium's exchange as any bank would. The attack tests use it to forge, replay
-and flood; nothing here bypasses a check a real member could not bypass.
+through the consortium's exchange as any bank would. The attack tests and the chaos run's lying
+bank use it to forge, replay and flood; nothing here bypasses a check a real member could not
+bypass.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ class PeerBank:
         self.names = Names(self.config.consortium)
         self.keyring = keyring_for(self.config, bank_id)
         self.user = expected_user(self.config, bank_id)
-        self.conn = pika.BlockingConnection(pika.URLParameters(url or broker_url_for(self.config, bank_id)))
+        # pika takes a list of parameters and tries each node of a cluster in turn
+        urls = (url or broker_url_for(self.config, bank_id)).split(",")
+        self.conn = pika.BlockingConnection([pika.URLParameters(u) for u in urls])
         self.ch = self.conn.channel()
         self.ch.confirm_delivery()
         # Answers come back on direct reply-to, as a bank's own: a bank's user may declare nothing.
