@@ -3,8 +3,9 @@
 One blueprint per feature (``site``, ``auth``, ``accounts``, ``statement``, ``transfers``,
 ``history``, ``mandates``), nested in the ``web_ui`` blueprint that holds what they share: the language, the
 login check, CSRF, ``Cache-Control: no-store``, the error pages, the templates and the static
-files. ``init_app(app)`` registers it and the server-side sessions (``web_ui.sessions``); the
-app factory (``bank_node.app``) calls it. The UI never imports the API package, nor SQL nor pika.
+files. ``init_app(app)`` registers it, the server-side sessions (``web_ui.sessions``) and
+Flask-Babel with the UI's message catalogs (``web_ui.i18n``); the app factory (``bank_node.app``)
+calls it. The UI never imports the API package, nor SQL nor pika.
 
 Pages work without JavaScript; one small script (``static/app.js``) adds the running total of
 a transfer, CPF/CNPJ masks, "processing" on submit and the self-updating page of a pending
@@ -14,6 +15,7 @@ keep the app's Content-Security-Policy: no inline script, no inline style.
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask_babel import Babel
 from werkzeug.exceptions import HTTPException
 
 from bank_node.domain.errors import DomainError
@@ -22,7 +24,7 @@ from broker import BrokerError
 
 from . import accounts, auth, history, mandates, security, site, statement, transfers
 from .common import domain_message, page_context, render, with_retry_after
-from .i18n import pick_language
+from .i18n import TRANSLATIONS, locale_selector, pick_language
 from .i18n import translate as _
 from .sessions import StoredSessionInterface
 
@@ -80,7 +82,7 @@ def unavailable(e: Exception):
 @ui.errorhandler(HTTPException)
 def http_error(e: HTTPException):
     return render("error.html", e.code or 500, title=_("Something went wrong"),
-                  message=_("The page could not be shown ({code}).", code=e.code))
+                  message=_("The page could not be shown (%(code)s).", code=e.code))
 
 
 @ui.errorhandler(Exception)
@@ -109,7 +111,7 @@ def html_error_page(e: HTTPException) -> Response:
         message = _("This page cannot be used this way. Go back and use the links and buttons of the page.")
     else:
         title = _("Something went wrong")
-        message = _("The page could not be shown ({code}).", code=code)
+        message = _("The page could not be shown (%(code)s).", code=code)
     body = render_template("web_ui/error.html", **page_context(), title=title, message=message)
     resp = Response(body, status=code, mimetype="text/html")
     for name, value in e.get_headers():  # e.g. Allow on a 405
@@ -122,6 +124,10 @@ def html_error_page(e: HTTPException) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    # Flask-Babel: gettext for the code, and Jinja's i18n extension (``_``, ``ngettext``) for the
+    # templates, in the language the UI picked for the request.
+    Babel(app, default_locale="pt_BR", default_translation_directories=str(TRANSLATIONS),
+          locale_selector=locale_selector)
     app.session_interface = StoredSessionInterface()
     app.extensions["web_ui_error_page"] = html_error_page
     app.register_blueprint(ui)

@@ -48,9 +48,9 @@ def accept(number):
         flash(_("There is no account with this number among yours at this bank."), "error")
         return redirect(url_for("web_ui.accounts.dashboard"))
     if acc.get("status") == "open":
-        flash(_("You accepted account {number}: it is open.", number=F.account_number(number)), "success")
+        flash(_("You accepted account %(number)s: it is open.", number=F.account_number(number)), "success")
     else:
-        flash(_("You accepted account {number}; it opens when every holder has accepted it.",
+        flash(_("You accepted account %(number)s; it opens when every holder has accepted it.",
                 number=F.account_number(number)), "success")
     return redirect(url_for("web_ui.accounts.dashboard"))
 
@@ -73,7 +73,7 @@ def open_account():
             try:
                 c = normalize_cpf(raw)
             except E.InvalidDocument:
-                errors["coholders"] = _("The CPF {cpf} is not valid.", cpf=raw)
+                errors["coholders"] = _("The CPF %(cpf)s is not valid.", cpf=raw)
                 break
             if c != g.user.cpf and c not in others:
                 others.append(c)
@@ -81,7 +81,7 @@ def open_account():
             missing = [c for c in others if node().banking.customer(c) is None]
             if missing:
                 errors["coholders"] = _("Not a customer of this bank yet (every holder must register here "
-                                        "first): {cpfs}", cpfs=", ".join(F.cpf(c) for c in missing))
+                                        "first): %(cpfs)s", cpfs=", ".join(F.cpf(c) for c in missing))
         if kind == "joint" and not others and "coholders" not in errors:
             errors["coholders"] = _("A joint account needs the CPF of at least one co-holder.")
     cnpj = company = None
@@ -101,11 +101,11 @@ def open_account():
             errors["form"] = domain_message(e)
         else:
             if acc.get("status") == "pending":
-                flash(_("Account {number} ({kind}) is waiting for the other holders to accept it at {bank}.",
+                flash(_("Account %(number)s (%(kind)s) is waiting for the other holders to accept it at %(bank)s.",
                         number=F.account_number(acc["number"]), kind=_(KIND_LABELS[acc["kind"]]).lower(),
                         bank=node().bank.name), "success")
             else:
-                flash(_("Account {number} ({kind}) is open at {bank}.", number=F.account_number(acc["number"]),
+                flash(_("Account %(number)s (%(kind)s) is open at %(bank)s.", number=F.account_number(acc["number"]),
                         kind=_(KIND_LABELS[acc["kind"]]).lower(), bank=node().bank.name), "success")
             return redirect(url_for("web_ui.accounts.dashboard"))
     return render("open_account.html", 422, form=form, errors=errors, idem=uuid.uuid4().hex)
@@ -146,14 +146,15 @@ def move():
             _status, acc = service(g.user.cpf, form["account"], amount, idem_key=idem)
         except E.InsufficientFunds:
             acc = node().banking.account(g.user.cpf, form["account"])
-            errors["amount"] = _("Insufficient funds: the available amount of this account is {available}.",
+            errors["amount"] = _("Insufficient funds: the available amount of this account is %(available)s.",
                                  available=F.money(acc["available"], g.lang))
         except E.DomainError as e:
             errors["amount" if e.code in AMOUNT_CODES else "form"] = domain_message(e)
         else:
-            what = _("Deposit of {amount} done.") if form["op"] == "deposit" else _("Withdrawal of {amount} done.")
-            flash(what.format(amount=F.money(amount, g.lang)) + " "
-                  + _("Balance: {balance}.", balance=F.money(acc["balance"], g.lang)), "success")
+            done = F.money(amount, g.lang)
+            what = (_("Deposit of %(amount)s done.", amount=done) if form["op"] == "deposit"
+                    else _("Withdrawal of %(amount)s done.", amount=done))
+            flash(what + " " + _("Balance: %(balance)s.", balance=F.money(acc["balance"], g.lang)), "success")
             return redirect(url_for("web_ui.statement.statement", number=form["account"]))
     if reviewed and amount:
         form["amount"] = F.amount_text(amount, g.lang)

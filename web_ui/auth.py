@@ -76,7 +76,7 @@ def register_customer():
             errors[field] = domain_message(e)
         else:
             start_session(answer)
-            flash(_("Welcome, {name}! Your registration is done.", name=answer["name"]), "success")
+            flash(_("Welcome, %(name)s! Your registration is done.", name=answer["name"]), "success")
             return redirect(url_for("web_ui.accounts.dashboard"))
     page = render("register.html", refusal_status(refusal, 422) if refusal else 422, form=form, errors=errors)
     return with_retry_after(page, refusal) if refusal else page

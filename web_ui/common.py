@@ -12,13 +12,13 @@ from bank_node.domain.money import to_cents
 
 from . import formatting as F
 from . import security
-from .i18n import LANGS, current_lang, error_text, wait_text
+from .i18n import LANGS, N_, current_lang, error_text, wait_text
 from .i18n import translate as _
 
-KIND_LABELS = {"individual": "Individual", "joint": "Joint", "business": "Business"}
-ENTRY_LABELS = {"deposit": "Deposit", "withdrawal": "Withdrawal", "transfer_out": "Transfer sent",
-                "transfer_in": "Transfer received"}
-STATUS_LABELS = {"committed": "Done", "aborted": "Not done", "pending": "Waiting"}
+KIND_LABELS = {"individual": N_("Individual"), "joint": N_("Joint"), "business": N_("Business")}
+ENTRY_LABELS = {"deposit": N_("Deposit"), "withdrawal": N_("Withdrawal"), "transfer_out": N_("Transfer sent"),
+                "transfer_in": N_("Transfer received")}
+STATUS_LABELS = {"committed": N_("Done"), "aborted": N_("Not done"), "pending": N_("Waiting")}
 # Refusals about the amount typed, shown under the amount field.
 AMOUNT_CODES = frozenset({"invalid_amount", "daily_limit_exceeded", "amount_over_limit"})
 HIDDEN_MONEY = "R$ ••••"
@@ -55,7 +55,7 @@ def page_context() -> dict:
     lang = getattr(g, "lang", "pt-BR")
     hidden = balance_hidden()
     return {
-        "_": _, "lang": lang, "langs": LANGS, "bank": n.bank, "banks": n.config.banks,
+        "lang": lang, "langs": LANGS, "bank": n.bank, "banks": n.config.banks,
         "user": getattr(g, "user", None), "csrf_token": security.csrf_token, "csrf_field": security.CSRF_FIELD,
         "money": lambda v: F.money(v, lang),
         "balance": lambda v: HIDDEN_MONEY if hidden else F.money(v, lang),
@@ -94,11 +94,11 @@ def domain_message(e: E.DomainError) -> str:
     lang = current_lang()
     extra = e.extra or {}
     if e.code == "too_many_attempts" and retry_after(e) is not None:
-        return _("Too many attempts: please wait {wait} and try again.", wait=wait_text(retry_after(e)))
+        return _("Too many attempts: please wait %(wait)s and try again.", wait=wait_text(retry_after(e)))
     if e.code == "daily_limit_exceeded" and extra.get("limit") is not None and extra.get("remaining") is not None:
         try:
-            return _("This amount is over the daily limit of this account: the limit is {limit} a day and "
-                     "{remaining} is left for today.", limit=F.money(extra["limit"], lang),
+            return _("This amount is over the daily limit of this account: the limit is %(limit)s a day and "
+                     "%(remaining)s is left for today.", limit=F.money(extra["limit"], lang),
                      remaining=F.money(extra["remaining"], lang))
         except (ArithmeticError, ValueError, TypeError):
             pass
@@ -130,12 +130,12 @@ def read_amount(text: str, bank_id: str | None = None, *, required: bool = True)
         value = F.read_amount(text, lang)
     except F.AmountRefused as e:
         if e.too_many_decimals:
-            raise AmountError(_("“{typed}” is ambiguous: an amount has at most two decimals. For R$ {example}, "
-                                "type {example}.", typed=e.typed, example=e.example)) from None
+            raise AmountError(_("“%(typed)s” is ambiguous: an amount has at most two decimals. For R$ %(example)s, "
+                                "type %(example)s.", typed=e.typed, example=e.example)) from None
         if e.example:
-            raise AmountError(_("“{typed}” is not how an amount is written here: write {example}.",
+            raise AmountError(_("“%(typed)s” is not how an amount is written here: write %(example)s.",
                                 typed=e.typed, example=e.example)) from None
-        raise AmountError(_("Write the amount with digits only, such as {example}.",
+        raise AmountError(_("Write the amount with digits only, such as %(example)s.",
                             example=F.amount_text("1234.56", lang))) from None
     if value is None:
         if required:
@@ -145,6 +145,6 @@ def read_amount(text: str, bank_id: str | None = None, *, required: bool = True)
         raise AmountError(_("The amount must be more than zero."))
     limit = limit_cents(bank_id)
     if value * 100 > limit:
-        raise AmountError(_("This amount is over the limit of {limit} per operation.",
+        raise AmountError(_("This amount is over the limit of %(limit)s per operation.",
                             limit=F.money(Decimal(limit) / 100, lang)))
     return F.parse_user_amount(text, limit, lang)

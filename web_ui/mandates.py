@@ -62,7 +62,7 @@ def new():
         except E.DomainError as e:
             errors["expires_at" if "expires_at" in e.detail else "form"] = domain_message(e)
         else:
-            flash(_("{bank} may now start debits from account {number}.", bank=m["bank_name"],
+            flash(_("%(bank)s may now start debits from account %(number)s.", bank=m["bank_name"],
                     number=F.account_number(m["account"])), "success")
             return redirect(url_for("web_ui.mandates.mandates"))
     return render("mandates.html", 422, errors=errors, **ctx)
@@ -75,6 +75,6 @@ def revoke(mandate_id):
     except E.NotFound:
         flash(_("There is no such consent among yours."), "error")
     else:
-        flash(_("{bank} may no longer start debits from account {number}.", bank=m["bank_name"],
+        flash(_("%(bank)s may no longer start debits from account %(number)s.", bank=m["bank_name"],
                 number=F.account_number(m["account"])), "success")
     return redirect(url_for("web_ui.mandates.mandates"))

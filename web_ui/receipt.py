@@ -66,6 +66,6 @@ def render_pdf(info: dict, bank, lang: str) -> bytes:
         row(_("Reason:"), info["general_reason"])
     pdf.ln(4)
     pdf.set_font("Helvetica", "", 8)
-    pdf.multi_cell(0, 5, _latin1(_("Times in Brasília time. Issued by {bank}, a bank of the consortium.",
+    pdf.multi_cell(0, 5, _latin1(_("Times in Brasília time. Issued by %(bank)s, a bank of the consortium.",
                                    bank=bank.name)))
     return bytes(pdf.output())

@@ -26,7 +26,7 @@ from bank_node.domain.documents import normalize_key
 from . import formatting as F
 from . import receipt
 from .common import AmountError, bank_of, by_bank, domain_message, read_amount, render
-from .i18n import reason_text
+from .i18n import N_, ngettext, reason_text
 from .i18n import translate as _
 
 bp = Blueprint("transfers", __name__)
@@ -107,10 +107,10 @@ def typed_account():
         try:
             info = node().transfers.verify_account(g.user.cpf, typed["bank"], typed["account"])
         except E.NotFound:
-            errors["account"] = _("There is no open account {number} at {bank}: please check the number.",
+            errors["account"] = _("There is no open account %(number)s at %(bank)s: please check the number.",
                                   number=F.account_number(typed["account"]), bank=bank_of(typed["bank"]).name)
         except E.BankUnreachable:
-            errors["account"] = _("{bank} did not answer, so the account cannot be checked now. Please try again "
+            errors["account"] = _("%(bank)s did not answer, so the account cannot be checked now. Please try again "
                                   "in a moment.", bank=bank_of(typed["bank"]).name)
         else:
             save_draft({"dest": {"bank": info["bank"], "bank_name": bank_of(info["bank"]).name,
@@ -165,7 +165,7 @@ def check_amounts():
         if amount is None:
             continue
         if Decimal(amount) > Decimal(acc["available"]):
-            errors["amount." + key] = _("More than this account has available ({available}).",
+            errors["amount." + key] = _("More than this account has available (%(available)s).",
                                         available=F.money(acc["available"], g.lang))
             continue
         sources.append({"bank": acc["bank"], "account": acc["number"], "amount": amount})
@@ -173,7 +173,8 @@ def check_amounts():
         errors["sources"] = _("Write the amount to take from at least one of your accounts.")
     max_legs = node().config.limits.max_transfer_legs
     if len(sources) > max_legs:
-        errors["sources"] = _("A transfer has at most {n} source accounts.", n=max_legs)
+        errors["sources"] = ngettext("A transfer has at most %(num)d source account.",
+                                     "A transfer has at most %(num)d source accounts.", max_legs)
     if errors:
         return render("transfer_amounts.html", 422, dest=d["dest"], groups=by_bank(d["mine"]), values=values,
                       errors=errors, max_legs=max_legs)
@@ -278,14 +279,14 @@ def describe(view: dict) -> dict:
 
 
 EVENTS = {
-    "prepare_sent": "PREPARE sent to {bank}",
-    "vote_yes": "{bank} voted YES: the money is held",
-    "vote_no": "{bank} voted NO",
-    "decision_commit": "COMMIT decided and written to disk",
-    "decision_abort": "ABORT decided and written to disk",
-    "decision_sent": "Decision sent to {bank}",
-    "decision_applied": "{bank} applied the decision",
-    "ack": "{bank} acknowledged the decision",
+    "prepare_sent": N_("PREPARE sent to %(bank)s"),
+    "vote_yes": N_("%(bank)s voted YES: the money is held"),
+    "vote_no": N_("%(bank)s voted NO"),
+    "decision_commit": N_("COMMIT decided and written to disk"),
+    "decision_abort": N_("ABORT decided and written to disk"),
+    "decision_sent": N_("Decision sent to %(bank)s"),
+    "decision_applied": N_("%(bank)s applied the decision"),
+    "ack": N_("%(bank)s acknowledged the decision"),
 }
 
 

@@ -8,18 +8,23 @@ the Content-Security-Policy (no inline script or style).
 from __future__ import annotations
 
 import ast
+import io
 import re
 from datetime import datetime, timedelta, timezone
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
 from decimal import Decimal
 
-import jinja2
 import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import read_mo, write_mo
+from babel.messages.pofile import read_po
 from hypothesis import given
 from hypothesis import strategies as st
-from jinja2 import nodes
 from markupsafe import escape
 
 from bank_node.app import create_app
@@ -28,11 +33,12 @@ from bank_node.domain.documents import make_cnpj
 from bank_node.domain.errors import DomainError, InvalidAmount, TooManyAttempts
 from bank_node.node import BankNode
 from web_ui import formatting as F
-from web_ui import common, i18n, transfers as T
+from web_ui import common, i18n
 
 PASSWORD = "senha-muito-boa"
 XSS = "<script>alert(1)</script>"
 WEB_UI = Path(__file__).resolve().parents[2] / "web_ui"
+PT_PO = WEB_UI / "translations" / "pt_BR" / "LC_MESSAGES" / "messages.po"
 
 
 def ui_config() -> ConsortiumConfig:
@@ -385,35 +391,168 @@ def test_an_unknown_language_is_ignored(browser):
     assert '<html lang="pt-BR">' in text_of(browser.get("/entrar"))
 
 
-def _phrases_used() -> set[str]:
-    """Every phrase given to ``_`` in the templates and the Python code, plus the tables."""
-    found: set[str] = set()
-    env = jinja2.Environment()
-    for t in (WEB_UI / "templates").rglob("*.html"):
-        for call in env.parse(t.read_text()).find_all(nodes.Call):
-            if isinstance(call.node, nodes.Name) and call.node.name == "_" and call.args \
-                    and isinstance(call.args[0], nodes.Const):
-                found.add(call.args[0].value)
-    for p in WEB_UI.glob("*.py"):
-        for n in ast.walk(ast.parse(p.read_text())):
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("_", "translate") \
-                    and n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str):
-                found.add(n.args[0].value)
-    found |= set(i18n.REASONS.values()) | set(i18n.ERRORS.values())
-    found |= set(common.KIND_LABELS.values()) | set(common.ENTRY_LABELS.values())
-    found |= set(common.STATUS_LABELS.values()) | set(T.EVENTS.values())
+def words_of(html: str) -> str:
+    """A page as a person reads it: no tags, entities decoded, blanks collapsed."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+# Words of a few key pages, as the catalog gives them (Portuguese) and as the code says them.
+KEY_PAGES = {
+    "/painel": (["Painel", "Olá, Ana Souza", "Total em todos os bancos do consórcio:", "Minhas transferências",
+                 "Depositar ou sacar", "Sair", "Banco Alfa, um banco do consórcio."],
+                ["Dashboard", "Hello, Ana Souza", "Total in every bank of the consortium:", "My transfers",
+                 "Deposit or withdraw", "Log out", "Banco Alfa, a bank of the consortium."]),
+    "/movimentar": (["Depositar ou sacar — Banco Alfa", "Até R$ 100.000,00 por operação.",
+                     "Por exemplo 1.234,56.", "Individual · disponível R$ 0,00"],
+                    ["Deposit or withdraw at Banco Alfa", "Up to R$ 100,000.00 per operation.",
+                     "For example 1,234.56.", "Individual · available R$ 0.00"]),
+    "/transferir": (["Quem recebe?", "CPF ou CNPJ de quem recebe", "Ou informe o banco e o número da conta"],
+                    ["Who receives it?", "Recipient's CPF or CNPJ", "Or type the bank and account number"]),
+    "/transferencias": (["Minhas transferências", "Nenhuma transferência para mostrar.", "Situação", "Todas"],
+                        ["My transfers", "No transfer to show.", "Outcome", "All"]),
+    "/mandates": (["Autorizações para outros bancos", "Banco que pode iniciar débitos", "Válida até (opcional)"],
+                  ["Consents for other banks", "Bank that may start debits", "Valid until (optional)"]),
+    "/nada": (["Página não encontrada", "Voltar ao início"], ["Page not found", "Back to the start"]),
+}
+
+
+@pytest.mark.parametrize("path", list(KEY_PAGES))
+def test_key_pages_read_in_portuguese_and_in_english(browser, ana, path):
+    open_individual(browser)
+    portuguese, english = KEY_PAGES[path]
+    pt = words_of(text_of(browser.get(path)))
+    post(browser, "/idioma", {"lang": "en"}, page="/painel")
+    en = words_of(text_of(browser.get(path)))
+    for words, page, other in ((portuguese, pt, english), (english, en, portuguese)):
+        for w in words:
+            assert w in page, (w, page[:3000])
+        # nothing of the other language leaks in (words the two languages share left aside)
+        assert not [w for w in other if w in page and w not in words], page[:3000]
+
+
+@pytest.mark.parametrize("legs,lang,hint,refusal", [
+    (1, "pt-BR", "(no máximo 1 conta)", "Uma transferência tem no máximo 1 conta de origem."),
+    (2, "pt-BR", "(no máximo 2 contas)", None),
+    (1, "en", "(at most 1 account)", "A transfer has at most 1 source account."),
+    (2, "en", "(at most 2 accounts)", None),
+])
+def test_the_most_accounts_a_transfer_may_take_from_is_counted_in_words(app, browser, ana, ui_node, new_cpf,
+                                                                          monkeypatch, legs, lang, hint, refusal):
+    """ngettext: one account, two accounts, in each language's own plural."""
+    cfg = ui_node.config
+    monkeypatch.setattr(ui_node, "config", cfg.model_copy(
+        update={"limits": cfg.limits.model_copy(update={"max_transfer_legs": legs})}))
+    open_individual(browser), open_individual(browser)
+    mine = [a["number"] for a in ui_node.banking.accounts_of(ana)]
+    assert len(mine) == 2
+    for number in mine:
+        ui_node.banking.deposit(ana, number, "10.00")
+    _bruno, bruno_acc = someone_with_an_account(app, new_cpf)
+    post(browser, "/idioma", {"lang": lang}, page="/painel")
+    r = post(browser, "/transferir/conta", {"bank": "alfa", "account": bruno_acc}, page="/transferir")
+    assert r.headers["Location"] == "/transferir/valores"
+    page = text_of(browser.get("/transferir/valores"))
+    assert hint in words_of(page)
+    if refusal:
+        r = browser.post("/transferir/valores", data={"csrf_token": csrf_of(page),
+                                                      **{f"amount.alfa.{n}": "1" for n in mine}})
+        assert r.status_code == 422 and refusal in words_of(text_of(r))
+
+
+def test_translate_can_speak_another_language_than_the_request(app):
+    """What is written for another reader (a PDF, say) is translated in that reader's language,
+    and the request keeps its own."""
+    with app.test_request_context("/", headers={"Accept-Language": "pt-BR"}):
+        from flask import g
+        g.lang = i18n.pick_language()
+        assert i18n.translate("Transfer receipt") == "Comprovante de transferência"
+        assert i18n.translate("Transfer receipt", lang="en") == "Transfer receipt"
+        assert i18n.translate("Transfer %(id)s", lang="en", id="x") == "Transfer x"
+        assert i18n.translate("Transfer receipt") == "Comprovante de transferência"
+    with app.test_request_context("/", headers={"Accept-Language": "en"}):
+        g.lang = i18n.pick_language()
+        assert i18n.translate("Transfer %(id)s", lang="pt-BR", id="<b>") == "Transferência <b>"
+        assert i18n.translate("Transfer receipt") == "Transfer receipt"
+
+
+def extracted_phrases() -> dict:
+    """Every phrase of the UI's code and templates as Babel's extractor finds it with the UI's
+    own babel.cfg (what ``pybabel extract`` puts in the catalog): msgid (a (singular, plural)
+    pair for ngettext) -> where it was found first."""
+    with open(WEB_UI / "babel.cfg") as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    found: dict = {}
+    for filename, lineno, msgid, _comments, _context in extract_from_dir(WEB_UI, method_map, options_map):
+        found.setdefault(msgid, f"{filename}:{lineno}")
     return found
 
 
+def pt_catalog() -> Catalog:
+    with open(PT_PO, "rb") as f:
+        return read_po(f)
+
+
+def catalog_problems(found: dict, catalog: Catalog) -> list[str]:
+    """What stops ``catalog`` from giving every phrase of ``found`` its Portuguese: a phrase
+    missing, untranslated (any plural form empty) or fuzzy, a plural whose other form changed,
+    a translation whose placeholders differ from the English (Babel's checkers), or a phrase no
+    longer used that still sits in the catalog."""
+    problems = []
+    for msgid, where in found.items():
+        message = catalog.get(msgid[0] if isinstance(msgid, tuple) else msgid)
+        if message is None or message.id != msgid:
+            problems.append(f"missing: {msgid!r} ({where})")
+        elif message.fuzzy:
+            problems.append(f"fuzzy: {msgid!r}")
+        elif not (all(message.string) if message.pluralizable else message.string):
+            problems.append(f"no Portuguese: {msgid!r}")
+    for message, errors in catalog.check():
+        problems += [f"{e}: {message.id!r}" for e in errors]
+    problems += [f"not used any more: {m.id!r}" for m in catalog if m.id and m.id not in found]
+    problems += [f"obsolete: {msgid!r}" for msgid in catalog.obsolete]
+    return problems
+
+
 def test_every_phrase_has_its_portuguese():
-    used = _phrases_used()
-    assert len(used) > 100
-    missing = sorted(p for p in used if p not in i18n.PT_BR)
-    assert not missing, missing
-    stale = sorted(set(i18n.PT_BR) - used)
-    assert not stale, stale
-    for en, pt in i18n.PT_BR.items():
-        assert set(re.findall(r"{\w+}", en)) == set(re.findall(r"{\w+}", pt)), en
+    found = extracted_phrases()
+    assert len(found) > 300
+    assert any(isinstance(msgid, tuple) for msgid in found)  # the plurals are found too
+    problems = catalog_problems(found, pt_catalog())
+    assert not problems, "\n".join(problems + ["(README, \"The UI's languages\": extract, update, translate, compile)"])
+
+
+def test_the_phrase_check_finds_what_a_forgetful_developer_leaves_behind():
+    found = {"Log in": "a", "Hello, %(name)s": "b", ("%(num)d minute", "%(num)d minutes"): "c",
+             "Typed only yesterday": "d", "Guessed": "e"}
+    catalog = Catalog(locale="pt_BR")
+    catalog.add("Log in", "Entrar")
+    catalog.add("Hello, %(name)s", "Olá, %(nome)s")                                # a placeholder renamed
+    catalog.add(("%(num)d minute", "%(num)d minutes"), ("%(num)d minuto", "", "%(num)d minutos"))
+    catalog.add("Guessed", "Adivinhado", flags=["fuzzy"])
+    catalog.add("Gone", "Sumiu")
+    problems = "\n".join(catalog_problems(found, catalog))
+    assert "Log in" not in problems
+    for expected in ("missing: 'Typed only yesterday'", "no Portuguese: ('%(num)d minute'", "fuzzy: 'Guessed'",
+                     "'Hello, %(name)s'", "not used any more: 'Gone'"):
+        assert expected in problems, problems
+    # a plural whose English plural changed is not the same phrase any more
+    assert "missing: ('Log in', 'Log ins')" in "\n".join(catalog_problems({("Log in", "Log ins"): "f"}, catalog))
+
+
+def test_the_compiled_catalog_is_the_po_as_it_stands():
+    """The bank loads messages.mo, committed beside the .po so that a fresh clone and the image
+    run without a build step: it must hold exactly what the .po says (by content, not by file
+    dates, which a clone does not keep)."""
+    compiled = io.BytesIO()
+    write_mo(compiled, pt_catalog())
+    compiled.seek(0)
+    with open(PT_PO.with_suffix(".mo"), "rb") as f:
+        committed = read_mo(f)
+    def messages(catalog: Catalog) -> dict:
+        flat = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v  # noqa: E731 - plurals read as lists
+        return {(flat(m.id), m.context): flat(m.string) for m in catalog}
+    assert len(messages(committed)) > 300
+    assert messages(committed) == messages(read_mo(compiled)), "run: pybabel compile -d web_ui/translations"
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -819,6 +958,8 @@ def test_a_throttled_login_is_429_and_says_how_long_to_wait(browser, ana, ui_nod
 
 @pytest.mark.parametrize("lang,seconds,text", [
     ("pt-BR,pt;q=0.9", 42, "Muitas tentativas: aguarde 42 segundos e tente de novo."),
+    ("pt-BR,pt;q=0.9", 1, "Muitas tentativas: aguarde 1 segundo e tente de novo."),
+    ("pt-BR,pt;q=0.9", 3600, "Muitas tentativas: aguarde 60 minutos e tente de novo."),
     ("en", 42, "Too many attempts: please wait 42 seconds and try again."),
     ("en", 1, "Too many attempts: please wait 1 second and try again."),
     ("en", 3600, "Too many attempts: please wait 60 minutes and try again."),
@@ -905,7 +1046,7 @@ def test_every_refusal_of_the_security_work_has_customer_words(app, code, lang):
         g.lang = lang
         text = common.domain_message(DomainError("some english detail", code=code))
     assert "some english detail" not in text and text.strip()
-    assert (text in i18n.PT_BR.values()) == (lang == "pt-BR")
+    assert (text in {m.string for m in pt_catalog() if m.id}) == (lang == "pt-BR")
 
 
 @pytest.mark.parametrize("reason,pt,en", [
