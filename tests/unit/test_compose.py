@@ -10,6 +10,7 @@ healthcheck command itself is run against a stand-in /api/health.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import os
 import re
@@ -160,6 +161,21 @@ def test_image_is_slim_python_non_root_with_data_on_a_volume(dockerfile):
     assert "--data-dir /data" in " ".join(cmd) and "bank_node" in " ".join(cmd)
     env = " ".join(instruction(dockerfile, "ENV"))
     assert "BANK_HOST=0.0.0.0" in env and "CONSORCIO_CONFIG=/app/consorcio.yml" in env
+
+
+def test_the_image_gets_the_uis_compiled_message_catalogs(dockerfile):
+    """The UI loads web_ui/translations/<locale>/LC_MESSAGES/messages.mo, committed beside its
+    .po rather than built in the image: the Dockerfile must copy web_ui/ and .dockerignore must
+    not leave the catalogs out, or the image speaks English only while the tests pass."""
+    assert "--chown=root:root web_ui/ web_ui/" in instruction(dockerfile, "COPY")
+    catalogs = sorted((ROOT / "web_ui" / "translations").glob("*/LC_MESSAGES/messages.mo"))
+    assert catalogs
+    patterns = [line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for mo in catalogs:
+        parts = mo.relative_to(ROOT).parts
+        for prefix in ("/".join(parts[:i]) for i in range(1, len(parts) + 1)):
+            assert not [p for p in patterns if fnmatch.fnmatchcase(prefix, p)], prefix
 
 
 def _dist(name: str) -> str:
