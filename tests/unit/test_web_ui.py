@@ -442,7 +442,8 @@ def test_the_most_accounts_a_transfer_may_take_from_is_counted_in_words(app, bro
     cfg = ui_node.config
     monkeypatch.setattr(ui_node, "config", cfg.model_copy(
         update={"limits": cfg.limits.model_copy(update={"max_transfer_legs": legs})}))
-    open_individual(browser), open_individual(browser)
+    for _ in range(2):
+        open_individual(browser)
     mine = [a["number"] for a in ui_node.banking.accounts_of(ana)]
     assert len(mine) == 2
     for number in mine:
@@ -462,8 +463,8 @@ def test_the_most_accounts_a_transfer_may_take_from_is_counted_in_words(app, bro
 def test_translate_can_speak_another_language_than_the_request(app):
     """What is written for another reader (a PDF, say) is translated in that reader's language,
     and the request keeps its own."""
+    from flask import g
     with app.test_request_context("/", headers={"Accept-Language": "pt-BR"}):
-        from flask import g
         g.lang = i18n.pick_language()
         assert i18n.translate("Transfer receipt") == "Comprovante de transferência"
         assert i18n.translate("Transfer receipt", lang="en") == "Transfer receipt"
