@@ -122,7 +122,7 @@ class BrokerClient:
     def __init__(self, urls: str | list[str], namespace: str, bank_id: str,
                  handler: Callable[[Delivery], None] | None = None, *,
                  workers: int = 8, prefetch: int = 64, heartbeat: int = 5,
-                 max_backoff_s: float = 2.0, on_state: Callable[[bool], None] | None = None,
+                 max_backoff_s: float = 2.0,
                  own_queue: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  sender_limits: SenderLimits | None = None, weigh: Callable[[bytes], int] | None = None,
                  on_refused: Callable[[str, str | None], None] | None = None,
@@ -143,7 +143,6 @@ class BrokerClient:
         self.prefetch = prefetch
         self.heartbeat = heartbeat
         self.max_backoff_s = max_backoff_s
-        self.on_state = on_state
         self.own_queue = own_queue  # False for a pure client (the audit tool): requests only, no bank queue
         self.max_message_bytes = max_message_bytes
         self.sender_limits = sender_limits
@@ -384,7 +383,6 @@ class BrokerClient:
         self._attempts = 0
         self.last_error = None
         self._ready.set()
-        self._notify(True)
         log.info("connected to the broker at %s as bank %s%s", address_of(self.urls[self._index]), self.bank_id,
                  f" (fail-over {self.failovers})" if self.failovers and self.reconnects else "")
         if self.own_queue and self.handler is not None:
@@ -401,7 +399,6 @@ class BrokerClient:
         self._fail_pending(NotConnected(f"the broker connection was lost ({_describe(reason)})"))
         self._dispatch.drain()  # stale deliveries: the broker gives them to us (or another) again
         if was_ready:
-            self._notify(False)
             self.last_error = f"{address_of(self.urls[self._index])}: {_describe(reason)}"
         if self._stop.is_set():
             self._loop.stop()
@@ -473,13 +470,6 @@ class BrokerClient:
         log.error("%s", why)
         self._set_topology(why)
         self._close_connection(why)
-
-    def _notify(self, up: bool) -> None:
-        if self.on_state:
-            try:
-                self.on_state(up)
-            except Exception:  # noqa: BLE001
-                log.exception("on_state callback failed")
 
     def _fail_pending(self, err: BrokerError) -> None:
         """The connection or its publishing channel is gone: confirms that were due will never

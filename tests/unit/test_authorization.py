@@ -12,11 +12,8 @@ import uuid
 
 import pytest
 
-from bank_node.app import create_app
-from bank_node.node import BankNode
 
-from .conftest import Api, assert_problem, make_config
-from .loopback import Loopback
+from .conftest import assert_problem
 
 # (rule, method) -> (the path with someone else's object, JSON body or None)
 ROUTES = {
@@ -40,17 +37,8 @@ BODY_ROUTES = {("/api/transfers", "POST"), ("/api/accounts", "POST"), ("/api/man
 
 
 @pytest.fixture
-def banks(tmp_path, new_cpf):
-    cfg = make_config()
-    net = Loopback()
-    out = {}
-    for b in ("alfa", "beta"):
-        node = BankNode(cfg, b, tmp_path / b, connect_broker=False)
-        net.attach(node)
-        out[b] = (node, Api(create_app(node, testing=True).test_client(), new_cpf))
-    yield out
-    for node, _ in out.values():
-        node.stop()
+def banks(consortium):
+    return consortium(("alfa", "beta"))
 
 
 @pytest.fixture

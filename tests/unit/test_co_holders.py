@@ -8,12 +8,9 @@ import sqlite3
 
 import pytest
 
-from bank_node.app import create_app
-from bank_node.node import BankNode
 from bank_node.storage.sqlite import MIGRATIONS, SqliteStore
 
-from .conftest import Api, assert_problem, make_config
-from .loopback import Loopback
+from .conftest import assert_problem
 
 CNPJ = "11222333000181"
 
@@ -113,17 +110,8 @@ def test_the_ui_can_accept_through_the_service(node, people):
 # ------------------------------------------------------------------------ transfer legs, any bank
 
 @pytest.fixture
-def two_banks(tmp_path, new_cpf):
-    cfg = make_config()
-    net = Loopback()
-    out = {}
-    for b in ("alfa", "beta"):
-        n = BankNode(cfg, b, tmp_path / b, connect_broker=False)
-        net.attach(n)
-        out[b] = (n, Api(create_app(n, testing=True).test_client(), new_cpf))
-    yield out
-    for n, _ in out.values():
-        n.stop()
+def two_banks(consortium):
+    return consortium(("alfa", "beta"))
 
 
 def test_a_transfer_leg_on_a_pending_account_is_voted_no_by_its_bank(two_banks, new_cpf):

@@ -6,27 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from bank_node.app import create_app
-from bank_node.node import BankNode
 
-from .conftest import Api, assert_problem, make_config
-from .loopback import Loopback
+from .conftest import assert_problem
 
 GUESSES = 32
 
 
 @pytest.fixture
-def two_banks(tmp_path, new_cpf):
-    cfg = make_config(security={"unknown_account_answers": "10 per 10 minutes"})
-    net = Loopback()
-    out = {}
-    for b in ("alfa", "beta"):
-        n = BankNode(cfg, b, tmp_path / b, connect_broker=False)
-        net.attach(n)
-        out[b] = (n, Api(create_app(n, testing=True).test_client(), new_cpf))
-    yield out
-    for n, _ in out.values():
-        n.stop()
+def two_banks(consortium):
+    return consortium(("alfa", "beta"), security={"unknown_account_answers": "10 per 10 minutes"})
 
 
 @pytest.fixture
