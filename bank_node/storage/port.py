@@ -7,7 +7,7 @@ and their evidence, and the operator's figures. ``Tx`` is all of them inside one
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Collection, Protocol
+from typing import Any, Collection, NamedTuple, Protocol, Sequence
 
 from ..domain.consent import Mandate
 from ..domain.coordinator import CoordinatedTransfer
@@ -136,8 +136,27 @@ class OperatorFigures(Protocol):
         chaos checker and the tests compare across banks."""
 
 
+class SeededAccount(NamedTuple):
+    """A customer of a seed and their one individual account."""
+    cpf: str
+    name: str
+    number: str
+
+
+class BulkRecords(Protocol):
+    """Many customers at once: the seed of a load test (``bank_node/services/seed.py``), in
+    bulk statements (executemany on SQLite, COPY on PostgreSQL) rather than row by row."""
+    def is_empty(self) -> bool:
+        """No customer and no account: a ledger a seed may fill."""
+    def seed_accounts(self, accounts: Sequence[SeededAccount], password_hash: str, opening_balance: int,
+                      now: float, day: int) -> None:
+        """Each customer (all with the one ``password_hash``) with their individual account, open
+        and accepted; an ``opening_balance`` > 0 (cents) is a deposit journalled as the API's
+        would be, entry and the limits' running total of ``day`` included."""
+
+
 class Tx(CustomerRecords, AccountRecords, IdempotencyRecords, MandateRecords, SettlementRecords,
-         TransferRecords, UiSessionRecords, OperatorFigures, Protocol):
+         TransferRecords, UiSessionRecords, OperatorFigures, BulkRecords, Protocol):
     """One atomic unit of work. Leaving the ``with`` block normally commits it durably."""
 
     def savepoint(self) -> AbstractContextManager[None]:

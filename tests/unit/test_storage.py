@@ -453,6 +453,63 @@ def test_ui_sessions_expire_update_and_are_deleted(store):
         assert tx.get_ui_session("h1", 0.0) is None
 
 
+# --- bulk loading (the seed of a load test) ------------------------------------------------------
+
+def test_seeded_accounts_read_as_accounts_opened_and_funded_one_by_one(store):
+    from bank_node.storage.port import SeededAccount
+    with store.transaction(write=False) as tx:
+        assert tx.is_empty()
+    rows = [SeededAccount(ANA, "Ana Souza", "100000001"), SeededAccount(BOB, "Bob Lima", "100000002")]
+    with store.transaction() as tx:
+        tx.seed_accounts(rows, "one-hash", 150_00, 10.0, day=7)
+    with store.transaction(write=False) as tx:
+        assert not tx.is_empty()
+        assert tx.get_customer(BOB) == {"cpf": BOB, "name": "Bob Lima", "password_hash": "one-hash", "created_at": 10.0}
+        acc = tx.get_account("100000002")
+        assert (acc["kind"], acc["status"], acc["balance"]) == ("individual", "open", 150_00)
+        assert tx.holder_acceptances("100000002") == [{"cpf": BOB, "accepted_at": 10.0}]
+        assert tx.account_numbers_of(ANA) == ["100000001"]
+        assert [(e["kind"], e["amount"], e["balance_after"]) for e in tx.statement_page("100000001", 10)] == \
+            [("deposit", 150_00, 150_00)]
+        assert tx.journal_sum("100000001") == 150_00
+        assert tx.day_totals("100000001", 7) == {"deposits": 150_00, "debits": 0}
+        snap = tx.ledger_snapshot()
+        assert snap["balances"] == snap["journal"] == {"100000001": 150_00, "100000002": 150_00}
+        assert snap["deposits"] == 300_00
+    # a seeded account then moves money as any other
+    with store.transaction() as tx:
+        assert tx.append_entry("100000001", "withdrawal", -50_00, 11.0, day=7) == 100_00
+        assert tx.day_totals("100000001", 7) == {"deposits": 150_00, "debits": 50_00}
+
+
+def test_seeding_without_an_opening_balance_writes_no_entry(store):
+    from bank_node.storage.port import SeededAccount
+    with store.transaction() as tx:
+        tx.seed_accounts([SeededAccount(ANA, "Ana Souza", "100000001")], "h", 0, 10.0, day=7)
+    with store.transaction(write=False) as tx:
+        assert tx.get_account("100000001")["balance"] == 0
+        assert tx.statement_page("100000001", 10) == []
+        assert tx.day_totals("100000001", 7) == {"deposits": 0, "debits": 0}
+
+
+def test_a_ledger_with_only_a_customer_is_not_empty(store):
+    with store.transaction() as tx:
+        tx.insert_customer(ANA, "Ana Souza", "h", 1.0)
+    with store.transaction(write=False) as tx:
+        assert not tx.is_empty()
+
+
+def test_a_seed_row_that_collides_undoes_its_whole_transaction(store):
+    from bank_node.storage.port import SeededAccount
+    open_account(store, "100000001", (ANA,))
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.seed_accounts([SeededAccount(BOB, "Bob Lima", "100000009"), SeededAccount(ANA, "Ana", "100000010")],
+                             "h", 100, 10.0, day=7)
+    with store.transaction(write=False) as tx:
+        assert tx.get_customer(BOB) is None and tx.get_account("100000009") is None
+
+
 # --- atomicity ----------------------------------------------------------------------------------
 
 class Boom(Exception):
