@@ -62,7 +62,7 @@ class BankNode:
 
     def refresh_gauges(self) -> None:
         """Gauges are read from the ledger at scrape time, so they are never stale."""
-        counts = self.transfers.figures()
+        counts = self.transfers.in_flight()
         self.metrics.in_doubt.set(counts["prepared_legs"] + counts["preparing"])
         self.metrics.unacknowledged.set(counts["unacknowledged_decisions"])
         self.metrics.holds.set(counts["holds"])
@@ -98,7 +98,7 @@ class BankNode:
 
     def health(self) -> dict:
         db_ok = self.store.ping()
-        counts = self.transfers.figures() if db_ok else {}
+        counts = self.transfers.in_flight() if db_ok else {}
         broker = "connected" if self.broker is not None and self.broker.connected else \
             ("disabled" if self.broker is None else "disconnected")
         return {

@@ -385,9 +385,14 @@ class Transfers:
         return self.lookups.verify_account(caller, bank, number)
 
     def figures(self) -> dict:
-        """The ledger's totals and the 2PC work in progress (health, metrics, audit)."""
+        """The ledger's totals and the 2PC work in progress (the audit)."""
         with self.store.transaction(write=False) as tx:
             return tx.counts()
+
+    def in_flight(self) -> dict:
+        """The 2PC work in progress alone (health, metrics): no total of the whole ledger."""
+        with self.store.transaction(write=False) as tx:
+            return tx.in_flight()
 
     def positions(self) -> dict[str, int]:
         with self.store.transaction(write=False) as tx:

@@ -129,7 +129,12 @@ class UiSessionRecords(Protocol):
 
 
 class OperatorFigures(Protocol):
-    def counts(self) -> dict: ...
+    def in_flight(self) -> dict:
+        """{prepared_legs, preparing, unacknowledged_decisions, holds}: the two-phase-commit work
+        in progress, read through indexes (health checks and metrics ask for it all the time)."""
+    def counts(self) -> dict:
+        """``in_flight`` and the ledger's totals (accounts, balances, deposits, ...), which read
+        every account and entry: for audits, not for every health check."""
     def operator_view(self, now: float) -> dict: ...
     def ledger_snapshot(self) -> dict:
         """Balances, journal sums, holds, 2PC states, transfer entries and positions: what the
