@@ -22,8 +22,10 @@
         quorum queues and bindings (the compose cluster imports it once its three nodes run),
         the nodes' rabbitmq.conf (cluster formation, message size limit), the cluster's Erlang
         cookie, one env file per bank with its password and signing key, development Ed25519
-        keys in the signing keys folder and the public ones alone in secrets/public-keys. Never
-        committed (secrets/ is git-ignored).
+        keys in the signing keys folder and the public ones alone in secrets/public-keys; for
+        compose's PostgreSQL, its superuser's password and each bank's database password (in
+        the bank's env file, and in secrets/bank-databases for the service's init script).
+        Never committed (secrets/ is git-ignored).
 
     python -m tools.ops provision [--config consorcio.yml]
         Declares the consortium's exchanges, queues (quorum, bounded) and bindings on the broker
@@ -264,6 +266,20 @@ def rabbitmq_conf(config: ConsortiumConfig, nodes: tuple[str, ...] = COMPOSE_BRO
     return "\n".join(lines)
 
 
+def database_secrets(config: ConsortiumConfig, out: Path, written: dict[str, Path]) -> dict[str, str]:
+    """Compose's PostgreSQL: its superuser's password, and every bank's role and password for
+    docker/postgres-init.sh ("<bank> <password>" a line); kept, once made, in databases.yml."""
+    from broker.provision import ensure_passwords
+    passwords = ensure_passwords(out / "databases.yml", [*config.bank_ids, "postgres"])
+    written["postgres_password"] = out / "postgres-password"
+    written["postgres_password"].write_text(passwords["postgres"])
+    written["bank_databases"] = out / "bank-databases"
+    written["bank_databases"].write_text("".join(f"{b} {passwords[b]}\n" for b in config.bank_ids))
+    for f in ("postgres_password", "bank_databases"):
+        written[f].chmod(0o644)  # read by the postgres user inside its container; the folder is git-ignored
+    return passwords
+
+
 def broker_secrets(config: ConsortiumConfig, out: Path) -> dict[str, Path]:
     """Write what docker compose needs: every bank its own broker identity, and a cluster."""
     import secrets as random_secrets
@@ -290,10 +306,13 @@ def broker_secrets(config: ConsortiumConfig, out: Path) -> dict[str, Path]:
     written["erlang_cookie"].chmod(0o644)  # copied with mode 400 for the rabbitmq user inside each container
     keys, public = signing_keys(config, out)
     written["public_keys"] = public
+    databases = database_secrets(config, out, written)
     for bank in config.bank_ids:
         env = out / f"{bank}.env"
         private = (keys / f"{bank}.key").read_text().strip()
-        env.write_text(f"CONSORCIO_BROKER_PASSWORD={passwords[bank]}\nCONSORCIO_SIGNING_KEY={private}\n")
+        # PGPASSWORD is libpq's own: BANK_DATABASE_URL in docker-compose.yml names no secret
+        env.write_text(f"CONSORCIO_BROKER_PASSWORD={passwords[bank]}\nCONSORCIO_SIGNING_KEY={private}\n"
+                       f"PGPASSWORD={databases[bank]}\n")
         env.chmod(0o644)  # read by the container's own user; the folder itself is git-ignored
         written[bank] = env
     written["definitions"].chmod(0o644)

@@ -2,10 +2,13 @@
 
 No Docker engine runs on our machines, so these tests read the files as Docker would: a 3-node
 RabbitMQ cluster (peer discovery from configuration, one Erlang cookie from the secrets, the
-management UI on one node) provisioned once its nodes run; one service per bank of consorcio.yml
-with the same id and port, each given every node's URL, listening on 0.0.0.0, waiting for the
-broker's provisioning, with its own data volume and a healthcheck on /api/health. The
-healthcheck command itself is run against a stand-in /api/health.
+management UI on one node) provisioned once its nodes run; one PostgreSQL with a database and a
+role per bank made by an init script, a healthcheck and a named volume; one service per bank of
+consorcio.yml with the same id and port, each given every node's URL and its own database,
+listening on 0.0.0.0, waiting for the broker's provisioning and a healthy PostgreSQL, with its
+own data volume and a healthcheck on /api/health. The healthcheck command itself is run against
+a stand-in /api/health (the init script runs against a real PostgreSQL in
+tests/integration/test_compose_postgres.py).
 """
 from __future__ import annotations
 
@@ -61,8 +64,35 @@ def instruction(dockerfile: str, name: str) -> list[str]:
     return [line.split(None, 1)[1] for line in dockerfile.splitlines() if line.upper().startswith(name + " ")]
 
 
-def test_one_service_per_bank_three_broker_nodes_and_their_provisioning_nothing_else(config, compose):
-    assert set(compose["services"]) == {*BROKER_NODES, "broker-setup", *config.bank_ids}
+def test_one_service_per_bank_three_broker_nodes_their_provisioning_and_postgres_nothing_else(config, compose):
+    assert set(compose["services"]) == {*BROKER_NODES, "broker-setup", "postgres", *config.bank_ids}
+
+
+def test_postgres_makes_every_banks_database_at_start_with_a_healthcheck_and_a_named_volume(
+        tmp_path, config, compose):
+    from tools.ops import broker_secrets
+    pg = compose["services"]["postgres"]
+    assert pg["image"].startswith("postgres:")
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in pg["volumes"]}
+    assert mounts["/var/lib/postgresql/data"] in (compose.get("volumes") or {}), "a named volume, declared"
+    init = [(host, inside) for inside, host in mounts.items() if inside.startswith("/docker-entrypoint-initdb.d/")]
+    assert init == [("./docker/postgres-init.sh", "/docker-entrypoint-initdb.d/10-bank-databases.sh")]
+    script = ROOT / "docker" / "postgres-init.sh"
+    assert os.access(script, os.X_OK), "executed (not sourced) by the image's entrypoint"
+    # the secrets it reads are the files broker-secrets writes
+    env = environment(pg)
+    written = broker_secrets(config_for_secrets(tmp_path, config), tmp_path / "out")
+    for variable, secret, made in (("POSTGRES_PASSWORD_FILE", "postgres_password", "postgres_password"),
+                                   ("BANK_DATABASES_FILE", "bank_databases", "bank_databases")):
+        assert env[variable] == f"/run/secrets/{secret}" and secret in pg["secrets"]
+        assert compose["secrets"][secret]["file"] == f"./secrets/{written[made].name}"
+    lines = [line.split() for line in written["bank_databases"].read_text().splitlines()]
+    assert [bank for bank, _ in lines] == list(config.bank_ids)
+    # healthy only once the init script has run: pg_isready over TCP, which the image opens
+    # only after its init scripts (they run against a server listening on its socket alone)
+    test = pg["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1] == "pg_isready" and test[test.index("--host") + 1] == "127.0.0.1"
+    assert not re.search(r"POSTGRES_PASSWORD\b", json.dumps(pg)), "the password only from the secret file"
 
 
 def test_three_broker_nodes_each_with_a_healthcheck_and_the_management_ui_on_one(compose):
@@ -128,7 +158,13 @@ def test_each_bank_service_matches_its_bank_in_consorcio_yml(config, compose, ba
     assert config.broker_auth.mode == "per_bank"
     assert {(u.username, u.password) for u in urls} == {(None, None)}
     assert svc["env_file"] in (f"./secrets/{bank_id}.env", [f"./secrets/{bank_id}.env"])
-    assert svc["depends_on"] == {"broker-setup": {"condition": "service_completed_successfully"}}
+    assert svc["depends_on"] == {"broker-setup": {"condition": "service_completed_successfully"},
+                                 "postgres": {"condition": "service_healthy"}}
+    # its own database as its own role, the password not in the file (libpq reads PGPASSWORD
+    # from the env file, see the test below)
+    db = urllib.parse.urlsplit(env["BANK_DATABASE_URL"])
+    assert (db.scheme, db.hostname, db.port, db.username, db.password, db.path) == \
+        ("postgresql", "postgres", 5432, bank_id, None, f"/{bank_id}")
     assert "build" in svc or "image" in svc
 
 
@@ -294,6 +330,14 @@ def test_broker_loads_the_users_and_queues_that_broker_secrets_writes(tmp_path, 
         mounts_b = {str(v).split(":")[1]: str(v).split(":")[0] for v in compose["services"][bank_id]["volumes"]}
         assert mounts_b["/app/secrets/keys"] == "./secrets/public-keys"
     assert sorted(f.name for f in written["public_keys"].iterdir()) == sorted(f"{b}.pub" for b in config.bank_ids)
-    # Running it again keeps the passwords (the broker's definitions stay valid).
+    # each bank's database password: in its env file, as the init script makes its role
+    made = dict(line.split() for line in written["bank_databases"].read_text().splitlines())
+    for bank_id in config.bank_ids:
+        env = dict(line.split("=", 1) for line in written[bank_id].read_text().splitlines())
+        assert env["PGPASSWORD"] == made[bank_id] and len(made[bank_id]) >= 24
+    assert len(set(made.values())) == len(made)
+    # Running it again keeps the passwords (the broker's definitions and the databases' roles stay valid).
     again = broker_secrets(cfg, tmp_path / "out")
     assert yaml.safe_load(again["secrets"].read_text()) == yaml.safe_load(written["secrets"].read_text())
+    assert again["bank_databases"].read_text() == written["bank_databases"].read_text()
+    assert again["postgres_password"].read_text() == written["postgres_password"].read_text()
