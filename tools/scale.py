@@ -1,0 +1,175 @@
+"""Transfer latency and statement paging with a million accounts in a bank, against a thousand.
+
+    python -m tools.scale [--accounts 1000,1000000] [--clients 4] [--seconds 8] [--rounds 3]
+                          [--pages 10] [--max-ratio 1.2] [--json FILE]
+
+For each account count, a consortium of two banks (own broker namespace, ports and data folder,
+as ``tools.bench`` makes them) whose bank under test, alfa, is seeded with that many customers and
+funded accounts (``bank_node.ops seed``) before it starts. Then the same work against each:
+
+- **Transfers** (``tools.bench.load``, closed loop, ``--clients`` customers with an account in
+  each bank): into seeded accounts spread over the whole of alfa's ledger, in turn from the
+  customer's alfa account (alfa coordinates, both legs at alfa) and from their beta account
+  (beta coordinates, alfa holds the credit leg).
+- **Statement pages**: every customer reads their alfa statement 20 entries a page, following
+  ``next`` for ``--pages`` pages (their account has an entry per transfer by then).
+
+Both consortia run at once and the rounds alternate between them, so that what the other users
+of a shared machine do hits both alike. Prints p50 and p95 of each (the median over the rounds)
+and the ratio of each larger ledger's to the first's; exits 1 when a ratio exceeds
+``--max-ratio``.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bank_node.config import load_config
+from bank_node.services.banking import Banking
+from bank_node.services.seed import seed, seeded_cpf
+from bank_node.storage import open_ledger
+
+from .bench import Bench, load
+from .consortia import LOCAL_AMQP
+
+BANK = "alfa"
+DESTINATIONS = 64
+PAGE = 20
+
+
+class SeededBench(Bench):
+    """A two-bank ``Bench`` whose alfa holds ``accounts`` seeded customers before it starts,
+    and whose transfers pay into them."""
+
+    def __init__(self, accounts: int, amqp_url: str, workdir: Path, clients: int):
+        super().__init__(2, 1, amqp_url, workdir, clients, apply_wait=True, quiet=True)
+        self.accounts = accounts
+        self.destinations: list[str] = []
+
+    def seed(self) -> float:
+        """Seed alfa's ledger where its process will find it; the seconds it took."""
+        store = open_ledger(BANK, self.cluster[BANK].data_dir)
+        try:
+            done = seed(Banking(load_config(self.cluster.config_path), BANK, store), self.accounts,
+                        "senha-de-carga-1", "1000.00")
+            with store.transaction(write=False) as tx:   # spread over the ledger, from first to last
+                self.destinations = [tx.account_numbers_of(seeded_cpf(i * self.accounts // DESTINATIONS))[0]
+                                     for i in range(DESTINATIONS)]
+        finally:
+            store.close()
+        return done.seconds
+
+    def plan(self, k: int, n: int) -> tuple[str, dict]:
+        via = self.ids[n % 2]
+        dest = self.destinations[(k * 7 + n) % len(self.destinations)]
+        return via, {"sources": [{"bank": via, "account": self.people[k]["accounts"][via], "amount": "0.01"}],
+                     "destination": {"bank": BANK, "account": dest}}
+
+    def statement_pages(self, pages: int) -> list[float]:
+        """Seconds per statement page: every customer's alfa statement, ``pages`` pages deep."""
+        port = self.ports()[BANK]
+        out: list[float] = []
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for person in self.people:
+                headers = {"Authorization": f"Bearer {person['tokens'][BANK]}"}
+                query = f"limit={PAGE}"
+                for _ in range(pages):
+                    t = time.perf_counter()
+                    conn.request("GET", f"/api/accounts/{person['accounts'][BANK]}/statement?{query}",
+                                 headers=headers)
+                    resp = conn.getresponse()
+                    body = json.loads(resp.read())
+                    out.append(time.perf_counter() - t)
+                    if resp.status != 200:
+                        raise RuntimeError(f"statement page: {resp.status} {body}")
+                    if not body.get("next"):
+                        break
+                    query = f"limit={PAGE}&before={body['next']}"
+        finally:
+            conn.close()
+        return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.scale", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--accounts", default="1000,1000000", help="seeded accounts in alfa, comma-separated")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent customers sending transfers")
+    ap.add_argument("--seconds", type=float, default=8.0, help="seconds of transfers per round and consortium")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pages", type=int, default=10, help="statement pages per customer and round")
+    ap.add_argument("--max-ratio", type=float, default=1.2)
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    sizes = [int(a) for a in args.accounts.replace("_", "").split(",")]
+    url = os.environ.get("AMQP_URL") or LOCAL_AMQP
+    workdir = Path(tempfile.mkdtemp(prefix="consorcio-scale-"))
+    benches = [SeededBench(n, url, workdir / f"{n}-accounts", args.clients) for n in sizes]
+    figures = {n: {"transfer_p50": [], "transfer_p95": [], "page_p50": [], "page_p95": [], "outcomes": {}}
+               for n in sizes}
+    try:
+        for b in benches:
+            print(f"seeding {b.accounts:,} accounts into alfa ...", flush=True)
+            print(f"  {b.seed():.1f} s", flush=True)
+            b.start(args.clients)
+            load(b, args.clients, 2.0)   # warm-up: connections, caches
+        for r in range(args.rounds):
+            for b in benches:
+                point = load(b, args.clients, args.seconds)
+                pages = b.statement_pages(args.pages)
+                f = figures[b.accounts]
+                f["transfer_p50"].append(point["latency_ms"]["p50"])
+                f["transfer_p95"].append(point["latency_ms"]["p95"])
+                f["page_p50"].append(round(percentile(pages, 50) * 1000, 2))
+                f["page_p95"].append(round(percentile(pages, 95) * 1000, 2))
+                for o, v in point["outcomes"].items():
+                    f["outcomes"][o] = f["outcomes"].get(o, 0) + v
+                print(f"round {r + 1}, {b.accounts:>9,} accounts: transfers p50 {f['transfer_p50'][-1]} ms "
+                      f"p95 {f['transfer_p95'][-1]} ms ({point['transfers_per_s']}/s {point['outcomes']}); "
+                      f"statement pages p50 {f['page_p50'][-1]} ms p95 {f['page_p95'][-1]} ms ({len(pages)})",
+                      flush=True)
+    finally:
+        for b in benches:
+            b.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report(figures, sizes, args)
+
+
+def report(figures: dict, sizes: list[int], args) -> int:
+    base = sizes[0]
+    med = {n: {k: statistics.median(v) for k, v in f.items() if k != "outcomes"} for n, f in figures.items()}
+    print()
+    print(f"{'accounts':>10} {'transfer p50':>13} {'p95':>8} {'page p50':>9} {'p95':>8}   (ms, median of "
+          f"{args.rounds} rounds; x{base:,})")
+    worst = 0.0
+    for n in sizes:
+        m = med[n]
+        ratios = {k: m[k] / med[base][k] if med[base][k] else float("inf") for k in m}
+        if n != base:
+            worst = max(worst, *ratios.values())
+        print(f"{n:>10,} {m['transfer_p50']:>13} {m['transfer_p95']:>8} {m['page_p50']:>9} {m['page_p95']:>8}"
+              + ("" if n == base else "   ratio " + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items())))
+    bad = [o for f in figures.values() for o in f["outcomes"] if o != "committed"]
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": figures, "medians": med, "worst_ratio": worst}, indent=2))
+    ok = worst <= args.max_ratio and not bad
+    print(f"worst ratio {worst:.2f} (limit {args.max_ratio}); " + ("ok" if ok else "NOT OK")
+          + (f"; outcomes other than committed: {bad}" if bad else ""))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
