@@ -319,8 +319,8 @@ class Banking:
             return None
         bank = dest.get("bank", self.bank_id)
         party = {"bank": bank, "account": dest["account"]}
-        if bank == self.bank_id and tx.get_account(dest["account"]) is not None:
-            acc = tx.get_account(dest["account"])
+        acc = tx.get_account(dest["account"]) if bank == self.bank_id else None
+        if acc is not None:
             if acc["kind"] == "business" and acc["company_name"]:
                 party["name"] = mask_name(acc["company_name"])
             else:

@@ -644,16 +644,18 @@ def _pragmas(store) -> tuple:
     with store.transaction(write=False) as tx:
         return (tx.c.execute("PRAGMA journal_mode").fetchone()[0],
                 tx.c.execute("PRAGMA synchronous").fetchone()[0],
-                tx.c.execute("PRAGMA foreign_keys").fetchone()[0])
+                tx.c.execute("PRAGMA foreign_keys").fetchone()[0],
+                tx.c.execute("PRAGMA mmap_size").fetchone()[0])
 
 
 def test_wal_and_synchronous_full_on_every_connection(sqlite_store, tmp_path):
-    assert _pragmas(sqlite_store) == ("wal", 2, 1)   # synchronous: 2 is FULL
+    configured = ("wal", 2, 1, sqlite_adapter.MMAP_BYTES)   # synchronous: 2 is FULL; reads through a memory map
+    assert _pragmas(sqlite_store) == configured
     other = []
     t = threading.Thread(target=lambda: other.append(_pragmas(sqlite_store)))
     t.start()
     t.join(10)
-    assert other == [("wal", 2, 1)], "each thread's own connection is configured too"
+    assert other == [configured], "each thread's own connection is configured too"
     open_account(sqlite_store)
     assert (tmp_path / "ledger.sqlite3-wal").exists()
 
