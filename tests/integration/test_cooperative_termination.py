@@ -11,7 +11,7 @@ import pytest
 
 from bank_node import protocol as P
 from tools.peer import PeerBank
-from tests.support import customer_everywhere, ledger, operator_text, participation_states, wait_until
+from tests.support import customer_everywhere, ledger, participation_states, rejected, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,14 +66,6 @@ def test_a_participant_that_never_voted_learns_the_abort_and_refuses_the_late_pr
     wait_until(lambda: ledger(cluster.data_root, "beta")["participations"].get(tid) == "aborted", 30)
     assert not ledger(cluster.data_root, "beta")["holds"]
     assert ana.balance("gama", acc["gama"]) == "100.00" and ana.balance("beta", acc["beta"]) == "100.00"
-
-
-def rejected(url: str, reason: str) -> float:
-    for line in operator_text(url).splitlines():
-        if line.startswith(f'consorcio_messages_rejected_total{{reason="{reason}"}} '):
-            return float(line.split()[-1])
-    return 0.0
-
 
 def test_a_lying_peer_cannot_split_a_transfer(make_cluster, new_cpf):
     """alfa dies before its decision is durable: beta and gama are prepared, the outcome is
