@@ -15,7 +15,7 @@ def test_the_scale_benchmark_compares_two_seeded_ledgers(amqp_url, monkeypatch, 
     monkeypatch.setenv("AMQP_URL", amqp_url)
     out = tmp_path / "scale.json"
     code = scale.main(["--accounts", "100,3000", "--clients", "2", "--seconds", "2", "--rounds", "2",
-                       "--pages", "3", "--max-ratio", "1000", "--json", str(out)])
+                       "--pages", "3", "--page-seconds", "0.5", "--max-ratio", "1000", "--json", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     figures = json.loads(out.read_text())["figures"]
@@ -27,3 +27,4 @@ def test_the_scale_benchmark_compares_two_seeded_ledgers(amqp_url, monkeypatch, 
     # a limit the figures cannot meet fails the run
     figures = {int(n): f for n, f in figures.items()}
     assert scale.report(figures, [100, 3000], type("A", (), {"rounds": 2, "max_ratio": 0.0, "json": None})()) == 1
+    assert "cpu_ms" in json.loads(out.read_text())["ratios"]["3000"]
