@@ -165,7 +165,7 @@ def report(figures: dict, sizes: list[int], args) -> int:
     the rounds' own ratios (measurements of one round are seconds apart)."""
     base = sizes[0]
     metrics = [k for k in figures[base] if k != "outcomes"]
-    med = {n: {k: statistics.median(figures[n][k]) for k in metrics} for n in sizes}
+    med = {n: {k: round(statistics.median(figures[n][k]), 2) for k in metrics} for n in sizes}
     ratios = {n: {k: statistics.median(a / b if b else float("inf")
                                        for a, b in zip(figures[n][k], figures[base][k])) for k in metrics}
               for n in sizes if n != base}
