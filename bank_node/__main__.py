@@ -49,7 +49,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: CONSORCIO_OPERATOR_TOKEN must have at least {MIN_TOKEN_LENGTH} characters", file=sys.stderr)
         return 2
     host = args.host or bank.listen_address
-    node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}")
+    from .storage import StorageError, check_location
+    # The ledger's location: BANK_DATABASE_URL, else the bank's storage setting, else its SQLite file.
+    storage, setting = os.environ.get("BANK_DATABASE_URL") or None, "BANK_DATABASE_URL"
+    if storage is None:
+        storage, setting = bank.storage, f"storage of bank {bank.id} in {args.config}"
+    try:
+        if storage is not None:
+            check_location(storage)
+        node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}", storage=storage)
+    except (ValueError, StorageError) as e:
+        where = setting if storage is not None else "its SQLite ledger"
+        print(f"error: bank {bank.id} cannot open its ledger ({where}): {e}", file=sys.stderr)
+        return 2
     app = create_app(node)
     try:
         server = waitress.create_server(app, host=host, port=bank.port, threads=config.http_threads,
