@@ -28,7 +28,8 @@ class BankNode:
         self.bank_id = bank_id
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(ledger_location(bank_id, self.data_dir, storage or self.bank.storage))
+        self.ledger = ledger_location(bank_id, self.data_dir, storage or self.bank.storage)
+        self.store = open_store(self.ledger)
         self.secret_key = self._secret_key()
         self.metrics = Metrics()
         self.banking = Banking(config, bank_id, self.store)

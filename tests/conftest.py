@@ -105,27 +105,56 @@ def pg_database(pg_server):
 class Backend:
     """Where the ledgers of one test live (see the module docstring)."""
 
-    def __init__(self, name: str, database_url: str | None = None):
+    def __init__(self, name: str, schemas: "PgSchemas | None" = None):
         self.name = name
-        self.database_url = database_url
-        self.schemas: list[str] = []
+        self.pg = schemas
+        self.taken: list[str] = []
 
-    def location(self, folder, bank_id: str):
-        """A fresh ledger's location for ``bank_id``: its SQLite file under ``folder``, or a
-        ``postgresql://`` URL of a new, empty schema of the session's database."""
+    def location(self, folder, bank_id: str, *, fresh: bool = False):
+        """An empty ledger's location for ``bank_id``: its SQLite file under ``folder``, or a
+        ``postgresql://`` URL of a database schema of its own (``fresh``: never migrated)."""
         if self.name == "sqlite":
             return ledger_location(bank_id, folder)
-        schema = f"{bank_id}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.database_url, autocommit=True) as c:
-            c.execute(f'CREATE SCHEMA "{schema}"')
-        self.schemas.append(schema)
+        schema = self.pg.take(fresh)
+        self.taken.append(schema)
+        return self.pg.url(schema)
+
+    def release(self) -> None:
+        if self.taken:
+            self.pg.give_back(self.taken)
+
+
+class PgSchemas:
+    """The schemas of the session's test database. Migrating a new schema costs far more than
+    emptying one, so a test's schemas are emptied (TRUNCATE) when it ends and handed to the next
+    test, already at the latest version."""
+
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+        self.free: list[str] = []
+
+    def url(self, schema: str) -> str:
         return f"{_as_url(self.database_url)}?options=-csearch_path%3D{schema}"
 
-    def drop(self) -> None:
-        if self.schemas:
-            with psycopg.connect(self.database_url, autocommit=True) as c:
-                for schema in self.schemas:
-                    c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    def take(self, fresh: bool) -> str:
+        if self.free and not fresh:
+            return self.free.pop()
+        schema = f"ledger_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.database_url, autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA "{schema}"')
+        return schema
+
+    def give_back(self, schemas: list[str]) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as c:
+            for schema in schemas:
+                tables = [r[0] for r in c.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'schema_version'",
+                    (schema,))]
+                if tables:
+                    c.execute("TRUNCATE " + ", ".join(f'"{schema}"."{t}"' for t in tables) + " RESTART IDENTITY")
+                    self.free.append(schema)
+                else:
+                    c.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def _as_url(conninfo: str) -> str:
@@ -134,12 +163,17 @@ def _as_url(conninfo: str) -> str:
     return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"
 
 
+@pytest.fixture(scope="session")
+def pg_schemas(pg_database):
+    return PgSchemas(pg_database)
+
+
 @pytest.fixture
 def backend(request):
     name = getattr(request, "param", "sqlite")
-    b = Backend(name, request.getfixturevalue("pg_database") if name == "postgres" else None)
+    b = Backend(name, request.getfixturevalue("pg_schemas") if name == "postgres" else None)
     yield b
-    b.drop()
+    b.release()
 
 
 @pytest.fixture

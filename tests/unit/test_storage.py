@@ -735,11 +735,16 @@ def test_two_processes_cannot_both_spend_the_same_balance(location):
 # --- PostgreSQL only ------------------------------------------------------------------------------
 
 @pytest.fixture
-def pg_location(pg_database, tmp_path):
+def pg_backend(pg_schemas):
     from tests.conftest import Backend
-    b = Backend("postgres", pg_database)
-    yield b.location(tmp_path, "ledger")
-    b.drop()
+    b = Backend("postgres", pg_schemas)
+    yield b
+    b.release()
+
+
+@pytest.fixture
+def pg_location(pg_backend, tmp_path):
+    return pg_backend.location(tmp_path, "ledger")
 
 
 def test_postgres_commits_are_durable_unless_told_otherwise_for_that_transaction(pg_location):
@@ -799,7 +804,8 @@ def test_postgres_a_lock_held_elsewhere_is_waited_on_for_a_bounded_time(pg_locat
         other.close()
 
 
-def test_postgres_processes_starting_together_migrate_once(pg_location):
+def test_postgres_processes_starting_together_migrate_once(pg_backend, tmp_path):
+    pg_location = pg_backend.location(tmp_path, "ledger", fresh=True)
     stores, errors = [], []
 
     def start():
