@@ -127,7 +127,9 @@ class Backend:
 class PgSchemas:
     """The schemas of the session's test database. Migrating a new schema costs far more than
     emptying one, so a test's schemas are emptied (TRUNCATE) when it ends and handed to the next
-    test, already at the latest version."""
+    test, already at the latest version. Emptied by DELETE with triggers off (the journal's
+    append-only trigger is the ledger's, not the test's), which on a test's few rows is far
+    quicker than TRUNCATE's new files."""
 
     def __init__(self, database_url: str):
         self.database_url = database_url
@@ -151,7 +153,11 @@ class PgSchemas:
                     "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'schema_version'",
                     (schema,))]
                 if tables:
-                    c.execute("TRUNCATE " + ", ".join(f'"{schema}"."{t}"' for t in tables) + " RESTART IDENTITY")
+                    with c.transaction():
+                        c.execute("SET LOCAL session_replication_role = replica")
+                        c.execute("SET LOCAL synchronous_commit = off")
+                        for t in tables:
+                            c.execute(f'DELETE FROM "{schema}"."{t}"')
                     self.free.append(schema)
                 else:
                     c.execute(f'DROP SCHEMA "{schema}" CASCADE')

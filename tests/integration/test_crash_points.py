@@ -1,5 +1,6 @@
 """The crash-point matrix: a bank dies with SIGKILL at each named point of the protocol, is
-restarted, and the transfer ends the way docs/protocol.md says, with no hold left.
+restarted, and the transfer ends the way docs/protocol.md says, with no hold left; with the
+banks' ledgers on SQLite and on PostgreSQL.
 
 alfa coordinates a transfer of 10.00 from alfa and 20.00 from beta into gama. Coordinator
 points are armed at alfa, participant points at beta (``CONSORCIO_CRASH_AT``, see
@@ -16,7 +17,7 @@ import pytest
 from bank_node.faults import POINTS
 from tests.support import customer_everywhere, ledger, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]
 
 UNCHANGED = {"alfa": "100.00", "beta": "100.00", "gama": "100.00"}
 MOVED = {"alfa": "90.00", "beta": "80.00", "gama": "130.00"}
