@@ -53,7 +53,7 @@ from psycopg_pool import ConnectionPool
 
 from . import is_postgres_url
 from .port import StorageError
-from .sqlite import SqliteTx
+from .sqlite import SqliteTx, run_unit
 
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 """How long a write waits on a lock before giving up with ``StorageError``, unless told otherwise."""
@@ -397,19 +397,7 @@ class PostgresStore:
         except psycopg.Error as e:
             _rollback(conn)
             raise StorageError(f"cannot start a transaction: {_first_line(e)}") from e
-        try:
-            yield PostgresTx(conn, write)
-        except psycopg.Error as e:
-            _rollback(conn)
-            raise StorageError(_first_line(e)) from e
-        except BaseException:
-            _rollback(conn)
-            raise
-        try:
-            conn.execute("COMMIT")
-        except psycopg.Error as e:
-            _rollback(conn)
-            raise StorageError(f"commit failed: {_first_line(e)}") from e
+        yield from run_unit(PostgresTx(conn, write), lambda: _rollback(conn), _first_line)
 
     def ping(self) -> bool:
         try:

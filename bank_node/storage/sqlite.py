@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..domain.consent import Mandate
 from ..domain.coordinator import CoordinatedTransfer
@@ -765,19 +765,7 @@ class SqliteStore:
             c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as e:
             raise StorageError(f"cannot start a transaction: {e}") from e
-        try:
-            yield SqliteTx(c)
-        except sqlite3.Error as e:
-            _rollback(c)
-            raise StorageError(str(e)) from e
-        except BaseException:
-            _rollback(c)
-            raise
-        try:
-            c.execute("COMMIT")
-        except sqlite3.Error as e:
-            _rollback(c)
-            raise StorageError(f"commit failed: {e}") from e
+        yield from run_unit(SqliteTx(c), lambda: _rollback(c))
 
     def ping(self) -> bool:
         try:
@@ -795,6 +783,26 @@ class SqliteStore:
                     pass
             self._all_conns.clear()
         self._local = threading.local()
+
+
+def run_unit(tx: SqliteTx, rollback: Callable[[], None], describe: Callable[[BaseException], str] = str
+             ) -> Iterator[SqliteTx]:
+    """The body of a transaction already begun on ``tx``'s connection: hand out ``tx``, then
+    COMMIT if the block ended normally, else roll back. The block's own exception goes on
+    unchanged; a database error (``tx.DB_ERROR``), in the block or at COMMIT, as ``StorageError``."""
+    try:
+        yield tx
+    except tx.DB_ERROR as e:
+        rollback()
+        raise StorageError(describe(e)) from e
+    except BaseException:
+        rollback()
+        raise
+    try:
+        tx.c.execute("COMMIT")
+    except tx.DB_ERROR as e:
+        rollback()
+        raise StorageError(f"commit failed: {describe(e)}") from e
 
 
 def _rollback(c: sqlite3.Connection) -> None:
