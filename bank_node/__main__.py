@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(node)
     try:
         server = waitress.create_server(app, host=host, port=bank.port, threads=config.http_threads,
+                                        connection_limit=config.http_connections,
                                         ident=f"consorcio-{bank.id}", channel_timeout=60)
     except OSError as e:
         print(f"error: cannot listen on {host}:{bank.port}: {e.strerror}", file=sys.stderr)

@@ -224,7 +224,7 @@ def make_cluster(tmp_path, amqp_url, namespace, backend):
         delete_namespace(url, namespace, list(c.banks))
 
 
-def signing_keys(folder, banks) -> "Path":
+def signing_keys(folder, banks):
     """Development Ed25519 keys of these banks in ``folder`` (what the launcher makes)."""
     from bank_node.interbank.signing import write_key_pair
     for b in banks:
