@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -693,7 +694,6 @@ def test_a_version_2_ledger_upgrades_to_the_trust_protocol_keeping_its_transfers
 def _spend_all(location: str, number: str, how: str, ready, think_s: float) -> bool:
     """In its own process: one check-and-write as the services do it (read the account, what
     is held, decide, write), with time to think between the check and the write. True if it spent."""
-    import time
     s = open_store(location)
     try:
         ready.wait(30)
@@ -732,6 +732,32 @@ def test_two_processes_cannot_both_spend_the_same_balance(location):
     assert held <= balance_, (balance_, held)
 
 
+def test_two_checks_of_a_peers_exposure_take_turns(location):
+    """Two PREPAREs crediting on one peer's word, from two connections: the second reads the
+    exposure only once the first has added its claim, so both cannot fit under the same cap."""
+    first, second = open_store(location), open_store(location)
+    checked, seen = threading.Event(), []
+
+    def claim():
+        with first.transaction() as tx:
+            tx.exposure()
+            checked.set()
+            seen.append(("first", tx.exposure()))
+            time.sleep(0.3)   # noqa: the window another check would slip into
+            tx.add_claim("t-1", "beta", "beta", 100_00)
+    t = threading.Thread(target=claim)
+    t.start()
+    try:
+        assert checked.wait(10)
+        with second.transaction() as tx:
+            seen.append(("second", tx.exposure()))
+    finally:
+        t.join(10)
+        first.close()
+        second.close()
+    assert seen == [("first", {}), ("second", {"beta": 100_00})]
+
+
 # --- PostgreSQL only ------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -766,7 +792,6 @@ def test_postgres_a_lock_held_elsewhere_is_waited_on_for_a_bounded_time(pg_locat
     """Another process holds an account's row lock: a write that needs it gives up after its
     lock_timeout with StorageError, and a batched unit fails alone while the rest of the batch
     (other accounts) is written."""
-    import time
     from bank_node.storage.batch import LOCK_TIMEOUT_S, BatchWriter
     mine, other = open_store(pg_location), open_store(pg_location)
     x = open_account(mine, "100000001")
