@@ -848,3 +848,38 @@ def test_postgres_processes_starting_together_migrate_once(pg_backend, tmp_path)
     finally:
         for s in stores:
             s.close()
+
+
+def test_postgres_a_deadlock_fails_one_transaction_whole_and_commits_the_other(pg_location):
+    """Two writers lock two accounts in opposite orders: PostgreSQL breaks the cycle, one of
+    them fails with StorageError and none of its writes stay, the other commits all of its own."""
+    stores = [open_store(pg_location), open_store(pg_location)]
+    x = open_account(stores[0], "100000001")
+    y = open_account(stores[0], "100000002", (BOB,))
+    both_hold_one = threading.Barrier(2)
+    outcome: dict[int, object] = {}
+
+    def write(i, first, second):
+        try:
+            with stores[i].transaction() as tx:
+                tx.get_account(first)
+                tx.append_entry(first, "deposit", (i + 1) * 100, 1.0, day=0)
+                both_hold_one.wait(10)
+                tx.get_account(second)
+                tx.append_entry(second, "deposit", (i + 1) * 100, 1.0, day=0)
+            outcome[i] = "committed"
+        except StorageError as e:
+            outcome[i] = e
+    threads = [threading.Thread(target=write, args=(0, x, y)), threading.Thread(target=write, args=(1, y, x))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        winners = [i for i, o in outcome.items() if o == "committed"]
+        assert len(outcome) == 2 and len(winners) == 1, outcome
+        amount = (winners[0] + 1) * 100
+        assert (balance(stores[0], x), balance(stores[0], y)) == (amount, amount)
+    finally:
+        for s in stores:
+            s.close()
