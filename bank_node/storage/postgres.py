@@ -40,6 +40,7 @@ Integer cents are BIGINT; times are seconds since the epoch as double precision,
 """
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import contextmanager
 from decimal import Decimal
@@ -54,6 +55,8 @@ from psycopg_pool import ConnectionPool
 from . import is_postgres_url
 from .port import StorageError
 from .sqlite import SqliteTx, run_unit
+
+log = logging.getLogger("storage")
 
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 """How long a write waits on a lock before giving up with ``StorageError``, unless told otherwise."""
@@ -334,6 +337,9 @@ class PostgresStore:
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout_s))) as c:
                 self._migrate(c)
+                if c.execute("SHOW fsync").fetchone()[0] != "on":
+                    log.warning("the ledger's PostgreSQL server runs with fsync off: a crash of that server "
+                                "may lose transactions this bank already reported")
         except (psycopg.Error, ValueError) as e:   # ValueError: a URL psycopg cannot parse
             raise StorageError(f"cannot open the ledger at {redacted(url)}: {_first_line(e)}") from e
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=30,
