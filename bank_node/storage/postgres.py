@@ -342,9 +342,11 @@ class PostgresStore:
                                 "may lose transactions this bank already reported")
         except (psycopg.Error, ValueError) as e:   # ValueError: a URL psycopg cannot parse
             raise StorageError(f"cannot open the ledger at {redacted(url)}: {_first_line(e)}") from e
+        # check: a connection the server dropped (a restart, an operator's terminate) is replaced
+        # when it is taken, instead of failing the next transaction that gets it.
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=30,
                                     kwargs={"autocommit": True}, configure=self._configure,
-                                    name="ledger")
+                                    check=ConnectionPool.check_connection, name="ledger")
         self._pool.open()
 
     @staticmethod

@@ -883,3 +883,29 @@ def test_postgres_a_deadlock_fails_one_transaction_whole_and_commits_the_other(p
     finally:
         for s in stores:
             s.close()
+
+
+def test_postgres_connections_the_server_drops_are_replaced(pg_location, pg_database):
+    """The server ends every connection of the store (a restart, an operator's terminate): the
+    next transactions run on new ones, and a transaction cut in the middle is a StorageError
+    with none of its writes kept. (The session's database is this test's alone meanwhile.)"""
+    import psycopg
+    s = open_store(pg_location)
+    n = open_account(s)
+
+    def drop_all():
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    try:
+        with pytest.raises(StorageError):
+            with s.transaction() as tx:
+                tx.append_entry(n, "deposit", 5_00, 1.0, day=0)
+                drop_all()
+                tx.append_entry(n, "deposit", 6_00, 1.0, day=0)
+        drop_all()
+        with s.transaction() as tx:
+            tx.append_entry(n, "deposit", 1_00, 1.0, day=0)
+        assert balance(s, n) == 1_00
+    finally:
+        s.close()
