@@ -49,7 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: CONSORCIO_OPERATOR_TOKEN must have at least {MIN_TOKEN_LENGTH} characters", file=sys.stderr)
         return 2
     host = args.host or bank.listen_address
-    node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}")
+    from .storage import StorageError, check_location, storage_setting
+    storage, setting = storage_setting(bank, args.config)
+    try:
+        if storage is not None:
+            check_location(storage)
+        node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}", storage=storage)
+    except (ValueError, StorageError) as e:
+        print(f"error: bank {bank.id} cannot open its ledger ({setting}): {e}", file=sys.stderr)
+        return 2
     app = create_app(node)
     try:
         server = waitress.create_server(app, host=host, port=bank.port, threads=config.http_threads,

@@ -53,19 +53,22 @@ def _accounts(text: str) -> int:
 def seed_command(args) -> int:
     from .services.banking import Banking
     from .services.seed import seed
-    from .storage import StorageError, open_ledger
+    from .storage import StorageError, check_location, ledger_location, open_store, storage_setting
     try:
         config = load_config(args.config)
-        config.bank(args.bank)
+        bank = config.bank(args.bank)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     password = args.password or secrets.token_urlsafe(12)
     data_dir = args.data_dir or f"data/{args.bank}"
+    storage, setting = storage_setting(bank, args.config)
     try:
-        store = open_ledger(args.bank, data_dir)
-    except StorageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if storage is not None:
+            check_location(storage)
+        store = open_store(ledger_location(bank.id, data_dir, storage))
+    except (ValueError, StorageError) as e:
+        print(f"error: cannot open the ledger of bank {bank.id} ({setting}): {e}", file=sys.stderr)
         return 1
     try:
         done = seed(Banking(config, args.bank, store), args.accounts, password,
@@ -78,7 +81,9 @@ def seed_command(args) -> int:
         return 1
     finally:
         store.close()
-    print(f"seeded {done.accounts:,} accounts at {args.bank} ({data_dir}) in {done.seconds:.1f} s, "
+    from .storage.postgres import redacted
+    where = redacted(storage) if storage is not None else data_dir
+    print(f"seeded {done.accounts:,} accounts at {args.bank} ({where}) in {done.seconds:.1f} s, "
           f"{done.accounts / max(done.seconds, 1e-9):,.0f} accounts/s, each holding {done.opening_balance}")
     if not args.password:
         print(f"every seeded customer's password: {password}")

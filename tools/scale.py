@@ -38,7 +38,7 @@ from pathlib import Path
 from bank_node.config import load_config
 from bank_node.services.banking import Banking
 from bank_node.services.seed import seed, seeded_cpf
-from bank_node.storage import open_ledger
+from bank_node.storage import ledger_location, open_store
 
 from .bench import Bench, load
 from .consortia import LOCAL_AMQP
@@ -59,7 +59,7 @@ class SeededBench(Bench):
 
     def seed(self) -> float:
         """Seed alfa's ledger where its process will find it; the seconds it took."""
-        store = open_ledger(BANK, self.cluster[BANK].data_dir)
+        store = open_store(ledger_location(BANK, self.cluster[BANK].data_dir))
         try:
             done = seed(Banking(load_config(self.cluster.config_path), BANK, store), self.accounts,
                         "senha-de-carga-1", "1000.00")

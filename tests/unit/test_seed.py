@@ -11,9 +11,11 @@ from bank_node.domain import errors as E
 from bank_node.domain.documents import normalize_cpf
 from bank_node.services.banking import account_number
 from bank_node.services.seed import FIRST_CPF, MAX_ACCOUNTS, seed, seeded_cpf
+from bank_node.storage import open_store
 from tools.consortia import TEST_SECURITY, write_config
 
 PASSWORD = "senha-de-carga-1"
+pytestmark = pytest.mark.both_backends
 
 
 def counts(node) -> dict:
@@ -77,14 +79,25 @@ def config_file(tmp_path):
                         banks=[{"id": "alfa", "name": "Banco Alfa", "port": 18001}])
 
 
-def test_the_command_seeds_then_refuses_a_second_run(tmp_path, config_file, capsys):
+def test_the_command_seeds_the_banks_own_ledger_then_refuses_a_second_run(tmp_path, config_file, capsys, backend,
+                                                                         monkeypatch):
+    """Where the bank itself would open it: BANK_DATABASE_URL (PostgreSQL, by COPY), else the
+    SQLite file in the data folder."""
+    location = backend.location(tmp_path / "alfa", "alfa")
+    if backend.name == "postgres":
+        monkeypatch.setenv("BANK_DATABASE_URL", str(location))
     argv = ["seed", "--config", str(config_file), "--bank", "alfa", "--data-dir", str(tmp_path / "alfa"),
             "--accounts", "1_200", "--password", PASSWORD]
     assert ops.main(argv) == 0
     out, err = capsys.readouterr()
     assert "seeded 1,200 accounts at alfa" in out and "each holding 1000.00" in out
     assert "seeded 1,200 of 1,200 accounts (100%)" in err
-    assert (tmp_path / "alfa" / "alfa.sqlite3").exists()
+    store = open_store(location)
+    try:
+        with store.transaction(write=False) as tx:
+            assert (tx.counts()["accounts"], tx.counts()["balance_total"]) == (1200, 1200 * 1000_00)
+    finally:
+        store.close()
     assert ops.main(argv) == 1
     assert "already holds customers or accounts" in capsys.readouterr().err
 
@@ -110,3 +123,9 @@ def test_the_command_says_what_is_wrong_with_its_input(tmp_path, config_file, ca
     except SystemExit as e:   # argparse's own refusals
         assert e.code == code
     assert message in capsys.readouterr().err
+
+
+def test_the_command_names_the_setting_of_a_ledger_it_cannot_open(tmp_path, config_file, capsys, monkeypatch):
+    monkeypatch.setenv("BANK_DATABASE_URL", "mysql://alfa@db/alfa")
+    assert ops.main(["seed", "--config", str(config_file), "--bank", "alfa", "--accounts", "5"]) == 1
+    assert "cannot open the ledger of bank alfa (BANK_DATABASE_URL)" in capsys.readouterr().err
