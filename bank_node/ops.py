@@ -54,22 +54,19 @@ def seed_command(args) -> int:
     from .services.banking import Banking
     from .services.seed import seed
     from .storage import StorageError, check_location, ledger_location, open_store, storage_setting
-    try:
+    data_dir = args.data_dir or f"data/{args.bank}"
+    storage, setting = None, "its SQLite ledger"
+    try:   # the ledger the bank itself opens
         config = load_config(args.config)
-        bank = config.bank(args.bank)
+        storage, setting = storage_setting(config.bank(args.bank), args.config)
+        store = open_store(ledger_location(args.bank, data_dir, storage and check_location(storage)))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    password = args.password or secrets.token_urlsafe(12)
-    data_dir = args.data_dir or f"data/{args.bank}"
-    storage, setting = storage_setting(bank, args.config)
-    try:
-        if storage is not None:
-            check_location(storage)
-        store = open_store(ledger_location(bank.id, data_dir, storage))
     except (ValueError, StorageError) as e:
-        print(f"error: cannot open the ledger of bank {bank.id} ({setting}): {e}", file=sys.stderr)
+        print(f"error: cannot open the ledger of bank {args.bank} ({setting}): {e}", file=sys.stderr)
         return 1
+    password = args.password or secrets.token_urlsafe(12)
     try:
         done = seed(Banking(config, args.bank, store), args.accounts, password,
                     None if args.balance in ("0", "0.00") else args.balance, _progress(sys.stderr))
