@@ -12,6 +12,7 @@ from typing import Any, Collection, Protocol
 from ..domain.consent import Mandate
 from ..domain.coordinator import CoordinatedTransfer
 from ..domain.participant import Participation
+from .leadership import Leadership
 
 
 class StorageError(Exception):
@@ -150,6 +151,9 @@ class Store(Protocol):
         when the block raises (the exception goes on unchanged; a database failure comes out as
         ``StorageError``). Write transactions are serialized. ``durable=False`` may skip waiting
         for the disk: only for bookkeeping the protocol redoes after a loss."""
+    def leadership(self, role: str) -> Leadership:
+        """A lock on ``role`` (e.g. "resolver") shared by every process of this ledger: one
+        holder at a time, given up when its holder dies (``storage/leadership.py``)."""
     def schema_version(self) -> int: ...
     def ping(self) -> bool: ...
     def close(self) -> None: ...
