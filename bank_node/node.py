@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from pathlib import Path
@@ -40,11 +41,20 @@ class BankNode:
             self.broker.handler = self.transfers.handle
 
     def _secret_key(self) -> bytes:
-        """The cookie-signing key, made once per bank and kept with its data (never committed)."""
+        """The cookie-signing key, made once per bank and kept with its data (never committed).
+        Made whole under a temporary name and linked into place, which fails if another
+        process of the bank made it first: every process of a bank signs with the same key."""
         path = self.data_dir / "secret_key"
         if not path.exists():
-            path.write_bytes(secrets.token_bytes(32))
-            path.chmod(0o600)
+            tmp = path.with_name(f".secret_key.{os.getpid()}")
+            tmp.write_bytes(secrets.token_bytes(32))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
         return path.read_bytes()
 
     def start(self, broker_wait_s: float = 10.0) -> None:
@@ -109,4 +119,5 @@ class BankNode:
             "in_doubt": counts.get("prepared_legs", 0) + counts.get("preparing", 0),
             "unacknowledged_decisions": counts.get("unacknowledged_decisions", 0),
             "holds": counts.get("holds", 0),
+            "process": {"pid": os.getpid(), "resolver": self.transfers.resolver.leader},
         }
