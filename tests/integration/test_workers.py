@@ -208,3 +208,35 @@ def test_kill_9_of_one_of_two_workers_during_transfers_loses_nothing(make_cluste
             entries[tid] = entries.get(tid, 0) + 1
     assert all(n == 3 for n in entries.values()), "a transfer applied at some of its legs only"
     assert answers.count("committed") >= 40
+
+
+def test_taking_over_the_resolver_leaves_the_survivors_transfers_in_flight_alone(make_cluster, new_cpf, tmp_path):
+    """The second process of alfa coordinates a transfer whose vote is late (beta is paused);
+    the first process, alfa's resolver, dies by kill -9 meanwhile, and the second takes over
+    the role, recovering what the dead one left. The transfer it is itself collecting votes for
+    is not the dead one's: once beta votes, before the deadline, it commits."""
+    cluster = make_cluster(banks=("alfa", "beta"), timeouts={**TIMEOUTS, "prepare_ttl_ms": 8000})
+    ana, acc = customer_everywhere(cluster, new_cpf(), amount="100.00")
+    first = cluster["alfa"]
+    second = another_process(cluster, "alfa", tmp_path / "second")
+    try:
+        assert processes_answering(first.url, 1)[first.pid]["process"]["resolver"]
+        ana.urls["second"], ana.tokens["second"] = second.url, ana.tokens["alfa"]
+        cluster["beta"].pause()
+        answer: list = []
+        asked = threading.Thread(target=lambda: answer.append(
+            ana.transfer("second", [("alfa", acc["alfa"], "10.00")], ("beta", acc["beta"]))))
+        try:
+            asked.start()
+            wait_until(lambda: any(s == "preparing" for s in ledger(cluster.data_root, "alfa")["coordinated"].values()),
+                       5, "the transfer waiting for beta's vote")
+            first.kill()
+            wait_until(lambda: processes_answering(second.url, 1)[second.pid]["process"]["resolver"], 5,
+                       "the second process to take the resolver's role")
+        finally:
+            cluster["beta"].resume()
+        asked.join(30)
+        (status, body), = answer
+        assert (status, body["status"]) == (201, "committed"), body
+    finally:
+        second.terminate()
