@@ -4,19 +4,22 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 
 from .config import ConsortiumConfig
 from .domain.money import format_cents
 from .messaging import client_for
-from .metrics import Metrics
+from .metrics import Metrics, shared_dir
 from .services.banking import Banking
 from .services.mandates import Mandates
 from .services.transfers import Transfers
 from .storage.sqlite import SqliteStore
 
 log = logging.getLogger("bank_node")
+
+GAUGES_EVERY_S = 1.0
 
 
 class BankNode:
@@ -30,6 +33,7 @@ class BankNode:
         self.store = SqliteStore(self.data_dir / f"{bank_id}.sqlite3")
         self.secret_key = self._secret_key()
         self.metrics = Metrics()
+        self._stopping = threading.Event()
         self.banking = Banking(config, bank_id, self.store)
         # Messages the broker layer refuses before reading them (too big, sender over its
         # budget) are counted with the handler's own refusals.
@@ -63,8 +67,11 @@ class BankNode:
             if not self.broker.wait_connected(broker_wait_s):
                 log.warning("bank %s: broker not reachable yet at start; transfers abort until it is", self.bank_id)
         self.transfers.start()
+        if shared_dir() is not None:
+            threading.Thread(target=self._watch_broker_gauges, name="broker-gauges", daemon=True).start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self.transfers.stop()
         if self.broker is not None:
             self.broker.stop()
@@ -76,10 +83,22 @@ class BankNode:
         self.metrics.in_doubt.set(counts["prepared_legs"] + counts["preparing"])
         self.metrics.unacknowledged.set(counts["unacknowledged_decisions"])
         self.metrics.holds.set(counts["holds"])
+        self._broker_gauges()
+
+    def _broker_gauges(self) -> None:
+        """This process's broker connection, as figures (read at scrape time; in a bank of
+        several processes, every second too, since a scrape reaches only one of them)."""
         self.metrics.broker_up.set(1 if self.broker is not None and self.broker.connected else 0)
         self.metrics.broker_reconnects.set(self.broker.reconnects if self.broker is not None else 0)
         if self.broker is not None:
             self.metrics.observe_broker(self.broker.node, self.broker.failovers, self.broker.topology)
+
+    def _watch_broker_gauges(self) -> None:
+        while not self._stopping.wait(GAUGES_EVERY_S):
+            try:
+                self._broker_gauges()
+            except Exception:  # noqa: BLE001 - figures must never stop the bank
+                log.exception("broker gauges not updated")
 
     def broker_topology_ok(self) -> bool:
         """Not ok only when the broker is known to be wrong (exchange or binding missing or

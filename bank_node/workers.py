@@ -18,21 +18,29 @@ What must be right across the processes, and where it is made so:
   multiply every limit by N, so the bank refuses to start workers with it (use ``redis://``);
 - votes come back to the process that sent the PREPAREs (direct reply-to); an acknowledgement
   may reach another process: it is written to the ledger, where the waiting request looks;
-- one resolver at a time: the ``resolver`` leadership of the ledger (``storage/leadership.py``).
+- one resolver at a time: the ``resolver`` leadership of the ledger (``storage/leadership.py``);
+- ``/metrics`` adds up every process's figures, which they write to a folder the parent makes
+  (``metrics.py``).
 """
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from prometheus_client.multiprocess import mark_process_dead
+
+from .metrics import SHARED_DIR_ENV
 
 log = logging.getLogger("bank_node")
 
@@ -108,6 +116,8 @@ class Workers:
         self.sockets = sockets
         self._stopping = False
         self._preexec = parent_death_signal()
+        self._figures = tempfile.mkdtemp(prefix=f"consorcio-{bank_id}-metrics-")
+        self._env = {**os.environ, SHARED_DIR_ENV: self._figures}
 
     def run(self) -> int:
         """Until SIGTERM or SIGINT (or a child's start-up error): the parent's exit status."""
@@ -129,12 +139,13 @@ class Workers:
             self._stop_all()
             for s in self.sockets:
                 s.close()
+            shutil.rmtree(self._figures, ignore_errors=True)
         log.info("bank %s: every worker stopped", self.bank_id)
         return status
 
     def _start(self, child: _Child) -> None:
         fds = tuple(s.fileno() for s in self.sockets)
-        child.proc = subprocess.Popen(self.child_args, pass_fds=fds, preexec_fn=self._preexec)
+        child.proc = subprocess.Popen(self.child_args, pass_fds=fds, preexec_fn=self._preexec, env=self._env)
         child.started_at = time.monotonic()
         child.restart_at = None
         log.info("bank %s: worker %d started (pid %d)", self.bank_id, child.index, child.proc.pid)
@@ -155,6 +166,7 @@ class Workers:
                 log.error("bank %s: worker %d could not start (status %d); stopping the bank", self.bank_id,
                           child.index, code)
                 return True
+            mark_process_dead(child.proc.pid, self._figures)   # its per-process gauges go; its counts stay
             if now - child.started_at >= HEALTHY_AFTER_S:
                 child.backoff_s = FIRST_RESTART_S
             log.warning("bank %s: worker %d (pid %d) exited with status %s; starting it again in %.0f s",
