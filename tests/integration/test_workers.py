@@ -259,3 +259,36 @@ def test_taking_over_the_resolver_leaves_the_survivors_transfers_in_flight_alone
         assert (status, body["status"]) == (201, "committed"), body
     finally:
         second.terminate()
+
+
+def test_a_web_ui_session_begun_at_one_process_is_the_same_at_the_other(two_processes, new_cpf):
+    """The browser's session (its CSRF token, then its login) is kept by the bank, not by the
+    process: the form comes from one process, is posted to the other, and the first then
+    shows the logged-in customer's page. (Cookies do not tell ports apart: one jar serves both.)"""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+    cluster, first, second = two_processes
+    cpf = new_cpf()
+    Customer(cpf, "Ana Souza", {"first": first}).join("first")
+
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), Stay)
+
+    def fetch(url: str, form: dict | None = None) -> tuple[int, str]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        try:
+            with browser.open(urllib.request.Request(url, data=data), timeout=15) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+    status, page = fetch(first + "/entrar")
+    assert status == 200
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    status, _ = fetch(second + "/entrar", {"csrf_token": csrf, "cpf": cpf, "password": "senha-muito-boa"})
+    assert status == 302, "the other process did not know the session's CSRF token"
+    status, page = fetch(first + "/painel")
+    assert status == 200 and "Ana" in page, status
