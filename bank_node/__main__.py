@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     tcp = [s for s in inherited if s.family != socket.AF_UNIX]
     try:
         where = {"sockets": tcp} if tcp else {"host": host, "port": bank.port}
-        server = waitress.create_server(app, threads=config.http_threads, ident=f"consorcio-{bank.id}",
-                                        channel_timeout=60, **where)
+        server = waitress.create_server(app, threads=config.http_threads, connection_limit=config.http_connections,
+                                        ident=f"consorcio-{bank.id}", channel_timeout=60, **where)
     except OSError as e:
         print(f"error: cannot listen on {host}:{bank.port}: {e.strerror}", file=sys.stderr)
         node.store.close()

@@ -304,6 +304,9 @@ class ConsortiumConfig(_Strict):
     """One broker URL, or the URLs of a cluster's nodes (a list, or separated by commas)."""
     broker: BrokerSettings = BrokerSettings()
     http_threads: int = Field(24, ge=1, le=256)
+    http_connections: int = Field(1000, ge=1, le=100_000)
+    """Open HTTP connections a bank keeps at most; beyond it, new ones wait unaccepted until one
+    closes (waitress's own default, 100, let the 101st keep-alive client wait for seconds)."""
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
     security: Security = Security()

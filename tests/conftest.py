@@ -110,7 +110,7 @@ def redis_throttles(namespace):
         r.delete(*keys)
 
 
-def signing_keys(folder, banks) -> "Path":
+def signing_keys(folder, banks):
     """Development Ed25519 keys of these banks in ``folder`` (what the launcher makes)."""
     from bank_node.interbank.signing import write_key_pair
     for b in banks:

@@ -22,6 +22,21 @@ def operator_json(url: str, path: str) -> dict:
     return json.loads(operator_text(url, path))
 
 
+def metric(url: str, name: str, default: float = 0.0, **labels) -> float:
+    """One sample of a bank's /metrics: ``name`` with exactly these ``labels`` (``default`` when
+    the bank has not reported it yet)."""
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in operator_text(url).splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    return default
+
+
+def rejected(url: str, reason: str) -> float:
+    """How many messages a bank refused for ``reason`` (consorcio_messages_rejected_total)."""
+    return metric(url, "consorcio_messages_rejected_total", reason=reason)
+
+
 def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
     """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
     end = time.monotonic() + timeout

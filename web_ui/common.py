@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import g, render_template, session
+from flask import g, render_template, request, session
 
 from bank_node.context import node
 from bank_node.domain import errors as E
+from bank_node.domain.calendar import day_end, day_start, parse_day
 from bank_node.domain.money import to_cents
 
 from . import formatting as F
@@ -148,3 +149,20 @@ def read_amount(text: str, bank_id: str | None = None, *, required: bool = True)
         raise AmountError(_("This amount is over the limit of %(limit)s per operation.",
                             limit=F.money(Decimal(limit) / 100, lang)))
     return F.parse_user_amount(text, limit, lang)
+
+
+def period() -> tuple[dict, dict, dict]:
+    """The period typed in the filter (``de``/``ate``, dates), as the service's bounds, the
+    form's values, and the field errors."""
+    values = {"de": request.args.get("de", ""), "ate": request.args.get("ate", "")}
+    bounds, errors = {}, {}
+    for name, key in (("de", "since"), ("ate", "until")):
+        if values[name]:
+            day = parse_day(values[name])
+            if day is None:
+                errors[name] = _("Write a date such as 2026-03-05.")
+            else:
+                bounds[key] = day_start(day) if key == "since" else day_end(day)
+    if "since" in bounds and "until" in bounds and bounds["since"] >= bounds["until"]:
+        errors["ate"] = _("The end of the period must not be before its start.")
+    return bounds, values, errors

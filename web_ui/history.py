@@ -7,10 +7,8 @@ from flask import Blueprint, g, request
 
 from bank_node.context import node
 from bank_node.domain import errors as E
-from bank_node.domain.calendar import day_end, day_start, parse_day
 
-from .common import STATUS_LABELS, bank_of, render
-from .i18n import translate as _
+from .common import STATUS_LABELS, bank_of, period, render
 
 bp = Blueprint("history", __name__)
 
@@ -19,16 +17,8 @@ PAGE = 20
 
 @bp.get("/transferencias")
 def history():
-    values = {"de": request.args.get("de", ""), "ate": request.args.get("ate", ""),
-              "situacao": request.args.get("situacao", "")}
-    errors, bounds = {}, {}
-    for name, key in (("de", "since"), ("ate", "until")):
-        if values[name]:
-            day = parse_day(values[name])
-            if day is None:
-                errors[name] = _("Write a date such as 2026-03-05.")
-            else:
-                bounds[key] = day_start(day) if key == "since" else day_end(day)
+    bounds, values, errors = period()
+    values["situacao"] = request.args.get("situacao", "")
     statuses = (values["situacao"],) if values["situacao"] in STATUS_LABELS else ()
     before = request.args.get("antes") or None
     try:

@@ -9,34 +9,16 @@ from flask import Blueprint, Response, g, request
 
 from bank_node.context import node
 from bank_node.domain import errors as E
-from bank_node.domain.calendar import day_end, day_start, parse_day
 from bank_node.services.statement_export import to_csv, to_ofx
 
 from . import formatting as F
-from .common import render
+from .common import period, render
 from .i18n import translate as _
 
 bp = Blueprint("statement", __name__)
 
 PAGE = 50
 EXPORT_MAX = 10_000   # entries in one export file; a longer period is exported in parts
-
-
-def period() -> tuple[dict, dict, dict]:
-    """The period typed in the filter (``de``/``ate``, dates), as the service's bounds, the
-    form's values, and the field errors."""
-    values = {"de": request.args.get("de", ""), "ate": request.args.get("ate", "")}
-    bounds, errors = {}, {}
-    for name, key in (("de", "since"), ("ate", "until")):
-        if values[name]:
-            day = parse_day(values[name])
-            if day is None:
-                errors[name] = _("Write a date such as 2026-03-05.")
-            else:
-                bounds[key] = day_start(day) if key == "since" else day_end(day)
-    if "since" in bounds and "until" in bounds and bounds["since"] >= bounds["until"]:
-        errors["ate"] = _("The end of the period must not be before its start.")
-    return bounds, values, errors
 
 
 def not_found():

@@ -19,22 +19,12 @@ import uuid
 import pika
 import pytest
 
-from bank_node import protocol as P
 from bank_node.config import BrokerSettings
 from broker.provision import deprovision, provision, user_of, with_credentials
 from tools.peer import PeerBank, prepare
-from tests.support import customer_everywhere, ledger, operator_text, wait_until
+from tests.support import customer_everywhere, ledger, rejected, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def rejected(url: str, reason: str) -> float:
-    text = operator_text(url)
-    for line in text.splitlines():
-        if line.startswith(f'consorcio_messages_rejected_total{{reason="{reason}"}} '):
-            return float(line.split()[-1])
-    return 0.0
-
 
 def test_a_prepare_refused_by_a_full_queue_aborts_the_transfer_at_once(make_cluster, new_cpf, amqp_url, namespace):
     cluster = make_cluster(broker={"queue_max_length": 10})

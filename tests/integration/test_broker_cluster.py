@@ -20,7 +20,7 @@ import urllib.request
 import pika
 import pytest
 
-from tests.support import customer_everywhere, operator_text, wait_until
+from tests.support import customer_everywhere, metric, wait_until
 from tools.chaos import Chaos, checker
 from tools.chaos.workload import Workload
 from tools.rabbit import DEFAULT_MAX_MESSAGE_BYTES, BrokerCluster
@@ -45,12 +45,6 @@ def healed(brokers):
 
 def health(url: str) -> dict:
     return json.loads(urllib.request.urlopen(url + "/api/health", timeout=10).read())
-
-
-def metric(url: str, name: str) -> float:
-    text = operator_text(url)
-    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
-
 
 def node_of(bank) -> str:
     return health(bank.url)["broker_node"]

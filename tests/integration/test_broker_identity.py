@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import time
 import uuid
 
 import pika
@@ -21,7 +20,7 @@ from bank_node import protocol as P
 from bank_node.config import load_config
 from broker.provision import deprovision, provision, user_of, with_credentials
 from tools.peer import PeerBank, prepare
-from tests.support import customer_everywhere, ledger, operator_text, wait_until
+from tests.support import customer_everywhere, ledger, rejected, wait_until
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("rabbitmqctl") is None,
@@ -68,15 +67,6 @@ def send(conn: pika.BlockingConnection, namespace: str, to: str, body: bytes, us
     ch.basic_publish(f"{namespace}.banks", to, body,
                      pika.BasicProperties(delivery_mode=2, user_id=user_id, reply_to=reply_to, headers=headers,
                                           correlation_id=uuid.uuid4().hex), mandatory=True)
-
-
-def rejected(url: str, reason: str) -> float:
-    text = operator_text(url)
-    for line in text.splitlines():
-        if line.startswith(f'consorcio_messages_rejected_total{{reason="{reason}"}} '):
-            return float(line.split()[-1])
-    return 0.0
-
 
 def test_transfers_work_with_one_identity_per_bank(secure):
     cluster, ana, acc, _ = secure

@@ -26,7 +26,7 @@ from bank_node.config import load_config
 from bank_node.messaging import topology_of
 from broker.provision import deprovision, permissions, provision, provision_topology, user_of, with_credentials
 from broker.topology import Topology
-from tests.support import customer_everywhere, operator_text, wait_until
+from tests.support import customer_everywhere, metric, wait_until
 from tools.consortia import write_config
 
 pytestmark = [pytest.mark.integration,
@@ -190,12 +190,6 @@ def test_the_launcher_and_docker_compose_provision_the_same_users_and_queues(use
 def health(url: str) -> dict:
     return json.loads(urllib.request.urlopen(url + "/api/health", timeout=10).read())
 
-
-def metric(url: str, name: str) -> float:
-    text = operator_text(url)
-    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), -1.0)
-
-
 @pytest.fixture
 def watched(make_cluster, new_cpf):
     cluster = make_cluster(banks=("alfa", "beta"), broker={"probe_interval_s": 0.5})
@@ -210,7 +204,7 @@ def restored_and_working(cluster, ana, acc, amqp_url):
     for b in cluster.banks.values():
         wait_until(lambda b=b: (h := health(b.url))["broker_topology"] == "ok" and h["status"] == "ok" and
                    h["broker"] == "connected", 20, f"{b.bank_id} healthy again after provisioning")
-        assert metric(b.url, "consorcio_broker_topology_ok") == 1
+        assert metric(b.url, "consorcio_broker_topology_ok", default=-1.0) == 1
     _, body = ana.transfer("alfa", [("alfa", acc["alfa"], "1.00")], ("beta", acc["beta"]))
     assert body["status"] == "committed", body
 
@@ -225,7 +219,7 @@ def test_a_deleted_exchange_is_noticed_and_provisioning_restores_it(watched, amq
                        f"{b.bank_id} to notice")
         assert f"{namespace}.banks" in h["broker_topology"] and "does not exist" in h["broker_topology"]
         assert h["status"] == "degraded"
-        assert metric(b.url, "consorcio_broker_topology_ok") == 0
+        assert metric(b.url, "consorcio_broker_topology_ok", default=-1.0) == 0
     _, body = ana.transfer("alfa", [("alfa", acc["alfa"], "1.00")], ("beta", acc["beta"]))
     assert body["status"] == "aborted"  # cut off, and it says so, instead of "connected" and silent
     restored_and_working(cluster, ana, acc, amqp_url)

@@ -26,23 +26,10 @@ import pytest
 
 from bank_node import protocol as P
 from tools.peer import PeerBank, prepare
-from tests.support import customer_everywhere, ledger, operator_json, operator_text, wait_until
+from tests.support import customer_everywhere, ledger, metric, operator_json, operator_text, rejected, wait_until
 from tools.api_client import Customer
 
 pytestmark = pytest.mark.integration
-
-
-def metric(url: str, sample: str) -> float:
-    for line in operator_text(url).splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
-def rejected(url: str, reason: str) -> float:
-    return metric(url, f'consorcio_messages_rejected_total{{reason="{reason}"}}')
-
-
 @pytest.fixture
 def world(make_cluster, new_cpf):
     """Ana, an honest customer of alfa and beta; Mallory, gama's accomplice, with accounts at

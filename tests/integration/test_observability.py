@@ -13,7 +13,7 @@ from tools import ops
 from tools.supervisor import ROOT
 from bank_node.config import load_config
 from tests.conftest import OPERATOR_TOKEN
-from tests.support import customer_everywhere, operator_text, wait_until
+from tests.support import customer_everywhere, metric, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +23,6 @@ def busy(make_cluster, new_cpf):
     cluster = make_cluster()
     ana, acc = customer_everywhere(cluster, new_cpf())
     return cluster, ana, acc
-
-
-def metric(url: str, name: str, **labels) -> float:
-    text = operator_text(url)
-    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
-    for line in text.splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    return 0.0
-
 
 def test_metrics_move_after_a_transfer(busy):
     cluster, ana, acc = busy

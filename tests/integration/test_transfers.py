@@ -349,3 +349,25 @@ def test_bank_killed_mid_run_and_restarted_loses_nothing(make_cluster, new_cpf):
     total = sum(sum(ledger(cluster.data_root, b)["balances"].values()) for b in urls)
     assert total == 100_00 * len(accounts)
     _assert_atomic(cluster)
+
+
+def test_many_idle_keep_alive_clients_do_not_lock_out_the_next_one(trio):
+    """A bank under load holds a keep-alive connection per client: 150 of them, idle, must not
+    keep the 151st customer waiting (the HTTP server stopped accepting at 100 connections)."""
+    import http.client
+    cluster, ana, acc = trio
+    bank = cluster["alfa"]
+    host, port = "127.0.0.1", int(bank.url.rsplit(":", 1)[1])
+    idle = []
+    try:
+        for _ in range(150):
+            c = http.client.HTTPConnection(host, port, timeout=10)
+            c.request("GET", "/api/health")
+            c.getresponse().read()
+            idle.append(c)                      # kept open, as a keep-alive client does
+        started = time.monotonic()
+        assert ana.balance("alfa", acc["alfa"]) == "100.00"
+        assert time.monotonic() - started < 5
+    finally:
+        for c in idle:
+            c.close()

@@ -89,6 +89,7 @@ def _set(doc: dict, path: str, value) -> dict:
     ("limits.max_amount", "NaN", "limits.max_amount"),
     ("security.session_ttl_s", "forever", "security.session_ttl_s"),
     ("http_threads", 0, "http_threads"),
+    ("http_connections", 0, "http_connections"),
 ])
 def test_bad_key_raises_config_error_naming_file_and_key(tmp_path, path, value, key_in_message):
     p = write(tmp_path, _set(GOOD, path, value))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -279,6 +278,8 @@ def test_my_transfers_lists_sent_received_and_refused_with_filters_and_pages(wor
     only_refused = text_of(a.get("/transferencias?situacao=aborted"))
     assert only_refused.count('class="transfer-item') == 1 and refused["id"] in only_refused
     assert "Nenhuma transferência" in text_of(a.get("/transferencias?de=2000-01-01&ate=2000-01-01"))
+    backwards = a.get("/transferencias?de=2000-01-02&ate=2000-01-01")   # the same check as the extrato's
+    assert backwards.status_code == 422 and "O fim do período não pode ser antes do início." in text_of(backwards)
     # Bruno, at the receiving bank, sees what reached him: not the refused one, which alfa refused
     # on its own leg before asking beta anything
     got = beta.banking.transfer_history(bruno, 100)["transfers"]

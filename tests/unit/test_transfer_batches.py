@@ -11,7 +11,6 @@ import time
 import uuid
 from contextlib import contextmanager
 
-import pytest
 
 from bank_node import protocol as P
 from bank_node.node import BankNode

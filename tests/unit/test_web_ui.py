@@ -816,7 +816,7 @@ def test_transfer_flow_recipient_account_amounts_review_and_refused_result(app, 
     assert "“12,345” é ambíguo" in text_of(r)
     r = browser.post("/transferir/valores", data={"csrf_token": csrf_of(page), f"amount.alfa.{number}": ""})
     assert "Informe o valor a tirar de pelo menos uma das suas contas." in text_of(r)
-    r = browser.post("/transferir/valores", data={"csrf_token": csrf_of(page), f"amount.beta.123456785": "1"})
+    r = browser.post("/transferir/valores", data={"csrf_token": csrf_of(page), "amount.beta.123456785": "1"})
     assert r.status_code == 422   # not one of the accounts offered
     r = browser.post("/transferir/valores", data={"csrf_token": csrf_of(page), f"amount.alfa.{number}": "12,50"})
     assert r.headers["Location"] == "/transferir/revisar"
