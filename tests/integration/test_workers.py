@@ -21,7 +21,7 @@ from tools.api_client import Customer
 from tools.chaos.checker import in_doubt
 from tools.consortia import TEST_SECURITY
 from tools.http import http_json
-from tests.support import another_process, customer_everywhere, ledger, operator_text, wait_until
+from tests.support import another_process, customer_everywhere, ledger, metric, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +47,6 @@ def resolver_pids(url: str, pids: set[int]) -> set[int]:
     return {pid for pid, h in processes_answering(url, len(pids)).items() if h["process"]["resolver"]}
 
 
-def metric_samples(text: str) -> dict[str, float]:
-    """{name{labels}: value} of a Prometheus text page."""
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def children_of(pid: int) -> set[int]:
     return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
@@ -76,11 +66,8 @@ def test_two_workers_share_the_port_and_exactly_one_of_them_resolves(make_cluste
     # /metrics is the bank's, whichever worker a scrape reaches: the two processes' counts added
     # up, and each one's broker connection.
     for _ in range(8):
-        samples = metric_samples(operator_text(alfa.url))
-        assert samples.get("consorcio_transfers_started_total") == 6.0, samples.get("consorcio_transfers_started_total")
-        connected = {k: v for k, v in samples.items() if k.startswith("consorcio_broker_connected{")}
-        assert sorted(connected.values()) == [1.0, 1.0] and all(f'pid="{p}"' in "".join(connected) for p in seen), \
-            connected
+        assert metric(alfa.url, "consorcio_transfers_started_total") == 6.0
+        assert [metric(alfa.url, "consorcio_broker_connected", pid=str(pid)) for pid in seen] == [1.0, 1.0]
 
 
 def test_workers_refuse_throttles_counted_per_process(make_cluster, tmp_path):
