@@ -94,11 +94,13 @@ class BankNode:
             self.metrics.observe_broker(self.broker.node, self.broker.failovers, self.broker.topology)
 
     def _watch_broker_gauges(self) -> None:
-        while not self._stopping.wait(GAUGES_EVERY_S):
+        while True:
             try:
                 self._broker_gauges()
             except Exception:  # noqa: BLE001 - figures must never stop the bank
                 log.exception("broker gauges not updated")
+            if self._stopping.wait(GAUGES_EVERY_S):
+                return
 
     def broker_topology_ok(self) -> bool:
         """Not ok only when the broker is known to be wrong (exchange or binding missing or

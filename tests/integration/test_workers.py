@@ -68,6 +68,9 @@ def test_two_workers_share_the_port_and_exactly_one_of_them_resolves(make_cluste
     for _ in range(8):
         assert metric(alfa.url, "consorcio_transfers_started_total") == 6.0
         assert [metric(alfa.url, "consorcio_broker_connected", pid=str(pid)) for pid in seen] == [1.0, 1.0]
+    # SIGTERM to the parent stops every worker gracefully, then the parent.
+    assert alfa.terminate() == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in seen)
 
 
 def test_workers_refuse_throttles_counted_per_process(make_cluster, tmp_path):
@@ -195,7 +198,8 @@ def test_kill_9_of_one_of_two_workers_during_transfers_loses_nothing(make_cluste
         stop.set()
         for t in threads:
             t.join(60)
-    # The survivor became the resolver (the parent starts a new worker too, which must not be).
+    # The parent started a new worker in the victim's place; the survivor became the resolver.
+    wait_until(lambda: len(children_of(alfa.pid) - {victim, survivor}) == 1, 30, "a new worker in the victim's place")
     wait_until(lambda: survivor in resolver_pids(alfa.url, {survivor, *children_of(alfa.pid)} - {victim}), 30,
                "the surviving worker to be alfa's resolver")
 
