@@ -67,6 +67,10 @@ class BankNode:
             if not self.broker.wait_connected(broker_wait_s):
                 log.warning("bank %s: broker not reachable yet at start; transfers abort until it is", self.bank_id)
         self.transfers.start()
+        if not self.transfers.resolver.leader and self.config.security.rate_limit_storage == "memory://":
+            log.warning("bank %s: another process serves this bank (it is the resolver), and the throttles count "
+                        "in memory://, each process on its own: every limit is multiplied by the processes; set "
+                        "security.rate_limit_storage to redis://", self.bank_id)
         if shared_dir() is not None:
             threading.Thread(target=self._watch_broker_gauges, name="broker-gauges", daemon=True).start()
 

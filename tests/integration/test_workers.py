@@ -283,3 +283,8 @@ def test_a_web_ui_session_begun_at_one_process_is_the_same_at_the_other(two_proc
     assert status == 302, "the other process did not know the session's CSRF token"
     status, page = fetch(first + "/painel")
     assert status == 200 and "Ana" in page, status
+
+
+def test_a_second_process_started_by_hand_with_memory_throttles_says_they_count_apart(two_processes, tmp_path):
+    log = (tmp_path / "second" / "alfa-second.log").read_text()
+    assert "each process on its own" in log and "redis://" in log
