@@ -288,3 +288,23 @@ def test_a_web_ui_session_begun_at_one_process_is_the_same_at_the_other(two_proc
 def test_a_second_process_started_by_hand_with_memory_throttles_says_they_count_apart(two_processes, tmp_path):
     log = (tmp_path / "second" / "alfa-second.log").read_text()
     assert "each process on its own" in log and "redis://" in log
+
+
+def test_the_operator_socket_is_served_by_every_worker(make_cluster, tmp_path, redis_throttles):
+    import json
+    import stat
+    from tools.http import unix_get
+    sock = tmp_path / "alfa-operator.sock"
+    cluster = make_cluster(banks=("alfa",), workers={"alfa": 2}, env={"CONSORCIO_OPERATOR_SOCKET": str(sock)},
+                           security={**TEST_SECURITY, "rate_limit_storage": redis_throttles})
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    pids = set()
+
+    def both_answered():
+        status, _, body = unix_get(str(sock), "/api/health")
+        assert status == 200
+        pids.add(json.loads(body)["process"]["pid"])
+        return pids == children_of(cluster["alfa"].pid)
+    wait_until(both_answered, 30, "both workers answering on the operator socket", interval=0.01)
+    status, _, body = unix_get(str(sock), "/api/operator/overview")
+    assert status == 200 and json.loads(body)["bank"] == "alfa"
