@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
-
 from broker import Delivery
 from .. import protocol as P
 from ..domain import errors as E
@@ -32,10 +28,7 @@ class Lookups:
     def __init__(self, rt: Runtime, banking: Banking):
         self.rt = rt
         self.banking = banking
-        ib = rt.config.interbank
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._per_customer = RateLimitItemPerMinute(ib.lookups_per_minute_per_customer)
-        self._per_bank = RateLimitItemPerSecond(ib.lookups_per_second_per_bank)
+        self.throttles = banking.throttles
 
     # asking ---------------------------------------------------------------------------------
     def lookup(self, requester: str, cpf, ttl_ms: int | None = None) -> dict:
@@ -96,8 +89,7 @@ class Lookups:
             if now_ms() > item.deadline_ms:
                 continue
             full = item.cpf == item.requester
-            if not self._limiter.hit(self._per_bank, "lookup", env.sender) or (
-                    full and not self._limiter.hit(self._per_customer, "lookup", env.sender, item.requester)):
+            if not self.throttles.peer_lookup(env.sender, item.requester if full else None):
                 self.rt.count("lookups_refused", bank=env.sender)
                 log.warning("lookup from %s refused: over its rate", env.sender, extra={"event": "refused"})
                 continue
@@ -164,7 +156,7 @@ class Lookups:
         for item in items:
             if now_ms() > item.deadline_ms:
                 continue
-            if not self._limiter.hit(self._per_bank, "lookup", env.sender):
+            if not self.throttles.peer_lookup(env.sender):
                 self.rt.count("lookups_refused", bank=env.sender)
                 continue
             answers.append(self.account_info(item.number))

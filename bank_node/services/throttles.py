@@ -14,18 +14,21 @@ step, then ``login_longer_waits``), rather than one hard lock.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-from limits import RateLimitItem, RateLimitItemPerSecond, parse_many
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond, parse_many
 from limits.errors import StorageError as LimitsStorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from ..config import ConsortiumConfig
 from ..domain import errors as E
+
+log = logging.getLogger("bank_node.throttles")
 
 
 class ThrottleUnavailable(E.DomainError):
@@ -49,6 +52,9 @@ class Throttles:
         self.login_per_address = RateLimitItemPerSecond(sec.login_max_failures_per_address, sec.login_window_s)
         self.register_per_address = RateLimitItemPerSecond(sec.register_max_per_address, sec.register_window_s)
         self.unknown_accounts = parse_many(sec.unknown_account_answers)
+        ib = config.interbank
+        self.lookups_per_bank = RateLimitItemPerSecond(ib.lookups_per_second_per_bank)
+        self.full_lookups_per_customer = RateLimitItemPerMinute(ib.lookups_per_minute_per_customer)
 
     # ------------------------------------------------------------------------------- logins
     def before_login(self, cpf: str | None, client: str | None) -> None:
@@ -112,6 +118,21 @@ class Throttles:
         with self._store():
             for item in self.unknown_accounts:
                 self.limiter.hit(item, *self.scope, "unknown-account", caller, cost=n)
+
+    # ------------------------------------------------------------------ other banks' lookups
+    def peer_lookup(self, bank: str, requester: str | None = None) -> bool:
+        """Count one lookup that ``bank`` asks of this one (and, for an answer in full about
+        ``requester``'s own CPF, one for that customer of that bank): False when either is over
+        its rate, or when the count cannot be kept (failing closed). Counted where the other
+        throttles count, so that every process of this bank sees the same rate."""
+        try:
+            if not self.limiter.hit(self.lookups_per_bank, *self.scope, "lookup", bank):
+                return False
+            return requester is None or self.limiter.hit(self.full_lookups_per_customer, *self.scope,
+                                                         "lookup", bank, requester)
+        except LimitsStorageError:
+            log.warning("lookup from %s refused: the throttles' store does not answer", bank)
+            return False
 
     # --------------------------------------------------------------------------------- helpers
     def _unavailable(self, items: Sequence[RateLimitItem], *ids: str) -> list[tuple[RateLimitItem, tuple]]:
