@@ -63,7 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1 and not args.listen_fd:
         return _supervise(args, config, bank, host, data_dir)
     inherited = [socket.socket(fileno=fd) for fd in args.listen_fd]   # a worker's, from its parent
-    node = BankNode(config, bank.id, data_dir)
+    from .storage import StorageError, check_location
+    # The ledger's location: BANK_DATABASE_URL, else the bank's storage setting, else its SQLite file.
+    storage, setting = os.environ.get("BANK_DATABASE_URL") or None, "BANK_DATABASE_URL"
+    if storage is None:
+        storage, setting = bank.storage, f"storage of bank {bank.id} in {args.config}"
+    try:
+        if storage is not None:
+            check_location(storage)
+        node = BankNode(config, bank.id, data_dir, storage=storage)
+    except (ValueError, StorageError) as e:
+        where = setting if storage is not None else "its SQLite ledger"
+        print(f"error: bank {bank.id} cannot open its ledger ({where}): {e}", file=sys.stderr)
+        return 2
     app = create_app(node)
     tcp = [s for s in inherited if s.family != socket.AF_UNIX]
     try:

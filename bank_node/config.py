@@ -200,6 +200,10 @@ class Bank(_Strict):
     peer_caps: dict[str, Decimal] = Field(default_factory=dict)
     """This bank's net debit cap on given peers (bank id -> amount), overriding
     ``settlement.net_debit_cap``."""
+    storage: str | None = None
+    """Where the bank's ledger lives: a ``postgresql://user@host:port/database`` URL (a database
+    several processes of the bank can share), or a SQLite file path. Absent: the SQLite file
+    ``<data dir>/<bank>.sqlite3``. The environment variable ``BANK_DATABASE_URL`` wins over it."""
 
     @field_validator("id")
     @classmethod
@@ -207,6 +211,12 @@ class Bank(_Strict):
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", v):
             raise ValueError("bank id must be lower-case letters, digits, '-' or '_', starting with a letter")
         return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_shape(cls, v: str | None) -> str | None:
+        from .storage import check_location
+        return None if v is None else check_location(v)
 
     @field_validator("color")
     @classmethod

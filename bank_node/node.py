@@ -15,7 +15,7 @@ from .metrics import Metrics, shared_dir
 from .services.banking import Banking
 from .services.mandates import Mandates
 from .services.transfers import Transfers
-from .storage.sqlite import SqliteStore
+from .storage import ledger_location, open_store
 
 log = logging.getLogger("bank_node")
 
@@ -24,13 +24,16 @@ GAUGES_EVERY_S = 1.0
 
 class BankNode:
     def __init__(self, config: ConsortiumConfig, bank_id: str, data_dir: str | Path, *,
-                 connect_broker: bool = True):
+                 connect_broker: bool = True, storage: str | None = None):
+        """``storage``: where the ledger is (a ``postgresql://`` URL or a SQLite file), instead of
+        the bank's ``storage`` setting; neither: a SQLite file in ``data_dir``."""
         self.config = config
         self.bank = config.bank(bank_id)
         self.bank_id = bank_id
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SqliteStore(self.data_dir / f"{bank_id}.sqlite3")
+        self.ledger = ledger_location(bank_id, self.data_dir, storage or self.bank.storage)
+        self.store = open_store(self.ledger)
         self.secret_key = self._secret_key()
         self.metrics = Metrics()
         self._stopping = threading.Event()

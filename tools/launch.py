@@ -275,6 +275,11 @@ class Launcher:
                 config = load_config(path, env)
             except ConfigError as e:
                 raise LaunchError(str(e), code=2) from e
+        if env.get("BANK_DATABASE_URL") and len(config.banks) > 1:
+            # Every bank would open the same database as its own ledger.
+            raise LaunchError("BANK_DATABASE_URL names one bank's ledger, and this launcher starts "
+                              f"{len(config.banks)} banks: unset it and give each bank its own `storage` "
+                              f"in {self.args.config}", code=2)
         return path, config
 
     def ensure_bank_users(self, config: ConsortiumConfig) -> None:

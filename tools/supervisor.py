@@ -177,6 +177,12 @@ class Cluster:
     def __getitem__(self, bank_id: str) -> BankProcess:
         return self.banks[bank_id]
 
+    def ledger_location(self, bank_id: str):
+        """Where ``bank_id`` keeps its ledger: its ``storage`` setting, else its SQLite file."""
+        from bank_node.storage import ledger_location
+        entry = next(b for b in self.doc["banks"] if b["id"] == bank_id)
+        return ledger_location(bank_id, self.banks[bank_id].data_dir, entry.get("storage"))
+
     def start(self, deadline_s: float = 60.0, *,
               progress: Callable[[list[str], list[str], float], None] | None = None,
               cancelled: Callable[[], bool] | None = None) -> "Cluster":

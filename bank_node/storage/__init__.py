@@ -1,16 +1,40 @@
-"""Storage is a port: services talk to ``Store``/``Tx``; ``sqlite.py`` is the adapter.
+"""Storage is a port: services talk to ``Store``/``Tx``; ``sqlite.py`` (the embedded default) and
+``postgres.py`` (a database several processes of a bank share) are its adapters.
 
-Every check-and-write of the ledger runs inside one ``Tx`` (BEGIN IMMEDIATE on SQLite), so
-withdrawals and PREPAREs see each other's holds atomically (docs/protocol.md, rule 8).
+Every check-and-write of the ledger runs inside one ``Tx`` (BEGIN IMMEDIATE on SQLite, row locks
+on PostgreSQL), so withdrawals and PREPAREs see each other's holds atomically (docs/protocol.md,
+rule 8).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .port import StorageError, Store, Tx  # noqa: F401
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_url(location: object) -> bool:
+    return isinstance(location, str) and urlsplit(location).scheme in POSTGRES_SCHEMES
+
+
+def check_location(location: str) -> str:
+    """A ledger's location as a setting: a PostgreSQL URL, or a file path (no other URL)."""
+    if "://" in location and not is_postgres_url(location):
+        raise ValueError(f"storage must be a postgresql:// URL or a SQLite file path, not {location.split('://')[0]}://...")
+    return location
+
+
+def ledger_location(bank_id: str, data_dir: str | Path, setting: str | None = None) -> str | Path:
+    """Where a bank's ledger is: its ``storage`` setting if any, else ``<data_dir>/<bank>.sqlite3``."""
+    return setting if setting else Path(data_dir) / f"{bank_id}.sqlite3"
+
 
 def open_store(location: str | Path) -> Store:
-    """The store at ``location``: a SQLite file path (the embedded default)."""
+    """The store at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
+    if is_postgres_url(location):
+        from .postgres import PostgresStore
+        return PostgresStore(str(location))
     from .sqlite import SqliteStore
     return SqliteStore(location)

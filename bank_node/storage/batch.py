@@ -26,6 +26,11 @@ log = logging.getLogger("storage")
 
 MAX_BATCH = 512
 
+LOCK_TIMEOUT_S = 1.0
+"""The longest a unit waits on a lock that another transaction (another process of the bank on
+a shared database) holds: past it the unit fails alone with ``StorageError`` and the rest of its
+batch goes on, rather than the whole batch stalling behind it."""
+
 
 @dataclass
 class _Unit:
@@ -100,7 +105,8 @@ class BatchWriter:
     def _write(self, batch: list[_Unit]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self.store.transaction(durable=any(u.durable for u in batch)) as tx:
+            with self.store.transaction(durable=any(u.durable for u in batch),
+                                        lock_timeout_s=LOCK_TIMEOUT_S) as tx:
                 for self.position, unit in enumerate(batch):
                     try:
                         with tx.savepoint():

@@ -13,7 +13,9 @@ when its holder dies, so that a survivor takes over by itself:
   locks belong to an open file, not to a process, so two holders in one process exclude each
   other too (the unit tests run several nodes in one process).
 - ``PostgresLeadership`` (a PostgreSQL ledger, processes anywhere): ``pg_try_advisory_lock``
-  on a connection of its own, held as long as that session lives. A holder whose connection
+  on a connection of its own, held as long as that session lives. Advisory locks belong to a
+  database, and several banks' ledgers may share one in schemas of their own: the key is
+  made of the role and the schema the ledger's URL selects. A holder whose connection
   dies has lost it (the server ends the session and frees the lock); it finds out at its next
   check and stops acting, and another process takes the lock.
 
@@ -98,7 +100,6 @@ class PostgresLeadership:
     def __init__(self, dsn: str, name: str, connect_timeout_s: int = 5):
         self.dsn = dsn
         self.name = name
-        self.key = advisory_key(name)
         self.connect_timeout_s = connect_timeout_s
         self._conn = None
         self._lock = threading.Lock()
@@ -119,7 +120,9 @@ class PostgresLeadership:
                 log.warning("leadership %s: cannot reach the database (%s)", self.name, e)
                 return False
             try:
-                got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]
+                schema = conn.execute("SELECT current_schema()").fetchone()[0]
+                key = advisory_key(f"{self.name}@{schema}")
+                got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
             except psycopg.Error:
                 conn.close()
                 return False

@@ -146,11 +146,15 @@ class Tx(CustomerRecords, AccountRecords, IdempotencyRecords, MandateRecords, Se
 
 
 class Store(Protocol):
-    def transaction(self, write: bool = True, durable: bool = True) -> AbstractContextManager[Tx]:
+    def transaction(self, write: bool = True, durable: bool = True,
+                    lock_timeout_s: float | None = None) -> AbstractContextManager[Tx]:
         """One atomic unit of work: all of it commits when the block ends normally, none of it
         when the block raises (the exception goes on unchanged; a database failure comes out as
-        ``StorageError``). Write transactions are serialized. ``durable=False`` may skip waiting
-        for the disk: only for bookkeeping the protocol redoes after a loss."""
+        ``StorageError``). Write transactions that check and write the same things are
+        serialized, also against other processes on the same database. ``durable=False`` may skip
+        waiting for the disk: only for bookkeeping the protocol redoes after a loss.
+        ``lock_timeout_s``: the longest a statement inside waits on a lock another transaction
+        holds before failing with ``StorageError`` (the adapter's default if None)."""
     def leadership(self, role: str) -> Leadership:
         """A lock on ``role`` (e.g. "resolver") shared by every process of this ledger: one
         holder at a time, given up when its holder dies (``storage/leadership.py``)."""

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..domain.consent import Mandate
 from ..domain.coordinator import CoordinatedTransfer
@@ -250,7 +250,15 @@ def _row(cur: sqlite3.Cursor, row: tuple) -> dict:
 
 
 class SqliteTx:
-    """The ``Tx`` of the port on one sqlite3 connection inside an open transaction."""
+    """The ``Tx`` of the port on one sqlite3 connection inside an open transaction.
+
+    Its SQL is kept to what PostgreSQL runs as well: the PostgreSQL adapter's ``Tx`` is this
+    class over a psycopg connection, overriding only what differs (row locks, the holders'
+    order)."""
+
+    DB_ERROR: type[Exception] = sqlite3.Error
+    HOLDER_ORDER = "rowid"   # account_holders in the order the holders were named
+    account_lock = ""        # SQLite locked the whole database at BEGIN IMMEDIATE: no row locks
 
     def __init__(self, conn: sqlite3.Connection):
         self.c = conn
@@ -298,10 +306,11 @@ class SqliteTx:
             "SELECT number, kind, cnpj, company_name, balance, created_at,"
             " CASE WHEN status = 'open' AND EXISTS (SELECT 1 FROM account_holders h"
             "  WHERE h.number = accounts.number AND h.accepted_at IS NULL) THEN 'pending' ELSE status END AS status"
-            " FROM accounts WHERE number = ?", (number,))
+            " FROM accounts WHERE number = ?" + self.account_lock, (number,))
 
     def holder_acceptances(self, number):
-        return self._all("SELECT cpf, accepted_at FROM account_holders WHERE number = ? ORDER BY rowid", (number,))
+        return self._all(f"SELECT cpf, accepted_at FROM account_holders WHERE number = ? ORDER BY {self.HOLDER_ORDER}",
+                         (number,))
 
     def accept_holder(self, number, cpf, now):
         cur = self.c.execute("UPDATE account_holders SET accepted_at = ? WHERE number = ? AND cpf = ?"
@@ -314,7 +323,7 @@ class SqliteTx:
 
     def holders_of(self, number):
         return [r["cpf"] for r in self._all(
-            "SELECT cpf FROM account_holders WHERE number = ? ORDER BY rowid", (number,))]
+            f"SELECT cpf FROM account_holders WHERE number = ? ORDER BY {self.HOLDER_ORDER}", (number,))]
 
     def holds_total(self, number):
         r = self._one("SELECT COALESCE(SUM(amount), 0) AS s FROM holds WHERE number = ?", (number,))
@@ -333,7 +342,8 @@ class SqliteTx:
         deposit, debit = (amount, 0) if kind == "deposit" else (0, max(0, -amount))
         if deposit or debit:
             self.c.execute("INSERT INTO daily_totals VALUES (?, ?, ?, ?) ON CONFLICT (number, day) DO UPDATE SET"
-                           " deposits = deposits + excluded.deposits, debits = debits + excluded.debits",
+                           " deposits = daily_totals.deposits + excluded.deposits,"
+                           " debits = daily_totals.debits + excluded.debits",
                            (number, day, deposit, debit))
         return int(row[0])
 
@@ -501,7 +511,7 @@ class SqliteTx:
         self.c.execute("INSERT INTO settlement_entries (peer, transfer_id, amount, at) VALUES (?, ?, ?, ?)",
                        (peer, transfer_id, amount, now))
         self.c.execute("INSERT INTO positions VALUES (?, ?) ON CONFLICT (peer) DO UPDATE SET"
-                       " amount = amount + excluded.amount", (peer, amount))
+                       " amount = positions.amount + excluded.amount", (peer, amount))
 
     def positions(self) -> dict[str, int]:
         return dict(self.c.execute("SELECT peer, amount FROM positions ORDER BY peer").fetchall())
@@ -652,17 +662,29 @@ class SqliteTx:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested unit inside the transaction: what it wrote is undone, and only that, when
-        it raises (one item of a batch refused without losing the others)."""
+        it raises (one item of a batch refused without losing the others). A domain error goes
+        on unchanged; a database error comes out as ``StorageError``."""
         self._sp += 1
         name = f"sp{self._sp}"
-        self.c.execute(f"SAVEPOINT {name}")
+        try:
+            self.c.execute(f"SAVEPOINT {name}")
+        except self.DB_ERROR as e:
+            raise StorageError(f"cannot open a savepoint: {e}") from e
         try:
             yield
-        except BaseException:
-            self.c.execute(f"ROLLBACK TO {name}")
-            self.c.execute(f"RELEASE {name}")
+        except BaseException as failure:
+            try:
+                self.c.execute(f"ROLLBACK TO {name}")
+                self.c.execute(f"RELEASE {name}")
+            except self.DB_ERROR as e:
+                raise StorageError(f"cannot roll back to a savepoint: {e}") from e
+            if isinstance(failure, self.DB_ERROR):
+                raise StorageError(str(failure)) from failure
             raise
-        self.c.execute(f"RELEASE {name}")
+        try:
+            self.c.execute(f"RELEASE {name}")
+        except self.DB_ERROR as e:
+            raise StorageError(f"cannot release a savepoint: {e}") from e
 
 
 class SqliteStore:
@@ -718,11 +740,13 @@ class SqliteStore:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
-    def transaction(self, write: bool = True, durable: bool = True) -> Iterator[SqliteTx]:
+    def transaction(self, write: bool = True, durable: bool = True,
+                    lock_timeout_s: float | None = None) -> Iterator[SqliteTx]:
         """One atomic unit of work. Writers of this process queue on a lock before BEGIN
         IMMEDIATE: SQLite's own busy handler makes a waiting writer sleep in steps of up to
         100 ms, which under load cost far more than the fsync (busy_timeout still covers other
-        processes, such as a checker reading the file)."""
+        processes, such as a checker reading the file). ``lock_timeout_s`` changes nothing here:
+        a write holds the whole database from BEGIN on, so nothing inside it waits on a lock."""
         if write:
             with self._write_lock:
                 yield from self._transaction(True, durable)
@@ -747,19 +771,7 @@ class SqliteStore:
             c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as e:
             raise StorageError(f"cannot start a transaction: {e}") from e
-        try:
-            yield SqliteTx(c)
-        except sqlite3.Error as e:
-            _rollback(c)
-            raise StorageError(str(e)) from e
-        except BaseException:
-            _rollback(c)
-            raise
-        try:
-            c.execute("COMMIT")
-        except sqlite3.Error as e:
-            _rollback(c)
-            raise StorageError(f"commit failed: {e}") from e
+        yield from run_unit(SqliteTx(c), lambda: _rollback(c))
 
     def ping(self) -> bool:
         try:
@@ -777,6 +789,26 @@ class SqliteStore:
                     pass
             self._all_conns.clear()
         self._local = threading.local()
+
+
+def run_unit(tx: SqliteTx, rollback: Callable[[], None], describe: Callable[[BaseException], str] = str
+             ) -> Iterator[SqliteTx]:
+    """The body of a transaction already begun on ``tx``'s connection: hand out ``tx``, then
+    COMMIT if the block ended normally, else roll back. The block's own exception goes on
+    unchanged; a database error (``tx.DB_ERROR``), in the block or at COMMIT, as ``StorageError``."""
+    try:
+        yield tx
+    except tx.DB_ERROR as e:
+        rollback()
+        raise StorageError(describe(e)) from e
+    except BaseException:
+        rollback()
+        raise
+    try:
+        tx.c.execute("COMMIT")
+    except tx.DB_ERROR as e:
+        rollback()
+        raise StorageError(f"commit failed: {describe(e)}") from e
 
 
 def _rollback(c: sqlite3.Connection) -> None:

@@ -48,7 +48,7 @@ def test_a_prepare_refused_by_a_full_queue_aborts_the_transfer_at_once(make_clus
     took = time.monotonic() - t0
     assert body["status"] == "aborted" and body["reason"] == "bank_unreachable", body
     assert took < 2.0, f"the refusal came from the broker at once, not from a {3}s timeout: {took:.2f}s"
-    alfa = ledger(cluster.data_root, "alfa")
+    alfa = ledger(cluster, "alfa")
     assert not alfa["holds"] and alfa["coordinated"][body["id"]] == "aborted"
     assert ana.account("alfa", acc["alfa"])["available"] == "100.00"
     # Once gama is back it drains its queue (the filler is refused as malformed) and all is well.
@@ -173,7 +173,7 @@ def test_one_banks_flood_does_not_starve_the_others_transfers(make_cluster, per_
         for t in threads:
             t.join(60)
     elapsed = time.monotonic() - started
-    flooded = len(flood_ids & set(ledger(cluster.data_root, "alfa")["participations"]))
+    flooded = len(flood_ids & set(ledger(cluster, "alfa")["participations"]))
     refused = rejected(alfa, "over_budget")
     report = {name: (len(r), sum(1 for s, _ in r if s == "committed"),
                      round(statistics.quantiles([d for _, d in r], n=20)[-1], 2) if len(r) > 1 else None)

@@ -90,7 +90,7 @@ def test_killing_the_node_a_bank_is_on_during_transfers_loses_nothing(make_clust
     brokers.heal()
 
     def ledgers():
-        return {b: checker.read_ledger(p.data_dir / f"{b}.sqlite3") for b, p in cluster.banks.items()}
+        return {b: checker.read_ledger(cluster.ledger_location(b)) for b in cluster.banks}
     quiet_after = checker.wait_quiescent(ledgers, time.monotonic())
     verdicts = checker.check(work, ledgers, quiet_after)
     failed = {k: v for k, v in verdicts.items() if not v[0]}

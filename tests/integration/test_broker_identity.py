@@ -126,8 +126,8 @@ def test_messages_with_a_false_or_missing_identity_have_no_effect_and_are_counte
         gama.publish("beta", forged, gama.keyring.headers(forged))
     wait_until(lambda: rejected(beta, "wrong_user_id") >= 3 and rejected(beta, "no_user_id") >= 1, 10,
                "refusals counted at beta")
-    assert not ledger(cluster.data_root, "beta")["holds"]
-    assert tid not in ledger(cluster.data_root, "beta")["participations"]
+    assert not ledger(cluster, "beta")["holds"]
+    assert tid not in ledger(cluster, "beta")["participations"]
     assert ana.account("beta", acc["beta"])["available"] == "100.00"
 
 
@@ -158,7 +158,7 @@ def test_only_the_coordinator_decides_and_a_replayed_prepare_cannot_be_altered(s
         alfa.send("beta", P.Decision(transfer_id=aborted_tid, outcome="commit"))
     wait_until(lambda: rejected(beta, "not_coordinator") >= 1 and rejected(beta, "tampered") >= 2
                and rejected(beta, "violation") >= 1, 10, "refusals counted at beta")
-    led = ledger(cluster.data_root, "beta")
+    led = ledger(cluster, "beta")
     assert led["participations"][aborted_tid] == "aborted"
     assert not led["holds"]
     assert ana.balance("beta", acc["beta"]) == "80.00"

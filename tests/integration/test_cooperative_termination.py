@@ -30,7 +30,7 @@ def test_participant_learns_commit_from_a_peer_while_the_coordinator_is_down(mak
     except OSError:
         pass
     assert cluster["alfa"].wait_exit(30) == -9
-    wait_until(lambda: ledger(cluster.data_root, "gama")["participations"].get(tid) == "committed", 30,
+    wait_until(lambda: ledger(cluster, "gama")["participations"].get(tid) == "committed", 30,
                "gama learns the commit from beta")
     assert ana.balance("gama", acc["gama"]) == "115.00"
     assert ana.balance("beta", acc["beta"]) == "85.00"
@@ -38,7 +38,7 @@ def test_participant_learns_commit_from_a_peer_while_the_coordinator_is_down(mak
     # When alfa comes back, it collects the acknowledgements and nothing is left in doubt.
     cluster["alfa"].start()
     cluster["alfa"].wait_healthy()
-    wait_until(lambda: not ledger(cluster.data_root, "alfa")["pending_acks"], 30, "acks collected")
+    wait_until(lambda: not ledger(cluster, "alfa")["pending_acks"], 30, "acks collected")
     assert ana.balance("gama", acc["gama"]) == "115.00"
 
 
@@ -60,11 +60,11 @@ def test_a_participant_that_never_voted_learns_the_abort_and_refuses_the_late_pr
     # gama may handle the ABORT before the PREPARE that waited beside it (or find that PREPARE
     # expired): it then remembers the abort of an id it never prepared, which the ledger
     # snapshot leaves out; either way the transfer is aborted there.
-    wait_until(lambda: "aborted" in participation_states(cluster.data_root, "gama", tid), 30,
+    wait_until(lambda: "aborted" in participation_states(cluster, "gama", tid), 30,
                "gama remembers the abort")
-    assert "committed" not in participation_states(cluster.data_root, "gama", tid)
-    wait_until(lambda: ledger(cluster.data_root, "beta")["participations"].get(tid) == "aborted", 30)
-    assert not ledger(cluster.data_root, "beta")["holds"]
+    assert "committed" not in participation_states(cluster, "gama", tid)
+    wait_until(lambda: ledger(cluster, "beta")["participations"].get(tid) == "aborted", 30)
+    assert not ledger(cluster, "beta")["holds"]
     assert ana.balance("gama", acc["gama"]) == "100.00" and ana.balance("beta", acc["beta"]) == "100.00"
 
 def test_a_lying_peer_cannot_split_a_transfer(make_cluster, new_cpf):
@@ -81,7 +81,7 @@ def test_a_lying_peer_cannot_split_a_transfer(make_cluster, new_cpf):
     except OSError:
         pass
     assert cluster["alfa"].wait_exit(30) == -9
-    wait_until(lambda: ledger(cluster.data_root, "gama")["participations"].get(tid) == "prepared", 10, "gama prepared")
+    wait_until(lambda: ledger(cluster, "gama")["participations"].get(tid) == "prepared", 10, "gama prepared")
     with PeerBank(cluster, "beta") as beta:
         beta.send("gama", P.Decision(transfer_id=tid, outcome="commit"))          # beta is not its coordinator
         made_up = P.encode("alfa", P.Decision(transfer_id=tid, outcome="commit"), ns=beta.config.consortium)
@@ -91,11 +91,11 @@ def test_a_lying_peer_cannot_split_a_transfer(make_cluster, new_cpf):
     # Counted once each lie was handled (and refused): only then is gama's ledger looked at.
     wait_until(lambda: rejected(gama, "forged_relay") >= 1 and rejected(gama, "not_coordinator") >= 1, 10,
                "both lies refused at gama")
-    assert ledger(cluster.data_root, "gama")["participations"].get(tid) == "prepared"
+    assert ledger(cluster, "gama")["participations"].get(tid) == "prepared"
     assert ana.balance("gama", acc["gama"]) == "100.00"
     cluster["alfa"].start()
     cluster["alfa"].wait_healthy()
     for bank in ("beta", "gama"):
-        wait_until(lambda: ledger(cluster.data_root, bank)["participations"].get(tid) == "aborted", 30,
+        wait_until(lambda: ledger(cluster, bank)["participations"].get(tid) == "aborted", 30,
                    f"{bank} aborted with alfa")
     assert ana.balance("gama", acc["gama"]) == "100.00" and ana.balance("beta", acc["beta"]) == "100.00"

@@ -1,5 +1,6 @@
 """The crash-point matrix: a bank dies with SIGKILL at each named point of the protocol, is
-restarted, and the transfer ends the way docs/protocol.md says, with no hold left.
+restarted, and the transfer ends the way docs/protocol.md says, with no hold left; with the
+banks' ledgers on SQLite and on PostgreSQL.
 
 alfa coordinates a transfer of 10.00 from alfa and 20.00 from beta into gama. Coordinator
 points are armed at alfa, participant points at beta (``CONSORCIO_CRASH_AT``, see
@@ -16,7 +17,7 @@ import pytest
 from bank_node.faults import POINTS
 from tests.support import customer_everywhere, ledger, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]
 
 UNCHANGED = {"alfa": "100.00", "beta": "100.00", "gama": "100.00"}
 MOVED = {"alfa": "90.00", "beta": "80.00", "gama": "130.00"}
@@ -75,7 +76,7 @@ def test_crash_point(make_cluster, new_cpf, point, victim, expected):
 
     if point == "participant.after_prepare_durable":
         # The hold is durable while beta is down, and stays until beta learns the outcome.
-        held = ledger(cluster.data_root, "beta")["holds"]
+        held = ledger(cluster, "beta")["holds"]
         assert [(t, a) for t, _, a in held] == [(tid, 2000)]
 
     cluster[victim].start()
@@ -89,15 +90,15 @@ def test_crash_point(make_cluster, new_cpf, point, victim, expected):
     want = MOVED if expected == "committed" else UNCHANGED
     wait_until(lambda: {b: ana.balance(b, n) for b, n in acc.items()} == want, 30, f"balances {want}")
     for bank in acc:
-        wait_until(lambda: not ledger(cluster.data_root, bank)["holds"], 30, f"no hold at {bank}")
-    wait_until(lambda: not ledger(cluster.data_root, "alfa")["pending_acks"], 30, "every decision acknowledged")
-    states = {b: ledger(cluster.data_root, b)["participations"].get(tid) for b in acc}
+        wait_until(lambda: not ledger(cluster, bank)["holds"], 30, f"no hold at {bank}")
+    wait_until(lambda: not ledger(cluster, "alfa")["pending_acks"], 30, "every decision acknowledged")
+    states = {b: ledger(cluster, b)["participations"].get(tid) for b in acc}
     if expected == "committed":
         assert set(states.values()) == {"committed"}, states
     else:   # a bank whose PREPARE never arrived (or never became durable) holds no record of it at all
         assert set(states.values()) - {None} == {"aborted"} and states["alfa"] == "aborted", states
     # Applied exactly once: one journal entry per leg.
-    entries = [e for b in acc for e in ledger(cluster.data_root, b)["transfer_entries"] if e[0] == tid]
+    entries = [e for b in acc for e in ledger(cluster, b)["transfer_entries"] if e[0] == tid]
     assert len(entries) == (3 if expected == "committed" else 0), entries
 
 
@@ -140,9 +141,9 @@ def test_crash_point_under_a_batch(make_cluster, new_cpf, point, victim):
     want = {"alfa": f"{100 - n}.00", "beta": f"{100 - 2 * n}.00", "gama": f"{100 + 3 * n}.00"}
     wait_until(lambda: {b: ana.balance(b, num) for b, num in acc.items()} == want, 30, f"balances {want}")
     for bank in acc:
-        wait_until(lambda: not ledger(cluster.data_root, bank)["holds"], 30, f"no hold at {bank}")
-    wait_until(lambda: not ledger(cluster.data_root, "alfa")["pending_acks"], 30, "every decision acknowledged")
-    books = {b: ledger(cluster.data_root, b) for b in acc}
+        wait_until(lambda: not ledger(cluster, bank)["holds"], 30, f"no hold at {bank}")
+    wait_until(lambda: not ledger(cluster, "alfa")["pending_acks"], 30, "every decision acknowledged")
+    books = {b: ledger(cluster, b) for b in acc}
     for tid, o in outcomes.items():
         states = {b: books[b]["participations"].get(tid) for b in acc}
         if o == "committed":

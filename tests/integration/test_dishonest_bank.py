@@ -59,7 +59,7 @@ def test_a_forged_debit_without_the_holders_consent_moves_nothing(world):
         gama.send("beta", P.Decision(transfer_id=tid, outcome="commit"))
     wait_until(lambda: rejected(cluster["beta"].url, "violation") >= 1, 10, "the COMMIT refused at beta")
     assert ana.account("beta", acc["beta"])["balance"] == ana.account("beta", acc["beta"])["available"] == "500.00"
-    led = ledger(cluster.data_root, "beta")
+    led = ledger(cluster, "beta")
     assert not led["holds"] and led["participations"][tid] == "aborted"
 
 
@@ -86,8 +86,8 @@ def test_a_forged_two_bank_transfer_moves_nothing(world):
     wait_until(lambda: rejected(cluster["alfa"].url, "unproven_commit") >= 2, 10, "both COMMITs refused at alfa")
     assert mallory.balance("alfa", mal["alfa"]) == "0.00"
     assert ana.balance("beta", acc["beta"]) == "500.00"
-    assert ledger(cluster.data_root, "alfa")["participations"][tid] == "prepared"   # in doubt, never credited
-    assert ledger(cluster.data_root, "alfa")["positions"] == {}
+    assert ledger(cluster, "alfa")["participations"][tid] == "prepared"   # in doubt, never credited
+    assert ledger(cluster, "alfa")["positions"] == {}
 
 
 def test_money_from_nothing_is_refused_or_bounded_by_the_cap_and_written_as_the_liars_debt(world):
@@ -113,7 +113,7 @@ def test_money_from_nothing_is_refused_or_bounded_by_the_cap_and_written_as_the_
     assert minted == [60_00, 40_00]   # 100.00 is alfa's cap on gama: the third credit is refused
     wait_until(lambda: mallory.balance("alfa", mal["alfa"]) == "100.00", 10, "the minted credits applied")
     # written in alfa's books as gama's debt, and visible as a disagreement with gama's own books
-    assert ledger(cluster.data_root, "alfa")["positions"] == {"gama": 100_00}
+    assert ledger(cluster, "alfa")["positions"] == {"gama": 100_00}
     overview = operator_json(cluster["alfa"].url, "/api/operator/overview")
     assert overview["positions"] == {"gama": 100_00}
     from bank_node.config import load_config
@@ -162,7 +162,7 @@ def test_a_lying_yes_vote_is_bounded_by_the_cap_and_recorded_as_the_liars_debt(m
             outcomes.append((body["status"], body.get("reason")))
         assert outcomes == [("committed", None), ("committed", None), ("aborted", "peer_cap_exceeded")]
         assert ana.balance("alfa", acc["alfa"]) == "110.00"
-        assert ledger(cluster.data_root, "alfa")["positions"] == {"gama": 100_00}
+        assert ledger(cluster, "alfa")["positions"] == {"gama": 100_00}
         # the decisions gama never acknowledges are re-sent for a while, then shown as stopped
         def stopped():
             o = operator_json(cluster["alfa"].url, "/api/operator/overview")
@@ -200,7 +200,7 @@ def test_a_prepare_with_a_deadline_years_away_holds_nothing(world):
         vote = gama.ask("beta", prepare(tid, "gama", ana.cpf, [("beta", acc["beta"], 500_00, "debit"),
                                                                ("gama", mal["gama"], 500_00, "credit")], far))
     assert [r.code for r in vote.items[0].reasons] == ["deadline_too_far"]
-    assert not ledger(cluster.data_root, "beta")["holds"]
+    assert not ledger(cluster, "beta")["holds"]
     assert ana.account("beta", acc["beta"])["available"] == "500.00"
 
 
@@ -240,5 +240,5 @@ def test_an_id_reused_at_another_bank_is_refused_and_leaves_nothing_to_resend(wo
     # at gama, which never saw it: beta votes NO (the id is alfa's there), gama aborts, owes nothing
     status, body = ana.transfer("gama", [("gama", acc["gama"], "1.00")], ("beta", acc["beta"]), transfer_id=tid)
     assert (body["status"], body["reason"]) == ("aborted", "id_in_use"), body
-    wait_until(lambda: not ledger(cluster.data_root, "gama")["pending_acks"], 10, "nothing left to re-send at gama")
+    wait_until(lambda: not ledger(cluster, "gama")["pending_acks"], 10, "nothing left to re-send at gama")
     assert ana.balance("beta", acc["beta"]) == "510.00"

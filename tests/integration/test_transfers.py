@@ -30,7 +30,7 @@ def balances(who: Customer, acc: dict) -> dict:
 
 
 def no_holds_anywhere(cluster) -> bool:
-    return all(not ledger(cluster.data_root, b)["holds"] for b in cluster.banks)
+    return all(not ledger(cluster, b)["holds"] for b in cluster.banks)
 
 
 def test_two_source_transfer_commits_with_exact_balances(trio):
@@ -145,17 +145,17 @@ def test_redelivered_prepare_and_commit_change_nothing(trio, amqp_url, namespace
         # A replayed COMMIT (twice, to both participants) is acknowledged and not applied again.
         for bank in ("beta", "gama", "beta"):
             alfa.send(bank, P.Decision(transfer_id=tid, outcome="commit"))
-        wait_until(lambda: ledger(cluster.data_root, "beta")["participations"].get(tid) == "committed", 5)
+        wait_until(lambda: ledger(cluster, "beta")["participations"].get(tid) == "committed", 5)
         # Wait until both banks consumed everything we sent, then look.
         wait_until(lambda: all(_queue_depth(amqp_url, f"{namespace}.bank.{b}") == 0 for b in ("beta", "gama")), 10,
                    "queues drained")
         assert balances(ana, acc) == {"alfa": "100.00", "beta": "60.00", "gama": "140.00"}
-        assert not ledger(cluster.data_root, "beta")["holds"]
+        assert not ledger(cluster, "beta")["holds"]
         # A PREPARE whose deadline has passed is answered NO and never applied.
         late = prepare(str(uuid.uuid4()), "alfa", ana.cpf, legs, deadline_ms=int(time.time() * 1000) - 1)
         vote = alfa.ask("beta", late).items[0]
         assert vote.vote == "no" and vote.reasons[0].code == "timeout"
-    assert not ledger(cluster.data_root, "beta")["holds"]
+    assert not ledger(cluster, "beta")["holds"]
 
 
 def _queue_depth(amqp_url: str, queue: str) -> int:
@@ -207,9 +207,9 @@ def test_paused_participant_answers_no_to_a_prepare_past_its_deadline(trio):
     # Once it runs again, beta refuses the stale PREPARE (if it still finds it in its queue) and
     # takes the ABORT, in whichever order its workers get to them: either way it remembers the
     # abort and holds nothing.
-    wait_until(lambda: participation_states(cluster.data_root, "beta", tid) == ["aborted"], 15,
+    wait_until(lambda: participation_states(cluster, "beta", tid) == ["aborted"], 15,
                "beta records the abort")
-    assert not ledger(cluster.data_root, "beta")["holds"]
+    assert not ledger(cluster, "beta")["holds"]
     assert balances(ana, acc) == {"alfa": "100.00", "beta": "100.00", "gama": "100.00"}
 
 
@@ -270,7 +270,7 @@ def test_concurrent_conflicting_transfers_conserve_money(make_cluster, new_cpf):
     wait_until(lambda: no_holds_anywhere(cluster), 20, "holds released")
     total_after = 0
     for bank in urls:
-        led = ledger(cluster.data_root, bank)
+        led = ledger(cluster, bank)
         assert all(v >= 0 for v in led["balances"].values())
         assert led["balances"] == {k: led["journal"].get(k, 0) for k in led["balances"]}
         total_after += sum(led["balances"].values())
@@ -284,7 +284,7 @@ def _assert_atomic(cluster) -> None:
     states: dict[str, set] = {}
     entries: dict[str, int] = {}
     for bank in cluster.banks:
-        led = ledger(cluster.data_root, bank)
+        led = ledger(cluster, bank)
         for tid, st in led["participations"].items():
             states.setdefault(tid, set()).add(st)
         for tid, st in led["coordinated"].items():
@@ -345,8 +345,8 @@ def test_bank_killed_mid_run_and_restarted_loses_nothing(make_cluster, new_cpf):
             t.join(60)
     assert "committed" in outcomes and "aborted" in outcomes
     wait_until(lambda: no_holds_anywhere(cluster), 30, "holds released")
-    wait_until(lambda: all(not ledger(cluster.data_root, b)["pending_acks"] for b in urls), 30, "decisions acked")
-    total = sum(sum(ledger(cluster.data_root, b)["balances"].values()) for b in urls)
+    wait_until(lambda: all(not ledger(cluster, b)["pending_acks"] for b in urls), 30, "decisions acked")
+    total = sum(sum(ledger(cluster, b)["balances"].values()) for b in urls)
     assert total == 100_00 * len(accounts)
     _assert_atomic(cluster)
 

@@ -153,6 +153,7 @@ def test_an_acknowledgement_consumed_by_the_other_process_releases_the_waiting_r
     assert not slow, f"answers that waited for apply_wait_ms: {slow}"
 
 
+@pytest.mark.both_backends
 def test_kill_9_of_one_of_two_workers_during_transfers_loses_nothing(make_cluster, new_cpf, redis_throttles):
     """alfa runs as two workers; beta and gama as one process each. Customers move money among
     all three banks (two source legs each, coordinated by every bank, alfa most), and the
@@ -204,7 +205,7 @@ def test_kill_9_of_one_of_two_workers_during_transfers_loses_nothing(make_cluste
                "the surviving worker to be alfa's resolver")
 
     def settled():
-        led = {b: ledger(cluster.data_root, b) for b in banks}
+        led = {b: ledger(cluster, b) for b in banks}
         return led if not any(in_doubt(l) for l in led.values()) else None
     led = wait_until(settled, 45, "nothing in doubt at any bank", interval=0.2)
     total = sum(sum(l["balances"].values()) for l in led.values())
@@ -220,6 +221,7 @@ def test_kill_9_of_one_of_two_workers_during_transfers_loses_nothing(make_cluste
     assert answers.count("committed") >= 50
 
 
+@pytest.mark.both_backends
 def test_taking_over_the_resolver_leaves_the_survivors_transfers_in_flight_alone(make_cluster, new_cpf, tmp_path):
     """The second process of alfa coordinates a transfer whose vote is late (beta is paused);
     the first process, alfa's resolver, dies by kill -9 meanwhile, and the second takes over
@@ -238,7 +240,7 @@ def test_taking_over_the_resolver_leaves_the_survivors_transfers_in_flight_alone
             ana.transfer("second", [("alfa", acc["alfa"], "10.00")], ("beta", acc["beta"]))))
         try:
             asked.start()
-            wait_until(lambda: any(s == "preparing" for s in ledger(cluster.data_root, "alfa")["coordinated"].values()),
+            wait_until(lambda: any(s == "preparing" for s in ledger(cluster, "alfa")["coordinated"].values()),
                        5, "the transfer waiting for beta's vote")
             first.kill()
             wait_until(lambda: processes_answering(second.url, 1)[second.pid]["process"]["resolver"], 5,

@@ -45,8 +45,9 @@ def data_dir(tmp_path):
 
 
 @pytest.fixture
-def node(config, data_dir):
-    n = BankNode(config, "alfa", data_dir, connect_broker=False)
+def node(config, data_dir, backend):
+    """Bank alfa with no broker, its ledger on the test's ``backend``."""
+    n = BankNode(config, "alfa", data_dir, connect_broker=False, storage=str(backend.location(data_dir, "alfa")))
     yield n
     n.stop()
 
@@ -144,7 +145,7 @@ class Nodes(dict):
 
 
 @pytest.fixture
-def consortium(tmp_path, new_cpf):
+def consortium(tmp_path, new_cpf, backend):
     """Factory: nodes for some banks of one config (``make_config`` overrides), wired by a
     loopback broker, each with an Api: ``consortium(("alfa", "beta"))["beta"] == (node, api)``."""
     made = []
@@ -155,7 +156,7 @@ def consortium(tmp_path, new_cpf):
         out = Nodes()
         out.net = net
         for b in run:
-            node = BankNode(cfg, b, tmp_path / b, connect_broker=False)
+            node = BankNode(cfg, b, tmp_path / b, connect_broker=False, storage=str(backend.location(tmp_path / b, b)))
             made.append(node)
             net.attach(node)
             out[b] = (node, Api(create_app(node, testing=True).test_client(), new_cpf))

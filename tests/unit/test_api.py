@@ -1,7 +1,8 @@
 """The REST API of one bank through Flask's test client, with no broker.
 
 Every route that does not need another bank, every error code, authorization per object,
-Idempotency-Key, and a batch of hostile bodies that must never produce a 500.
+Idempotency-Key, and a batch of hostile bodies that must never produce a 500: on a SQLite ledger
+and on a PostgreSQL one.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from bank_node.domain.documents import make_cnpj
 from bank_node.node import BankNode
 
 from .conftest import PASSWORD, assert_problem, make_config
+
+pytestmark = pytest.mark.both_backends
 
 CNPJ = "11222333000181"
 
@@ -538,7 +541,7 @@ def test_keys_survive_a_restart_of_the_node(config, data_dir, node, api, ana, an
     first = api.deposit(ana["token"], ana_acc, "10.00", key="durable")
     assert first.status_code == 201
     node.stop()
-    reborn = BankNode(config, "alfa", data_dir, connect_broker=False)
+    reborn = BankNode(config, "alfa", data_dir, connect_broker=False, storage=str(node.ledger))
     try:
         api2 = Api(create_app(reborn, testing=True).test_client(), new_cpf)
         again = api2.deposit(ana["token"], ana_acc, "10.00", key="durable")  # the session survived too

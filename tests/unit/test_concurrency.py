@@ -1,8 +1,9 @@
-"""50 concurrent withdrawals of 10.00 from 100.00 give exactly 10 successes.
+"""50 concurrent withdrawals of 10.00 from 100.00 give exactly 10 successes, on each back end.
 
-Every check-and-write runs in one BEGIN IMMEDIATE transaction on a real SQLite file, so no two
-withdrawals can both see the same balance; withdrawals and PREPAREs see each other's holds
-(docs/protocol.md, rule 8). Threads start together on a barrier to make the race real.
+Every check-and-write runs in one transaction (BEGIN IMMEDIATE on a real SQLite file, the
+account's row lock on PostgreSQL), so no two withdrawals can both see the same balance;
+withdrawals and PREPAREs see each other's holds (docs/protocol.md, rule 8). Threads start
+together on a barrier to make the race real.
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ from bank_node.app import create_app
 from bank_node.domain import errors as E
 from bank_node.domain.documents import make_cpf
 from bank_node.services.banking import Banking
-from bank_node.storage.sqlite import SqliteStore
+from bank_node.storage import open_store
 
 from .loopback import FakeDelivery, handle
 from .conftest import PASSWORD
+
+pytestmark = pytest.mark.both_backends
 
 N = 50
 
@@ -66,9 +69,9 @@ def _ledger_figures(store, number) -> tuple[int, int, int]:
 
 
 @pytest.fixture
-def funded(config, tmp_path):
-    """A Banking service on a real SQLite file, and an account with 100.00."""
-    store = SqliteStore(tmp_path / "alfa.sqlite3")
+def funded(config, tmp_path, backend):
+    """A Banking service on a real ledger of the back end, and an account with 100.00."""
+    store = open_store(backend.location(tmp_path, "alfa"))
     banking = Banking(config, "alfa", store)
     cpf = make_cpf("123123123")
     banking.register(cpf, "Ana Souza", PASSWORD)
@@ -98,11 +101,12 @@ def test_50_concurrent_withdrawals_with_the_same_idempotency_key_move_money_once
     assert _ledger_figures(store, number) == (90_00, 90_00, 0)
 
 
-def test_withdrawals_and_prepares_see_each_others_holds(config, tmp_path):
+def test_withdrawals_and_prepares_see_each_others_holds(config, tmp_path, backend):
     """Half the threads withdraw 10.00, half deliver a PREPARE debiting 10.00: still exactly 10
     succeed in total, and available = balance - holds never goes below zero."""
     from bank_node.node import BankNode
-    node = BankNode(config, "alfa", tmp_path / "data", connect_broker=False)
+    node = BankNode(config, "alfa", tmp_path / "data", connect_broker=False,
+                    storage=str(backend.location(tmp_path, "alfa")))
     try:
         cpf = make_cpf("321321321")
         node.banking.register(cpf, "Ana Souza", PASSWORD)

@@ -56,3 +56,17 @@ def test_log_format_is_an_option_of_the_launcher(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "--log-format" in capsys.readouterr().out
+
+
+def test_one_database_url_for_every_bank_is_refused(tmp_path, monkeypatch):
+    """BANK_DATABASE_URL in the launcher's environment would reach every bank it starts, each
+    taking the same database for its own ledger."""
+    from pathlib import Path
+    from tools.launch import LaunchError
+    monkeypatch.setenv("BANK_DATABASE_URL", "postgresql://consorcio@127.0.0.1:5432/alfa")
+    config = Path(__file__).resolve().parents[2] / "consorcio.yml"
+    launcher = Launcher(argparse.Namespace(config=str(config), banks=None, data_dir=str(tmp_path), log_format="auto"),
+                        out=io.StringIO())
+    with pytest.raises(LaunchError, match="BANK_DATABASE_URL.*storage") as refused:
+        launcher.load()
+    assert refused.value.code == 2

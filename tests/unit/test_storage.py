@@ -1,17 +1,17 @@
 """Contract test of the storage port (``bank_node/storage/port.py``).
 
-Every adapter in ``ADAPTERS`` runs the same contract: atomic transactions, an append-only
-journal the balance can be re-derived from, holds, idempotency records, 2PC records, and
-(for durable adapters) data that survives reopening. SQLite-only facts (pragmas, triggers,
-migrations) are tested at the end. To add an adapter, add a line to ``ADAPTERS``.
+Every adapter runs the same contract (the ``backend`` fixture: SQLite and PostgreSQL): atomic
+transactions, an append-only journal the balance can be re-derived from, holds, idempotency
+records, 2PC records, data that survives reopening, check-and-writes that no other writer (in
+this process or another) can race. Facts of one adapter (pragmas, row locks, migrations) are
+tested at the end.
 """
 from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Callable
+import time
+from dataclasses import replace
 
 import pytest
 
@@ -19,33 +19,26 @@ from bank_node.domain.consent import Mandate
 from bank_node.domain.coordinator import CoordinatedTransfer, Failure, Peer
 from bank_node.domain.participant import Participation
 from bank_node.domain.transfer import Leg
-from bank_node.storage import sqlite as sqlite_adapter
-from bank_node.storage.port import StorageError, Store
+from bank_node.storage import open_store, postgres as postgres_adapter, sqlite as sqlite_adapter
+from bank_node.storage.port import StorageError
 from bank_node.storage.sqlite import MIGRATIONS, SqliteStore
+
+pytestmark = pytest.mark.both_backends
 
 ANA, BOB = "52998224725", "11144477735"
 
-
-@dataclass(frozen=True)
-class Adapter:
-    name: str
-    open: Callable[[Path], Store]  # open (or reopen) the store kept under this folder
-    durable: bool                  # does reopening the folder find the data again?
-
-
-ADAPTERS = [
-    Adapter("sqlite", lambda folder: SqliteStore(folder / "ledger.sqlite3"), durable=True),
-]
-
-
-@pytest.fixture(params=ADAPTERS, ids=lambda a: a.name)
-def adapter(request):
-    return request.param
+MIGRATIONS_OF = {"sqlite": sqlite_adapter.MIGRATIONS, "postgres": postgres_adapter.MIGRATIONS}
 
 
 @pytest.fixture
-def store(adapter, tmp_path):
-    s = adapter.open(tmp_path)
+def location(backend, tmp_path):
+    """Where this test's ledger is: a SQLite file, or a PostgreSQL schema of its own."""
+    return backend.location(tmp_path, "ledger")
+
+
+@pytest.fixture
+def store(location):
+    s = open_store(location)
     yield s
     s.close()
 
@@ -505,10 +498,8 @@ def test_a_write_transaction_is_visible_to_other_threads_once_committed(store):
 
 # --- durability ---------------------------------------------------------------------------------
 
-def test_reopening_keeps_the_data(adapter, tmp_path):
-    if not adapter.durable:
-        pytest.skip(f"{adapter.name} keeps nothing across reopening")
-    s = adapter.open(tmp_path)
+def test_reopening_keeps_the_data(location, backend):
+    s = open_store(location)
     n = open_account(s)
     with s.transaction() as tx:
         tx.append_entry(n, "deposit", 123_45, 1.0, day=0)
@@ -516,7 +507,7 @@ def test_reopening_keeps_the_data(adapter, tmp_path):
         tx.put_idempotent(ANA, "k", "h", 201, {"balance": "123.45"}, 1.0)
         tx.insert_session("tok", ANA, 1.0, 99.0)
     s.close()
-    s = adapter.open(tmp_path)
+    s = open_store(location)
     try:
         with s.transaction(write=False) as tx:
             assert tx.get_account(n)["balance"] == 123_45
@@ -524,9 +515,57 @@ def test_reopening_keeps_the_data(adapter, tmp_path):
             assert tx.holds_total(n) == 3_00
             assert tx.get_idempotent(ANA, "k")["body"] == {"balance": "123.45"}
             assert tx.get_session("tok")["cpf"] == ANA
-        assert s.schema_version() == len(MIGRATIONS)
+        assert s.schema_version() == len(MIGRATIONS_OF[backend.name])
     finally:
         s.close()
+
+
+def test_fresh_database_is_at_the_latest_schema_version(store, backend):
+    assert store.schema_version() == len(MIGRATIONS_OF[backend.name])
+
+
+def test_reopening_does_not_rerun_migrations(location, backend):
+    open_store(location).close()
+    s = open_store(location)  # would fail with "table customers already exists"
+    assert s.schema_version() == len(MIGRATIONS_OF[backend.name])
+    s.close()
+
+
+def test_entries_and_settlement_entries_are_append_only(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        tx.append_entry(n, "deposit", 10_00, 1.0, day=0)
+        tx.post_settlement("beta", "t-1", 5_00, 1.0)
+    for sql in ("UPDATE entries SET amount = 999999", "DELETE FROM entries",
+                "UPDATE entries SET balance_after = 0 WHERE number = ?",
+                "UPDATE settlement_entries SET amount = 0", "DELETE FROM settlement_entries"):
+        with pytest.raises(StorageError, match="append-only"):
+            with store.transaction() as tx:
+                tx.c.execute(sql, (n,) if "?" in sql else ())
+    with store.transaction(write=False) as tx:
+        assert [(e["amount"], e["balance_after"]) for e in tx.statement(n, 10)] == [(10_00, 10_00)]
+        assert tx.ledger_snapshot()["settlement"] == {"beta": 5_00}
+
+
+def test_a_hold_on_a_missing_account_is_refused(store):
+    with pytest.raises(StorageError):
+        with store.transaction() as tx:
+            tx.place_hold("t-1", "404", 1_00, 1.0)
+
+
+def test_a_database_error_inside_a_savepoint_is_a_storage_error_and_undoes_only_that_savepoint(store):
+    n = open_account(store)
+    with store.transaction() as tx:
+        tx.append_entry(n, "deposit", 10_00, 1.0, day=0)
+        with pytest.raises(StorageError):
+            with tx.savepoint():
+                tx.place_hold("t-1", n, 1_00, 1.0)
+                tx.place_hold("t-1", n, 2_00, 1.0)   # one hold per transfer and account
+        with tx.savepoint():
+            tx.place_hold("t-2", n, 3_00, 1.0)      # the transaction goes on after it
+    with store.transaction(write=False) as tx:
+        assert tx.get_account(n)["balance"] == 10_00
+        assert tx.holds_of_transfer("t-1") == [] and tx.holds_total(n) == 3_00
 
 
 # --- SQLite only ---------------------------------------------------------------------------------
@@ -535,17 +574,6 @@ def test_reopening_keeps_the_data(adapter, tmp_path):
 def sqlite_store(tmp_path):
     s = SqliteStore(tmp_path / "ledger.sqlite3")
     yield s
-    s.close()
-
-
-def test_fresh_database_is_at_the_latest_schema_version(sqlite_store):
-    assert sqlite_store.schema_version() == len(MIGRATIONS)
-
-
-def test_reopening_does_not_rerun_migrations(tmp_path):
-    SqliteStore(tmp_path / "l.sqlite3").close()
-    s = SqliteStore(tmp_path / "l.sqlite3")  # would fail with "table customers already exists"
-    assert s.schema_version() == len(MIGRATIONS)
     s.close()
 
 
@@ -599,31 +627,6 @@ def test_wal_and_synchronous_full_on_every_connection(sqlite_store, tmp_path):
     assert other == [("wal", 2, 1)], "each thread's own connection is configured too"
     open_account(sqlite_store)
     assert (tmp_path / "ledger.sqlite3-wal").exists()
-
-
-def test_entries_are_append_only(sqlite_store, tmp_path):
-    n = open_account(sqlite_store)
-    with sqlite_store.transaction() as tx:
-        tx.append_entry(n, "deposit", 10_00, 1.0, day=0)
-    for sql in ("UPDATE entries SET amount = 999999", "DELETE FROM entries",
-                "UPDATE entries SET balance_after = 0 WHERE id = 1"):
-        with pytest.raises(StorageError, match="append-only"):
-            with sqlite_store.transaction() as tx:
-                tx.c.execute(sql)
-    raw = sqlite3.connect(tmp_path / "ledger.sqlite3")
-    try:
-        with pytest.raises(sqlite3.IntegrityError):
-            raw.execute("DELETE FROM entries")
-    finally:
-        raw.close()
-    with sqlite_store.transaction(write=False) as tx:
-        assert [(e["amount"], e["balance_after"]) for e in tx.statement(n, 10)] == [(10_00, 10_00)]
-
-
-def test_a_hold_on_a_missing_account_is_refused(sqlite_store):
-    with pytest.raises(StorageError):
-        with sqlite_store.transaction() as tx:
-            tx.place_hold("t-1", "404", 1_00, 1.0)
 
 
 def test_ping_and_close(sqlite_store):
@@ -682,5 +685,227 @@ def test_a_version_2_ledger_upgrades_to_the_trust_protocol_keeping_its_transfers
             rec = tx.get_participant("t-1", "alfa")
             assert (rec.state, rec.legs) == ("prepared", (Leg("", "1", 5, "debit"),))
             assert tx.day_totals("1", (at - 10800) // 86400) == {"deposits": 900, "debits": 100}
+    finally:
+        s.close()
+
+
+# --- check-and-write against other connections and processes -------------------------------------
+
+def _spend_all(location: str, number: str, how: str, ready, think_s: float) -> bool:
+    """In its own process: one check-and-write as the services do it (read the account, what
+    is held, decide, write), with time to think between the check and the write. True if it spent."""
+    s = open_store(location)
+    try:
+        ready.wait(30)
+        with s.transaction() as tx:
+            acc = tx.get_account(number)
+            available = acc["balance"] - tx.holds_total(number)
+            time.sleep(think_s)   # noqa: the window another writer would slip into
+            if available < 100_00:
+                return False
+            if how == "hold":
+                tx.place_hold(f"t-{how}", number, 100_00, 1.0)
+            else:
+                tx.append_entry(number, "withdrawal", -100_00, 1.0, day=0)
+            return True
+    finally:
+        s.close()
+
+
+def test_two_processes_cannot_both_spend_the_same_balance(location):
+    """A PREPARE's hold in one process and a withdrawal in another, both checking the same
+    100.00 at the same moment: one of them spends it, the other sees it gone."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    n = open_account(store := open_store(location))
+    with store.transaction() as tx:
+        tx.append_entry(n, "deposit", 100_00, 1.0, day=0)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        ready = manager.Barrier(2)
+        spent = [f.result(60) for f in [pool.submit(_spend_all, str(location), n, how, ready, 0.3)
+                                        for how in ("hold", "withdraw")]]
+    with store.transaction(write=False) as tx:
+        balance_, held = tx.get_account(n)["balance"], tx.holds_total(n)
+    store.close()
+    assert sorted(spent) == [False, True], spent
+    assert held <= balance_, (balance_, held)
+
+
+def test_two_checks_of_a_peers_exposure_take_turns(location):
+    """Two PREPAREs crediting on one peer's word, from two connections: the second reads the
+    exposure only once the first has added its claim, so both cannot fit under the same cap."""
+    first, second = open_store(location), open_store(location)
+    checked, seen = threading.Event(), []
+
+    def claim():
+        with first.transaction() as tx:
+            tx.exposure()
+            checked.set()
+            seen.append(("first", tx.exposure()))
+            time.sleep(0.3)   # noqa: the window another check would slip into
+            tx.add_claim("t-1", "beta", "beta", 100_00)
+    t = threading.Thread(target=claim)
+    t.start()
+    try:
+        assert checked.wait(10)
+        with second.transaction() as tx:
+            seen.append(("second", tx.exposure()))
+    finally:
+        t.join(10)
+        first.close()
+        second.close()
+    assert seen == [("first", {}), ("second", {"beta": 100_00})]
+
+
+# --- PostgreSQL only ------------------------------------------------------------------------------
+
+@pytest.fixture
+def pg_backend(pg_schemas):
+    from tests.conftest import Backend
+    b = Backend("postgres", pg_schemas)
+    yield b
+    b.release()
+
+
+@pytest.fixture
+def pg_location(pg_backend, tmp_path):
+    return pg_backend.location(tmp_path, "ledger")
+
+
+def test_postgres_commits_are_durable_unless_told_otherwise_for_that_transaction(pg_location):
+    s = open_store(pg_location)
+    try:
+        setting = lambda tx: tx.c.execute("SHOW synchronous_commit").fetchone()[0]  # noqa: E731
+        with s.transaction() as tx:
+            assert setting(tx) == "on"
+        with s.transaction(durable=False) as tx:
+            assert setting(tx) == "off"
+        for write in (True, False):
+            with s.transaction(write=write) as tx:
+                assert setting(tx) == "on", "durable=False lasts one transaction"
+    finally:
+        s.close()
+
+
+def test_postgres_a_lock_held_elsewhere_is_waited_on_for_a_bounded_time(pg_location):
+    """Another process holds an account's row lock: a write that needs it gives up after its
+    lock_timeout with StorageError, and a batched unit fails alone while the rest of the batch
+    (other accounts) is written."""
+    from bank_node.storage.batch import LOCK_TIMEOUT_S, BatchWriter
+    mine, other = open_store(pg_location), open_store(pg_location)
+    x = open_account(mine, "100000001")
+    y = open_account(mine, "100000002", (BOB,))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_x():
+        with other.transaction() as tx:
+            tx.get_account(x)
+            held.set()
+            release.wait(30)
+    t = threading.Thread(target=hold_x)
+    t.start()
+    writer = BatchWriter(mine)
+    try:
+        assert held.wait(10)
+        start = time.monotonic()
+        with pytest.raises(StorageError, match="lock"):
+            with mine.transaction(lock_timeout_s=0.2) as tx:
+                tx.get_account(x)
+        assert time.monotonic() - start < 5
+        futures = [writer.submit(lambda tx: tx.append_entry(y, "deposit", 1_00, 1.0, day=0)),
+                   writer.submit(lambda tx: tx.get_account(x)),
+                   writer.submit(lambda tx: tx.append_entry(y, "deposit", 2_00, 1.0, day=0))]
+        assert futures[0].result(10 * LOCK_TIMEOUT_S) == 1_00
+        with pytest.raises(StorageError):
+            futures[1].result(10 * LOCK_TIMEOUT_S)
+        assert futures[2].result(10 * LOCK_TIMEOUT_S) == 3_00
+        assert not release.is_set() and time.monotonic() - start < 10, "none of it waited for the other process"
+    finally:
+        release.set()
+        t.join(10)
+        writer.stop()
+        mine.close()
+        other.close()
+
+
+def test_postgres_processes_starting_together_migrate_once(pg_backend, tmp_path):
+    pg_location = pg_backend.location(tmp_path, "ledger", fresh=True)
+    stores, errors = [], []
+
+    def start():
+        try:
+            stores.append(open_store(pg_location))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert errors == [] and [s.schema_version() for s in stores] == [len(postgres_adapter.MIGRATIONS)] * 3
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_postgres_a_deadlock_fails_one_transaction_whole_and_commits_the_other(pg_location):
+    """Two writers lock two accounts in opposite orders: PostgreSQL breaks the cycle, one of
+    them fails with StorageError and none of its writes stay, the other commits all of its own."""
+    stores = [open_store(pg_location), open_store(pg_location)]
+    x = open_account(stores[0], "100000001")
+    y = open_account(stores[0], "100000002", (BOB,))
+    both_hold_one = threading.Barrier(2)
+    outcome: dict[int, object] = {}
+
+    def write(i, first, second):
+        try:
+            with stores[i].transaction() as tx:
+                tx.get_account(first)
+                tx.append_entry(first, "deposit", (i + 1) * 100, 1.0, day=0)
+                both_hold_one.wait(10)
+                tx.get_account(second)
+                tx.append_entry(second, "deposit", (i + 1) * 100, 1.0, day=0)
+            outcome[i] = "committed"
+        except StorageError as e:
+            outcome[i] = e
+    threads = [threading.Thread(target=write, args=(0, x, y)), threading.Thread(target=write, args=(1, y, x))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        winners = [i for i, o in outcome.items() if o == "committed"]
+        assert len(outcome) == 2 and len(winners) == 1, outcome
+        amount = (winners[0] + 1) * 100
+        assert (balance(stores[0], x), balance(stores[0], y)) == (amount, amount)
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_postgres_connections_the_server_drops_are_replaced(pg_location, pg_database):
+    """The server ends every connection of the store (a restart, an operator's terminate): the
+    next transactions run on new ones, and a transaction cut in the middle is a StorageError
+    with none of its writes kept. (The session's database is this test's alone meanwhile.)"""
+    import psycopg
+    s = open_store(pg_location)
+    n = open_account(s)
+
+    def drop_all():
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    try:
+        with pytest.raises(StorageError):
+            with s.transaction() as tx:
+                tx.append_entry(n, "deposit", 5_00, 1.0, day=0)
+                drop_all()
+                tx.append_entry(n, "deposit", 6_00, 1.0, day=0)
+        drop_all()
+        with s.transaction() as tx:
+            tx.append_entry(n, "deposit", 1_00, 1.0, day=0)
+        assert balance(s, n) == 1_00
     finally:
         s.close()

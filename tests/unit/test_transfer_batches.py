@@ -138,8 +138,8 @@ def failing_commits(node, times: int = 1):
     left = [times]
 
     @contextmanager
-    def transaction(write: bool = True, durable: bool = True):
-        with original(write, durable) as tx:
+    def transaction(write: bool = True, durable: bool = True, lock_timeout_s=None):
+        with original(write, durable, lock_timeout_s) as tx:
             yield tx
             if write and left[0] > 0:
                 left[0] -= 1

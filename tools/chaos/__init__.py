@@ -85,7 +85,7 @@ class Chaos:
                 if op.kind == "transfer" and op.via != liar and any(leg[0] == liar for leg in op.legs)]
 
     def ledgers(self) -> dict[str, dict]:
-        return {b: checker.read_ledger(self.cluster[b].data_dir / f"{b}.sqlite3") for b in self.bank_ids}
+        return {b: checker.read_ledger(self.cluster.ledger_location(b)) for b in self.bank_ids}
 
     def run(self) -> dict:
         self.cluster.start()
