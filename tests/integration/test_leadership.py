@@ -18,9 +18,6 @@ from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
-POSTGRES = os.environ.get("CONSORCIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
 def holder_process(make: str) -> subprocess.Popen:
     """A Python process that takes the role (``make``: the expression of a Leadership), says
     "held" and sleeps until it is killed."""
@@ -38,14 +35,22 @@ def holder_process(make: str) -> subprocess.Popen:
     return p
 
 
+@pytest.fixture
+def ledger_url(pg_schemas):
+    """A PostgreSQL ledger's URL: a schema of its own in the session's test database."""
+    schema = pg_schemas.take(fresh=True)
+    yield pg_schemas.url(schema)
+    pg_schemas.give_back([schema])
+
+
 @pytest.fixture(params=["file", "postgres"])
 def roles(request, tmp_path):
     """(a new Leadership of one role, its expression for another process)."""
     if request.param == "file":
         path = tmp_path / "ledger.sqlite3.resolver.lock"
         return (lambda: FileLeadership(path)), f"FileLeadership({str(path)!r})"
-    name = f"test-resolver-{uuid.uuid4().hex}"
-    return (lambda: PostgresLeadership(POSTGRES, name)), f"PostgresLeadership({POSTGRES!r}, {name!r})"
+    url = request.getfixturevalue("ledger_url")
+    return (lambda: PostgresLeadership(url, "resolver")), f"PostgresLeadership({url!r}, 'resolver')"
 
 
 def test_one_holder_at_a_time_and_release_hands_it_over(roles):
@@ -77,13 +82,13 @@ def test_a_holder_killed_by_kill_9_frees_the_role(roles):
         survivor.release()
 
 
-def test_a_holder_whose_database_session_ends_knows_it_lost_the_role():
+def test_a_holder_whose_database_session_ends_knows_it_lost_the_role(ledger_url):
     import psycopg
     name = f"test-resolver-{uuid.uuid4().hex}"
-    a, b = PostgresLeadership(POSTGRES, name), PostgresLeadership(POSTGRES, name)
+    a, b = PostgresLeadership(ledger_url, name), PostgresLeadership(ledger_url, name)
     try:
         assert a.try_acquire()
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        with psycopg.connect(ledger_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
                           (f"consorcio leadership {name}"[:63],))
         assert not a.check() and not a.held
@@ -91,3 +96,16 @@ def test_a_holder_whose_database_session_ends_knows_it_lost_the_role():
     finally:
         a.release()
         b.release()
+
+
+def test_ledgers_in_two_schemas_of_one_database_have_a_resolver_each(pg_schemas):
+    """Advisory locks belong to the database; two banks' ledgers in it must not share one."""
+    schemas = [pg_schemas.take(fresh=True) for _ in range(2)]
+    leads = [PostgresLeadership(pg_schemas.url(s), "resolver") for s in schemas]
+    try:
+        assert all(lead.try_acquire() for lead in leads)
+        assert not PostgresLeadership(pg_schemas.url(schemas[0]), "resolver").try_acquire()
+    finally:
+        for lead in leads:
+            lead.release()
+        pg_schemas.give_back(schemas)
