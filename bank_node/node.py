@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import ConsortiumConfig
 from .domain.money import format_cents
-from .messaging import client_for
+from .messaging import MESSAGE_WORKERS, client_for
 from .metrics import Metrics, shared_dir
 from .services.banking import Banking
 from .services.mandates import Mandates
@@ -33,7 +33,9 @@ class BankNode:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = ledger_location(bank_id, self.data_dir, storage or self.bank.storage)
-        self.store = open_store(self.ledger)
+        # Every HTTP thread, message worker, the group-commit writer and the resolver may hold a
+        # transaction at once: a pool smaller than that makes the extra threads queue for it.
+        self.store = open_store(self.ledger, connections=config.http_threads + MESSAGE_WORKERS + 8)
         self.secret_key = self._secret_key()
         self.metrics = Metrics()
         self._stopping = threading.Event()
