@@ -24,7 +24,7 @@ import pika
 import psycopg
 import pytest
 
-from tools.consortia import LOCAL_AMQP, TEST_SECURITY, free_ports, write_config
+from tools.consortia import LOCAL_AMQP, LOCAL_PG, LOCAL_REDIS, TEST_SECURITY, free_ports, write_config
 from tools.supervisor import Cluster
 from broker.provision import delete_namespace  # noqa: F401 - tests import it from here
 from bank_node.config import WEAK_HASHING_ENV
@@ -65,7 +65,6 @@ def amqp_url():
     yield url
 
 
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgres")
 
 
@@ -230,7 +229,7 @@ def make_cluster(tmp_path, amqp_url, namespace, backend):
         delete_namespace(url, namespace, list(c.banks))
 
 
-TEST_REDIS = os.environ.get("CONSORCIO_TEST_REDIS", "redis://127.0.0.1:6379/0")
+TEST_REDIS = os.environ.get("CONSORCIO_TEST_REDIS") or LOCAL_REDIS
 
 
 @pytest.fixture
