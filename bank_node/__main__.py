@@ -1,6 +1,7 @@
-"""python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR] [--host ADDR] [--operator-socket PATH]
+"""python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR] [--host ADDR] [--operator-socket PATH] [--workers N]
 
-Runs one bank on its configured port with waitress (a threaded production WSGI server).
+Runs one bank on its configured port with waitress (a threaded production WSGI server), in one
+process or, with ``--workers N``, in N processes sharing its socket and ledger (``workers.py``).
 SIGTERM or SIGINT stops it gracefully: requests in flight finish, the broker connection closes.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -26,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--operator-socket", default=os.environ.get("CONSORCIO_OPERATOR_SOCKET") or None,
                     metavar="PATH", help="also serve on this Unix socket (mode 600), where the operator routes "
                                          "need no token (default: env CONSORCIO_OPERATOR_SOCKET; none)")
+    ap.add_argument("--workers", type=int, default=int(os.environ.get("BANK_WORKERS") or 1), metavar="N",
+                    help="serve the bank with N processes sharing its port, its ledger and its broker queue, "
+                         "one of them its resolver at a time (default: env BANK_WORKERS, else 1); N > 1 needs "
+                         "security.rate_limit_storage on redis://, so that the processes share the throttles")
+    ap.add_argument("--listen-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("LOG_FORMAT", "json"),
                     help="json (default; one event per line, with bank and transfer ids) or text")
@@ -49,30 +56,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: CONSORCIO_OPERATOR_TOKEN must have at least {MIN_TOKEN_LENGTH} characters", file=sys.stderr)
         return 2
     host = args.host or bank.listen_address
+    data_dir = args.data_dir or f"data/{bank.id}"
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not args.listen_fd:
+        return _supervise(args, config, bank, host, data_dir)
+    inherited = [socket.socket(fileno=fd) for fd in args.listen_fd]   # a worker's, from its parent
     from .storage import StorageError, check_location, storage_setting
     storage, setting = storage_setting(bank, args.config)
     try:
         if storage is not None:
             check_location(storage)
-        node = BankNode(config, bank.id, args.data_dir or f"data/{bank.id}", storage=storage)
+        node = BankNode(config, bank.id, data_dir, storage=storage)
     except (ValueError, StorageError) as e:
         print(f"error: bank {bank.id} cannot open its ledger ({setting}): {e}", file=sys.stderr)
         return 2
     app = create_app(node)
+    tcp = [s for s in inherited if s.family != socket.AF_UNIX]
     try:
-        server = waitress.create_server(app, host=host, port=bank.port, threads=config.http_threads,
-                                        connection_limit=config.http_connections,
-                                        ident=f"consorcio-{bank.id}", channel_timeout=60)
+        where = {"sockets": tcp} if tcp else {"host": host, "port": bank.port}
+        server = waitress.create_server(app, threads=config.http_threads, connection_limit=config.http_connections,
+                                        ident=f"consorcio-{bank.id}", channel_timeout=60, **where)
     except OSError as e:
         print(f"error: cannot listen on {host}:{bank.port}: {e.strerror}", file=sys.stderr)
         node.store.close()
         return 2
     operator_server = None
     if args.operator_socket:
+        unix = [s for s in inherited if s.family == socket.AF_UNIX]
         try:
-            operator_server = waitress.create_server(through_operator_socket(app), unix_socket=args.operator_socket,
-                                                     unix_socket_perms="600", threads=2,
-                                                     ident=f"consorcio-{bank.id}-operator")
+            where = {"sockets": unix} if unix else {"unix_socket": args.operator_socket, "unix_socket_perms": "600"}
+            operator_server = waitress.create_server(through_operator_socket(app), threads=2,
+                                                     ident=f"consorcio-{bank.id}-operator", **where)
         except OSError as e:
             print(f"error: cannot listen on the operator socket {args.operator_socket}: {e.strerror}",
                   file=sys.stderr)
@@ -109,6 +125,38 @@ def main(argv: list[str] | None = None) -> int:
         node.stop()
         logging.getLogger("bank_node").info("bank %s stopped", bank.id)
     return 0
+
+
+def _supervise(args, config, bank, host: str, data_dir: str) -> int:
+    """``--workers N``: open the sockets once, then start and watch N processes serving them."""
+    from .workers import Workers, listen_tcp, listen_unix
+    if config.security.rate_limit_storage == "memory://":
+        print(f"error: --workers {args.workers} needs security.rate_limit_storage on redis:// (e.g. "
+              "redis://127.0.0.1:6379/0): with memory:// each process would count failed logins and guessed "
+              f"account numbers on its own, multiplying every limit by {args.workers}", file=sys.stderr)
+        return 2
+    try:
+        sockets = [listen_tcp(host, bank.port)]
+    except OSError as e:
+        print(f"error: cannot listen on {host}:{bank.port}: {e.strerror}", file=sys.stderr)
+        return 2
+    if args.operator_socket:
+        try:
+            sockets.append(listen_unix(args.operator_socket))
+        except OSError as e:
+            print(f"error: cannot listen on the operator socket {args.operator_socket}: {e.strerror}",
+                  file=sys.stderr)
+            sockets[0].close()
+            return 2
+    child = [sys.executable, "-m", "bank_node", "--config", args.config, "--bank", bank.id, "--data-dir", data_dir,
+             "--host", host, "--log-level", args.log_level, "--log-format", args.log_format, "--workers", "1"]
+    if args.operator_socket:
+        child += ["--operator-socket", args.operator_socket]
+    for s in sockets:
+        child += ["--listen-fd", str(s.fileno())]
+    logging.getLogger("bank_node").info("bank %s (%s): %d worker processes on http://%s:%s", bank.id, bank.name,
+                                        args.workers, host, bank.port)
+    return Workers(bank.id, args.workers, child, sockets).run()
 
 
 if __name__ == "__main__":

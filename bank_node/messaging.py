@@ -35,6 +35,10 @@ def items_in(body: bytes) -> int:
     return len(items) if isinstance(items, list) and items else 1
 
 
+MESSAGE_WORKERS = 8
+"""Threads of a bank's broker client that handle deliveries (each may hold a ledger transaction)."""
+
+
 def client_for(config: ConsortiumConfig, principal: str, handler: Callable[[Delivery], None] | None = None, *,
                own_queue: bool = True, on_refused: Callable[[str, str | None], None] | None = None) -> BrokerClient:
     """This bank's (or the auditor's) broker client. Per-sender budgets only where the broker
@@ -45,4 +49,4 @@ def client_for(config: ConsortiumConfig, principal: str, handler: Callable[[Deli
     return BrokerClient(broker_url_for(config, principal), config.consortium, principal, handler,
                         own_queue=own_queue, heartbeat=b.heartbeat_s, max_message_bytes=b.max_message_bytes,
                         sender_limits=limits, weigh=items_in, on_refused=on_refused,
-                        probe_interval_s=b.probe_interval_s)
+                        probe_interval_s=b.probe_interval_s, workers=MESSAGE_WORKERS)

@@ -3,12 +3,27 @@
 Each node has its own registry, so several nodes in one process (the unit tests) never mix
 their figures. The 2PC runtime counts through ``inc(name, **labels)``; the names and their
 labels are declared once below.
+
+A bank of several processes (``--workers``) answers ``/metrics`` from whichever process a
+scrape reaches, so each process writes its figures to files in ``PROMETHEUS_MULTIPROC_DIR``
+(the parent makes that folder for its children; prometheus_client's multiprocess mode) and
+every scrape adds them all up: counters and histograms are the bank's, summed over its
+processes (those that died included, so they never go down); the ledger's gauges are the most
+recent reading; the broker's gauges are per process, labelled with its ``pid``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_dir() -> str | None:
+    """The folder where the processes of one bank write their figures, if it runs several."""
+    return os.environ.get(SHARED_DIR_ENV) or None
 
 _COUNTERS = {
     "transfers_started": ("Transfers this bank started coordinating", ()),
@@ -44,23 +59,27 @@ class Metrics:
             registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
         self.in_doubt = Gauge("consorcio_transfers_in_doubt",
                               "Transfers whose outcome this bank does not know yet (prepared legs and "
-                              "undecided coordinated transfers)", registry=self.registry)
+                              "undecided coordinated transfers)", registry=self.registry,
+                              multiprocess_mode="mostrecent")
         self.unacknowledged = Gauge("consorcio_decisions_unacknowledged",
                                     "Decided transfers still waiting for a participant's acknowledgement",
-                                    registry=self.registry)
-        self.holds = Gauge("consorcio_holds", "Holds in place", registry=self.registry)
-        self.broker_up = Gauge("consorcio_broker_connected", "1 when connected to the broker", registry=self.registry)
+                                    registry=self.registry, multiprocess_mode="mostrecent")
+        self.holds = Gauge("consorcio_holds", "Holds in place", registry=self.registry, multiprocess_mode="mostrecent")
+        self.broker_up = Gauge("consorcio_broker_connected", "1 when connected to the broker", registry=self.registry,
+                               multiprocess_mode="liveall")
         self.broker_reconnects = Gauge("consorcio_broker_reconnects",
-                                       "Times the broker connection was re-established", registry=self.registry)
+                                       "Times the broker connection was re-established", registry=self.registry,
+                                       multiprocess_mode="liveall")
         self.broker_failovers = Counter("consorcio_broker_failovers",
                                         "Times the bank reconnected to another broker node than the one it lost",
                                         registry=self.registry)
         self.broker_node = Gauge("consorcio_broker_node", "1 for the broker node (host:port) the bank is "
-                                 "connected to", ("node",), registry=self.registry)
+                                 "connected to", ("node",), registry=self.registry,
+                                 multiprocess_mode="liveall")
         self.broker_topology_ok = Gauge("consorcio_broker_topology_ok",
                                         "1 when the bank's last probe through the consortium's exchange came back "
                                         "to its queue; 0 when the exchange or binding is missing or changed",
-                                        registry=self.registry)
+                                        registry=self.registry, multiprocess_mode="liveall")
         self._children: dict[tuple, Any] = {}
         self._failovers_seen = 0
         self._node_seen: str | None = None
@@ -92,4 +111,11 @@ class Metrics:
         return v or 0.0
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The bank's figures: this registry's, or every process's of the bank added up."""
+        folder = shared_dir()
+        if folder is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, folder)
+        return generate_latest(registry)

@@ -24,7 +24,7 @@ import pika
 import psycopg
 import pytest
 
-from tools.consortia import LOCAL_AMQP, TEST_SECURITY, free_ports, write_config
+from tools.consortia import LOCAL_AMQP, LOCAL_PG, LOCAL_REDIS, TEST_SECURITY, free_ports, write_config
 from tools.supervisor import Cluster
 from broker.provision import delete_namespace  # noqa: F401 - tests import it from here
 from bank_node.config import WEAK_HASHING_ENV
@@ -65,7 +65,6 @@ def amqp_url():
     yield url
 
 
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgres")
 
 
@@ -201,8 +200,9 @@ def make_cluster(tmp_path, amqp_url, namespace, backend):
     made: list[tuple[Cluster, str]] = []
 
     def make(banks=("alfa", "beta", "gama"), env=None, start=True, broker_url=None, bank_options=None,
-             **overrides) -> Cluster:
-        """``bank_options``: bank id -> extra keys of its entry (its own limits, peer_caps...)."""
+             workers=None, **overrides) -> Cluster:
+        """``bank_options``: bank id -> extra keys of its entry (its own limits, peer_caps...);
+        ``workers``: bank id -> processes serving it (``--workers``)."""
         env = {"CONSORCIO_OPERATOR_TOKEN": OPERATOR_TOKEN, **(env or {})}
         ports = free_ports(len(banks))
         if "signing" not in overrides:   # banks sign their messages, as consorcio.yml has them do
@@ -217,7 +217,7 @@ def make_cluster(tmp_path, amqp_url, namespace, backend):
         cfg = write_config(tmp_path / "consorcio.yml", consortium=namespace, broker_url=broker_url,
                            banks=[{"id": b, "name": f"Banco {b.capitalize()}", "port": p,
                                    **(bank_options or {}).get(b, {})} for b, p in zip(banks, ports)], **overrides)
-        c = Cluster(cfg, tmp_path / "data", env=env)
+        c = Cluster(cfg, tmp_path / "data", env=env, workers=workers)
         made.append((c, broker_url))
         if start:
             c.start()
@@ -227,6 +227,22 @@ def make_cluster(tmp_path, amqp_url, namespace, backend):
     for c, url in made:
         c.stop()
         delete_namespace(url, namespace, list(c.banks))
+
+
+TEST_REDIS = os.environ.get("CONSORCIO_TEST_REDIS") or LOCAL_REDIS
+
+
+@pytest.fixture
+def redis_throttles(namespace):
+    """The Redis URL for ``security.rate_limit_storage`` (the shared throttles of a bank of
+    several processes); the test's consortium name is in every throttle key, and they are
+    removed afterwards."""
+    import redis
+    yield TEST_REDIS
+    r = redis.Redis.from_url(TEST_REDIS)
+    keys = list(r.scan_iter(match=f"*{namespace}*"))
+    if keys:
+        r.delete(*keys)
 
 
 def signing_keys(folder, banks):

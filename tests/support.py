@@ -92,5 +92,32 @@ def customer_everywhere(cluster, cpf: str, name: str = "Ana Souza", amount: str 
     return ana, accounts
 
 
+def another_process(cluster, bank_id: str, folder: Path, env: dict | None = None):
+    """A second process of ``bank_id`` started by hand: the same ledger and broker queue, its
+    own port (so that a test chooses which process it talks to). Started and healthy; the
+    caller stops it."""
+    import yaml
+    from tools.consortia import free_ports
+    from tools.supervisor import BankProcess
+    first = cluster[bank_id]
+    doc = yaml.safe_load(cluster.config_path.read_text())
+    (port,) = free_ports(1)
+    for entry in doc["banks"]:
+        if entry["id"] == bank_id:
+            entry["port"] = port
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / f"{bank_id}-second.yml"
+    config.write_text(yaml.safe_dump(doc))
+    second = BankProcess(bank_id, f"http://127.0.0.1:{port}", config, first.data_dir, folder / f"{bank_id}-second.log",
+                         env={**first.env, **(env or {})})
+    second.start()
+    try:
+        second.wait_healthy(60)
+    except BaseException:
+        second.kill()
+        raise
+    return second
+
+
 def money(s: str) -> Decimal:
     return Decimal(s)

@@ -1,6 +1,7 @@
 """Throughput and latency of cross-bank transfers, every write durable.
 
     python -m tools.bench [--clients 1,8,16,64,128] [--seconds 8] [--banks 3] [--legs 2]
+                          [--storage sqlite,postgres] [--workers 1,2]
                           [--rate N] [--batches] [--profile DIR] [--json FILE] [--no-wait]
 
 Starts its own consortium (own broker namespace, ports and data folder; every bank signing its
@@ -19,6 +20,11 @@ being one of the source banks, in turn.
   broker, measured in the same run: the figure to compare with, since absolute numbers drift
   on a shared machine. The ratio of the two is printed.
 - ``--banks 3,10,20``: the same measurement for consortia of each size, side by side.
+- ``--storage sqlite,postgres`` and ``--workers 1,2``: the same again with every bank's ledger in
+  a PostgreSQL database of its own (created on ``PG_URL``, default the local server, and dropped
+  afterwards) and with each bank served by that many processes (their throttles then count in
+  Redis, ``REDIS_URL``). The banks' CPU counts every process of every bank, not the database
+  server's.
 - ``--profile DIR``: py-spy records every bank during the busiest point and writes flame graphs.
 
 The load comes from several client processes (keep-alive HTTP connections, one per client), so
@@ -33,7 +39,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,16 +56,40 @@ from bank_node.domain.documents import make_cpf
 from broker.provision import delete_namespace
 
 from .api_client import Customer
-from .consortia import BANK_IDS, LOCAL_AMQP, TEST_SECURITY, bank_entries, free_ports, write_config
+from .consortia import BANK_IDS, LOCAL_AMQP, LOCAL_PG, LOCAL_REDIS, TEST_SECURITY, bank_entries, free_ports, write_config
 from .supervisor import Cluster
 
 CLIENT_PROCESSES = 3
 
 
 # ------------------------------------------------------------------------------- the consortium
+class PostgresDatabases:
+    """A database per bank on the PostgreSQL server of ``PG_URL`` (default: the local one),
+    named after the run, dropped at its end."""
+
+    def __init__(self, namespace: str):
+        self.server = os.environ.get("PG_URL") or LOCAL_PG
+        self.prefix = namespace.replace("-", "_")
+        self.names: list[str] = []
+
+    def create(self, bank_id: str) -> str:
+        import psycopg
+        name = f"{self.prefix}_{bank_id}"
+        with psycopg.connect(self.server, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return psycopg.conninfo.make_conninfo(self.server, dbname=name)
+
+    def drop_all(self) -> None:
+        import psycopg
+        with psycopg.connect(self.server, autocommit=True) as c:
+            for name in self.names:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 class Bench:
     def __init__(self, banks: int, legs: int, amqp_url: str, workdir: Path, clients: int, apply_wait: bool,
-                 quiet: bool = False, settings: list[str] = ()):
+                 quiet: bool = False, settings: list[str] = (), storage: str = "sqlite", workers: int = 1):
         self.ids = list(BANK_IDS[:banks])
         self.legs = min(legs, banks - 1)
         self.amqp_url = amqp_url
@@ -81,10 +110,18 @@ class Bench:
             for name in sections:
                 node = node.setdefault(name, {})
             node[key] = yaml.safe_load(value)
+        if workers > 1:   # every process of a bank must see the same throttle counts
+            doc["security"]["rate_limit_storage"] = os.environ.get("REDIS_URL") or LOCAL_REDIS
+        self.databases = PostgresDatabases(self.namespace) if storage == "postgres" else None
+        entries = bank_entries(free_ports(banks))
+        if self.databases is not None:
+            for entry in entries:
+                entry["storage"] = self.databases.create(entry["id"])
         cfg = write_config(workdir / "consorcio.yml", consortium=self.namespace, broker_url=amqp_url,
-                           banks=bank_entries(free_ports(banks)), **doc)
+                           banks=entries, **doc)
         self.operator_token = uuid.uuid4().hex
-        self.cluster = Cluster(cfg, workdir / "data", env={"CONSORCIO_OPERATOR_TOKEN": self.operator_token})
+        self.cluster = Cluster(cfg, workdir / "data", env={"CONSORCIO_OPERATOR_TOKEN": self.operator_token},
+                               workers={b: workers for b in self.ids})
         self.people: list[dict] = []
 
     def say(self, msg: str) -> None:
@@ -133,6 +170,12 @@ class Bench:
     def stop(self) -> None:
         self.cluster.stop()
         delete_namespace(self.amqp_url, self.namespace, self.ids)
+        if self.databases is not None:
+            self.databases.drop_all()
+
+    def pids(self) -> list[int]:
+        """Every process of every bank (a bank of several workers is a parent and its children)."""
+        return [pid for p in self.cluster.banks.values() for pid in process_tree(p.pid)]
 
     def ports(self) -> dict[str, int]:
         return {b: int(p.url.rsplit(":", 1)[1]) for b, p in self.cluster.banks.items()}
@@ -220,6 +263,24 @@ def _client_process(args: tuple) -> dict:
     return {"latencies": lat, "outcomes": dict(outcomes)}
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, ()))
+    return tree
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """CPU time (user + system) the processes have used so far, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -235,7 +296,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int = 0) -> dict:
     procs = min(CLIENT_PROCESSES, clients)
-    pids = [p.pid for p in bench.cluster.banks.values()]
+    pids = bench.pids()
     plans = {k: [bench.plan(k, n) for n in range(len(bench.ids) * 2)] for k in range(clients)}
     start_at = time.time() + 1.0
     until = start_at + seconds
@@ -339,24 +400,25 @@ def profile(bench: Bench, out: Path, seconds: float, fmt: str = "flamegraph") ->
         f = out / f"{b}.{ {'flamegraph': 'svg', 'raw': 'txt', 'speedscope': 'json'}[fmt] }"
         files.append(f)
         procs.append(subprocess.Popen([spy, "record", "-p", str(p.pid), "-d", str(int(seconds) + 1), "-r", "100",
-                                       "--gil", "-f", fmt, "-o", str(f), "--nonblocking"], stdout=subprocess.DEVNULL,
+                                       "--gil", "--subprocesses", "-f", fmt, "-o", str(f), "--nonblocking"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
     return procs, files
 
 
 # ------------------------------------------------------------------------------- the command
-def measure(banks: int, args, workdir: Path, url: str) -> dict:
+def measure(banks: int, storage: str, workers: int, args, workdir: Path, url: str) -> dict:
     counts = [int(c) for c in args.clients.split(",")]
-    bench = Bench(banks, args.legs, url, workdir / f"{banks}-banks", max(counts), not args.no_wait,
-                  settings=args.set)
-    result: dict = {"banks": banks, "legs": bench.legs, "points": []}
+    name = f"{banks}-banks-{storage}-{workers}w"
+    bench = Bench(banks, args.legs, url, workdir / name, max(counts), not args.no_wait,
+                  settings=args.set, storage=storage, workers=workers)
+    result: dict = {"banks": banks, "storage": storage, "workers": workers, "legs": bench.legs, "points": []}
     try:
         bench.start(max(counts))
         load(bench, min(counts[-1], 8), 2.0)   # warm-up: connections, caches, the JIT-less interpreter
         for c in counts:
             spy = None
             if args.profile and c == max(counts):
-                spy = profile(bench, Path(args.profile) / f"{banks}-banks", args.seconds, args.profile_format)
+                spy = profile(bench, Path(args.profile) / name, args.seconds, args.profile_format)
             point = load(bench, c, args.seconds)
             if spy:
                 for p in spy[0]:
@@ -391,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", default="1,8,16,64,128", help="client counts, comma-separated")
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of load per point")
     ap.add_argument("--banks", default="3", help="consortium sizes, comma-separated (e.g. 3,10,20)")
+    ap.add_argument("--storage", default="sqlite",
+                    help="the banks' ledgers, comma-separated: sqlite (a file per bank) and/or postgres (a database "
+                         "per bank on PG_URL, default the local server)")
+    ap.add_argument("--workers", default="1",
+                    help="processes per bank, comma-separated (more than 1 counts throttles in Redis: REDIS_URL)")
     ap.add_argument("--legs", type=int, default=2, help="source legs per transfer, each at another bank")
     ap.add_argument("--rate", default=None, help="open loop: offered transfers per second (comma-separated)")
     ap.add_argument("--batches", action="store_true", help="also measure POST /api/transfer-batches")
@@ -411,22 +478,27 @@ def main(argv: list[str] | None = None) -> int:
         report["raw_rpc_per_s"] = raw_rpc_rate(url)
         print(f"raw pika request/reply on this broker: {report['raw_rpc_per_s']} round trips/s", flush=True)
         for banks in [int(b) for b in args.banks.split(",")]:
-            print(f"--- {banks} banks, transfers of {min(args.legs, banks - 1)} source legs "
-                  f"(every PREPARE, vote and decision fsynced; signed envelopes) ---", flush=True)
-            report["runs"].append(measure(banks, args, workdir, url))
+            for storage in args.storage.split(","):
+                for workers in [int(w) for w in args.workers.split(",")]:
+                    print(f"--- {banks} banks on {storage}, {workers} process(es) each, transfers of "
+                          f"{min(args.legs, banks - 1)} source legs (every PREPARE, vote and decision durable; "
+                          f"signed envelopes) ---", flush=True)
+                    report["runs"].append(measure(banks, storage, workers, args, workdir, url))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print()
-    print(f"{'banks':>5} {'clients':>7} {'transfers/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'x raw RPC':>10}")
+    print(f"{'banks':>5} {'storage':>8} {'procs':>5} {'clients':>7} {'transfers/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'CPU ms/tr':>9} {'x raw RPC':>10}")
     raw = report["raw_rpc_per_s"] or 1
     for run in report["runs"]:
         for p in run["points"]:
-            print(f"{run['banks']:>5} {p['clients']:>7} {p['transfers_per_s']:>12.1f} {p['latency_ms']['p50']:>8} "
-                  f"{p['latency_ms']['p99']:>8} {p['transfers_per_s'] / raw:>10.2f}")
+            print(f"{run['banks']:>5} {run['storage']:>8} {run['workers']:>5} {p['clients']:>7} "
+                  f"{p['transfers_per_s']:>12.1f} {p['latency_ms']['p50']:>8} {p['latency_ms']['p99']:>8} "
+                  f"{p['bank_cpu_ms_per_transfer']:>9} {p['transfers_per_s'] / raw:>10.2f}")
         best = max(run["points"], key=lambda p: p["transfers_per_s"])
         run["peak"] = {"clients": best["clients"], "transfers_per_s": best["transfers_per_s"],
                        "p99_ms": best["latency_ms"]["p99"], "ratio_to_raw_rpc": round(best["transfers_per_s"] / raw, 3)}
-        print(f"peak with {run['banks']} banks: {best['transfers_per_s']} transfers/s at {best['clients']} clients "
+        print(f"peak with {run['banks']} banks on {run['storage']}, {run['workers']} process(es) each: {best['transfers_per_s']} transfers/s at {best['clients']} clients "
               f"(p99 {best['latency_ms']['p99']} ms) = {best['transfers_per_s'] / raw:.2f} x the raw RPC rate")
         if run.get("batches"):
             b = run["batches"]

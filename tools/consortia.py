@@ -14,6 +14,10 @@ BANK_IDS = ("alfa", "beta", "gama", "delta", "epsilon", "zeta", "eta", "teta", "
             "mi", "ni", "csi", "omicron", "pi", "ro", "sigma", "tau", "ipsilon", "fi", "qui", "psi", "omega")
 COLORS = ("#1f6feb", "#2da44e", "#bf3989", "#d4a72c", "#8250df", "#cf222e", "#1b7c83", "#bc4c00")
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""The PostgreSQL server tests and the benchmark use unless PG_URL names another."""
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+"""Where several processes of a bank share their throttle counts in tests and the benchmark."""
 #: Fast password hashing for throw-away consortia (a production file refuses it).
 TEST_SECURITY = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "allow_weak_hashing_for_tests": True}
 

@@ -8,7 +8,6 @@ restart or stop any of them.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -22,27 +21,11 @@ from typing import Callable
 import yaml
 
 from bank_node.config import Bank
+from bank_node.workers import parent_death_signal
 
 from .http import http_json
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies (prctl
-    PR_SET_PDEATHSIG), so a launcher killed with -9 leaves no orphaned bank behind.
-    libc is loaded here, in the parent: the child between fork and exec only makes one call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def arm() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-    return arm
 
 
 @dataclass
@@ -59,6 +42,8 @@ class BankProcess:
     ``on_line(bank_id, line)`` (the launcher prints it with a prefix). Else it goes to the file only."""
     die_with_parent: bool = False
     """Ask the kernel to stop the bank if the process that started it dies (Linux only)."""
+    workers: int = 1
+    """Processes serving the bank (``--workers``); ``proc`` is then their parent."""
     _pump: threading.Thread | None = field(default=None, repr=False)
 
     def start(self, extra_env: dict | None = None) -> None:
@@ -70,8 +55,8 @@ class BankProcess:
         # tenth (Python's own allocator serves small objects; the Dockerfile sets the same).
         env.setdefault("MALLOC_ARENA_MAX", "2")
         cmd = [sys.executable, "-m", "bank_node", "--config", str(self.config_path), "--bank", self.bank_id,
-               "--data-dir", str(self.data_dir)]
-        preexec = _parent_death_signal() if self.die_with_parent else None
+               "--data-dir", str(self.data_dir), *(["--workers", str(self.workers)] if self.workers > 1 else [])]
+        preexec = parent_death_signal() if self.die_with_parent else None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.on_line is None:
             log = open(self.log_path, "ab")
@@ -173,7 +158,7 @@ class Cluster:
 
     def __init__(self, config_path: Path, data_root: Path, env: dict | None = None, *,
                  on_line: Callable[[str, str], None] | None = None, die_with_parent: bool = False,
-                 provision: bool = True):
+                 provision: bool = True, workers: dict[str, int] | None = None):
         self.config_path = Path(config_path)
         self.provision = provision
         self.data_root = Path(data_root)
@@ -187,7 +172,7 @@ class Cluster:
             self.banks[b["id"]] = BankProcess(
                 b["id"], url, self.config_path, self.data_root / b["id"],
                 self.data_root / f"{b['id']}.log", env=dict(env or {}), on_line=on_line,
-                die_with_parent=die_with_parent)
+                die_with_parent=die_with_parent, workers=(workers or {}).get(b["id"], 1))
 
     def __getitem__(self, bank_id: str) -> BankProcess:
         return self.banks[bank_id]

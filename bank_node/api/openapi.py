@@ -129,7 +129,10 @@ SCHEMAS = {
                    "schema_version": {"type": "integer", "nullable": True},
                    "in_doubt": {"type": "integer", "minimum": 0},
                    "unacknowledged_decisions": {"type": "integer", "minimum": 0},
-                   "holds": {"type": "integer", "minimum": 0}}),
+                   "holds": {"type": "integer", "minimum": 0}},
+                  {"process": obj({"pid": {"type": "integer"}, "resolver": {"type": "boolean"}},
+                                  description="the process that answered (a bank may run several) and "
+                                              "whether it is the bank's resolver")}),
     "OperatorOverview": obj({"bank": BANK_ID, "name": {"type": "string"}, "broker": {"type": "string"},
                              "coordinated_by_state": {"type": "object",
                                                       "additionalProperties": {"type": "integer"}},

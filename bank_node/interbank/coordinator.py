@@ -168,17 +168,20 @@ class Coordinator:
         return answer
 
     def wait_applied(self, rec: C.CoordinatedTransfer, timeout_s: float) -> None:
-        """Read-your-writes: give the other banks up to ``timeout_s`` to apply a decided transfer
-        (an acknowledgement may reach another process of this bank: the ledger is checked too)."""
+        """Read-your-writes: give the other banks up to ``timeout_s`` to apply a decided transfer.
+        An acknowledgement may reach another process of this bank (``--workers``): the ledger is
+        checked too, soon at first (acknowledgements come within milliseconds), then less often."""
         event = self._applied.get(rec.transfer_id)
         try:
             if event is None or rec.state == "preparing" or rec.pending_acks == 0 or self.rt.broker is None \
                     or not self.rt.broker.connected:
                 return
             end = time.monotonic() + timeout_s
-            while not event.wait(min(0.25, max(0.0, end - time.monotonic()))):
+            step = 0.01
+            while not event.wait(min(step, max(0.0, end - time.monotonic()))):
                 if time.monotonic() >= end:
                     return
+                step = min(step * 2, 0.25)
                 with self.rt.store.transaction(write=False) as tx:
                     current = tx.get_coordinated(rec.transfer_id)
                 if current is None or current.pending_acks == 0:

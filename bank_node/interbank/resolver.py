@@ -2,7 +2,7 @@
 
 Several times a second it
 - aborts transfers this bank coordinates that are still undecided well past their deadline
-  (their request thread died or stalled; at start-up, every one of them);
+  (their request thread died or stalled, or the process coordinating them died);
 - re-sends unacknowledged decisions, batched per bank, with capped per-transfer backoff, and
   stops after ``timeouts.decision_resend_limit_s`` (the participant still asks, and is answered:
   a bank that never acknowledges cannot make this one re-send forever);
@@ -14,11 +14,18 @@ Several times a second it
 
 It also answers the questions: as coordinator, the decision (presumed abort with no record,
 which writes nothing); as a peer, the coordinator's signed decision envelope, if it has one.
+
+A bank may run as several processes over one ledger (``python -m bank_node --workers N``): only
+the one holding the bank's ``resolver`` leadership (``storage/leadership.py``) does the work
+above; the others try to take it about once a second, so that when its holder dies a survivor
+becomes the resolver and recovers what the dead process left. Every process answers questions
+and keeps its own view of which banks are reachable (its coordinator reads it).
 """
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,6 +45,7 @@ STATUS_GRACE_MS = 500     # a participant waits this long past the deadline befo
 RESENDS_PER_PASS = 500    # transfers whose decision is re-sent per pass (5 passes a second)
 PASS_S = 0.2
 REACHABILITY_EVERY_S = 1.0
+LEADERSHIP_EVERY_S = 1.0   # how often a process without the role tries to take it (the holder checks it)
 
 
 class _Backoff:
@@ -71,11 +79,13 @@ class Resolver:
         self._ask = _Backoff(t.status_query_ms, t.retry_cap_ms)
         self._consumers: dict[str, bool] = {}
         self._checked_at = 0.0
+        self.leadership = rt.store.leadership("resolver")
+        self._claimed_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.recover()
+        self.claim()   # at once: a bank of one process resolves (and recovers) before it serves
         self._thread = threading.Thread(target=self._loop, name=f"resolver-{self.rt.bank_id}", daemon=True)
         self._thread.start()
 
@@ -83,19 +93,49 @@ class Resolver:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        self.leadership.release()
+
+    @property
+    def leader(self) -> bool:
+        """Whether this process is the bank's resolver."""
+        return self.leadership.held
+
+    def claim(self) -> bool:
+        """Take the resolver's role if nobody holds it, or check that this process still does (at
+        most every ``LEADERSHIP_EVERY_S``). Taking it starts with recovery."""
+        if self._claimed_at is not None and time.monotonic() - self._claimed_at < LEADERSHIP_EVERY_S:
+            return self.leadership.held
+        self._claimed_at = time.monotonic()
+        if self.leadership.held:
+            if not self.leadership.check():
+                log.warning("bank %s: this process (pid %d) lost the resolver's role", self.rt.bank_id, os.getpid())
+            return self.leadership.held
+        try:
+            if not self.leadership.try_acquire():
+                return False
+        except OSError as e:
+            log.warning("bank %s: cannot take the resolver's role: %s", self.rt.bank_id, e)
+            return False
+        log.info("bank %s: this process (pid %d) is the resolver", self.rt.bank_id, os.getpid())
+        self.recover()
+        return True
 
     def reachable(self, bank: str) -> bool:
         """Whether someone consumes ``bank``'s queue, as last seen (unknown counts as yes)."""
         return self._consumers.get(bank, True)
 
     def recover(self) -> None:
-        """Rule 7, at start-up: transfers this bank was coordinating when it died are aborted
-        (nobody waits for their votes any more); the rest is the resolver's usual work."""
+        """Rule 7, on taking the resolver's role (at start-up, or when the process that had it
+        died): transfers left undecided past their deadline are aborted (nobody waits for their
+        votes any more); the rest is the resolver's usual work. Younger ones may be another live
+        process's, in the middle of their votes: they are aborted at their deadline by the
+        passes, if nobody decided them by then."""
         with self.rt.store.transaction(write=False) as tx:
-            stale = tx.coordinated_preparing()
+            stale = tx.coordinated_preparing(deadline_before=now_ms() - STATUS_GRACE_MS)
         for rec in stale:
-            log.info("transfer %s: undecided at restart, aborting (presumed abort)", rec.transfer_id)
-            self.coordinator.decide_stale(rec)
+            if not self.coordinator.active(rec.transfer_id):
+                log.info("transfer %s: undecided past its deadline, aborting (presumed abort)", rec.transfer_id)
+                self.coordinator.decide_stale(rec)
 
     def _loop(self) -> None:
         while not self._stop.wait(PASS_S):
@@ -105,6 +145,10 @@ class Resolver:
                 log.exception("resolver pass failed")
 
     def resolve_once(self) -> None:
+        if not self.claim():
+            if self.rt.broker is not None and self.rt.broker.connected:
+                self._check_consumers()
+            return
         now = now_ms()
         # Only what is overdue: under load most transfers in flight are young, and decoding
         # them on every pass would cost more than the pass does.

@@ -33,11 +33,13 @@ def ledger_location(bank_id: str, data_dir: str | Path, setting: str | None = No
     return setting if setting else Path(data_dir) / f"{bank_id}.sqlite3"
 
 
-def open_store(location: str | Path) -> Store:
-    """The store at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
+def open_store(location: str | Path, connections: int = 16) -> Store:
+    """The store at ``location``: a ``postgresql://`` URL, else a SQLite file path.
+    ``connections``: how many threads of this process may hold a transaction at once (the size
+    of PostgreSQL's pool; SQLite gives each thread its own connection anyway)."""
     if is_postgres_url(location):
         from .postgres import PostgresStore
-        return PostgresStore(str(location))
+        return PostgresStore(str(location), max_size=connections)
     from .sqlite import SqliteStore
     return SqliteStore(location)
 

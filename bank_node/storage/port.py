@@ -12,6 +12,7 @@ from typing import Any, Collection, NamedTuple, Protocol, Sequence
 from ..domain.consent import Mandate
 from ..domain.coordinator import CoordinatedTransfer
 from ..domain.participant import Participation
+from .leadership import Leadership
 
 
 class StorageError(Exception):
@@ -178,6 +179,9 @@ class Store(Protocol):
         waiting for the disk: only for bookkeeping the protocol redoes after a loss.
         ``lock_timeout_s``: the longest a statement inside waits on a lock another transaction
         holds before failing with ``StorageError`` (the adapter's default if None)."""
+    def leadership(self, role: str) -> Leadership:
+        """A lock on ``role`` (e.g. "resolver") shared by every process of this ledger: one
+        holder at a time, given up when its holder dies (``storage/leadership.py``)."""
     def schema_version(self) -> int: ...
     def ping(self) -> bool: ...
     def close(self) -> None: ...

@@ -53,6 +53,7 @@ from psycopg.types.numeric import NumericLoader
 from psycopg_pool import ConnectionPool
 
 from . import is_postgres_url
+from .leadership import PostgresLeadership
 from .port import StorageError
 from .sqlite import SqliteTx, run_unit
 
@@ -384,6 +385,12 @@ class PostgresStore:
             for i in range(version, len(MIGRATIONS)):
                 c.execute(MIGRATIONS[i])
                 c.execute("UPDATE schema_version SET version = %s", (i + 1,))
+
+    def leadership(self, role: str) -> PostgresLeadership:
+        """``pg_try_advisory_lock`` on a session of its own: the processes sharing this ledger
+        may be on several machines, and the server frees the lock when its holder's session
+        ends (its process died, or its connection did)."""
+        return PostgresLeadership(self.url, role)
 
     def schema_version(self) -> int:
         try:

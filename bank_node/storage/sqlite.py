@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from ..domain.consent import Mandate
 from ..domain.coordinator import CoordinatedTransfer
 from ..domain.participant import Participation
+from .leadership import FileLeadership
 from .port import StorageError
 from .records import coordinated_of, coordinated_row, mandate_of, participation_of, participation_row
 
@@ -781,6 +782,11 @@ class SqliteStore:
         except BaseException:
             _rollback(c)
             raise
+
+    def leadership(self, role: str) -> FileLeadership:
+        """``flock`` on a file beside the database: the processes sharing this file are on one
+        machine, and the kernel frees the lock when its holder dies."""
+        return FileLeadership(f"{self.path}.{role}.lock")
 
     def schema_version(self) -> int:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])

@@ -7,15 +7,12 @@ import http.client
 import json
 
 import pytest
-import yaml
 
-from tools.consortia import TEST_SECURITY, free_ports
-from tools.supervisor import BankProcess
-from tests.support import wait_until
+from tools.consortia import TEST_SECURITY
+from tests.support import another_process, wait_until
 
 pytestmark = pytest.mark.integration
 
-REDIS = "redis://127.0.0.1:6379/0"
 PASSWORD = "uma senha longa"
 ATTACKER, CUSTOMER = "127.0.0.1", "127.0.0.2"     # two loopback source addresses
 
@@ -30,32 +27,13 @@ def post(port: int, path: str, body: dict, source: str) -> tuple[int, dict]:
         conn.close()
 
 
-@pytest.fixture
-def redis_keys(namespace):
-    """The test's consortium name is in every throttle key: they are removed afterwards."""
-    import redis
-    yield namespace
-    r = redis.Redis.from_url(REDIS)
-    keys = list(r.scan_iter(match=f"*{namespace}*"))
-    if keys:
-        r.delete(*keys)
-
-
-def test_a_guess_at_one_process_of_a_bank_counts_at_the_other(make_cluster, new_cpf, tmp_path, redis_keys):
+def test_a_guess_at_one_process_of_a_bank_counts_at_the_other(make_cluster, new_cpf, tmp_path, redis_throttles):
     cluster = make_cluster(banks=("alfa",),
-                           security={**TEST_SECURITY, "rate_limit_storage": REDIS, "login_max_failures": 3})
+                           security={**TEST_SECURITY, "rate_limit_storage": redis_throttles, "login_max_failures": 3})
     first = cluster["alfa"]
-    # The second process: the same bank, ledger and broker queue, on a port of its own.
-    doc = yaml.safe_load(cluster.config_path.read_text())
-    (port2,) = free_ports(1)
-    doc["banks"][0]["port"] = port2
-    cfg2 = tmp_path / "second.yml"
-    cfg2.write_text(yaml.safe_dump(doc))
-    second = BankProcess("alfa", f"http://127.0.0.1:{port2}", cfg2, first.data_dir, tmp_path / "second.log",
-                         env=dict(first.env))
-    second.start()
+    second = another_process(cluster, "alfa", tmp_path / "second")
+    port2 = int(second.url.rsplit(":", 1)[1])
     try:
-        second.wait_healthy(60)
         port1 = int(first.url.rsplit(":", 1)[1])
         cpf = new_cpf()
         assert post(port1, "/api/customers", {"cpf": cpf, "name": "Ana Souza", "password": PASSWORD},

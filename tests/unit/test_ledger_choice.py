@@ -81,6 +81,8 @@ def test_a_storage_setting_puts_the_ledger_in_postgresql(tmp_path, pg_schemas):
     try:
         assert isinstance(node.store, PostgresStore)
         assert not (tmp_path / "d" / "alfa.sqlite3").exists()
+        # every HTTP thread (and the message workers beside them) can hold a transaction at once
+        assert node.store._pool.max_size >= config.http_threads + 8
     finally:
         node.stop()
         backend.release()

@@ -2,7 +2,6 @@
 argon2id settings at least OWASP's outside test consortia."""
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -17,12 +16,14 @@ from bank_node.config import ConfigError, Security, load_config
 from bank_node.domain import errors as E
 from bank_node.domain.passwords import COMMON_PASSWORDS, check_password
 from bank_node.node import BankNode
+from bank_node.services.throttles import Throttles
+
+from tests.conftest import TEST_REDIS
 
 from .conftest import PASSWORD, Api, assert_problem, make_config
 
 WRONG = "not-the-password"
 ATTACKER, CUSTOMER = "203.0.113.66", "198.51.100.20"
-REDIS = os.environ.get("CONSORCIO_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def login(api, cpf, password, addr="10.0.0.1"):
@@ -238,7 +239,7 @@ def redis_namespace():
     import redis
     name = f"unit-{uuid.uuid4().hex[:12]}"
     yield name
-    r = redis.Redis.from_url(REDIS)
+    r = redis.Redis.from_url(TEST_REDIS)
     keys = list(r.scan_iter(match=f"*{name}*"))
     if keys:
         r.delete(*keys)
@@ -247,7 +248,7 @@ def redis_namespace():
 def test_two_processes_of_one_bank_share_the_login_throttle_through_redis(tmp_path, new_cpf, redis_namespace):
     """Two nodes of one bank over one ledger, as two processes behind one address would be:
     failures at one count at the other. With memory:// they would not, which is the control."""
-    for storage, shared in ((REDIS, True), ("memory://", False)):
+    for storage, shared in ((TEST_REDIS, True), ("memory://", False)):
         cfg = make_config(consortium=redis_namespace, security={"rate_limit_storage": storage})
         one = BankNode(cfg, "alfa", tmp_path / storage[:5], connect_broker=False)
         two = BankNode(cfg, "alfa", tmp_path / storage[:5], connect_broker=False)
@@ -269,7 +270,7 @@ def test_two_processes_of_one_bank_share_the_login_throttle_through_redis(tmp_pa
 
 
 def test_two_banks_sharing_one_redis_never_share_a_count(tmp_path, new_cpf, redis_namespace):
-    cfg = make_config(consortium=redis_namespace, security={"rate_limit_storage": REDIS})
+    cfg = make_config(consortium=redis_namespace, security={"rate_limit_storage": TEST_REDIS})
     alfa = BankNode(cfg, "alfa", tmp_path / "a", connect_broker=False)
     beta = BankNode(cfg, "beta", tmp_path / "b", connect_broker=False)
     try:
@@ -377,3 +378,38 @@ def test_the_bank_hashes_with_the_configured_parameters(node, new_cpf):
     sec = node.config.security
     assert h.startswith("$argon2id$")
     assert f"m={sec.argon2_memory_kib},t={sec.argon2_time_cost},p={sec.argon2_parallelism}" in h
+
+
+# ============================================================ other banks' lookups, counted with the throttles
+# With a shared store, every process of a bank sees one rate: more processes give a dishonest
+# bank no more answers; a store that does not answer refuses (failing closed).
+
+def throttles(storage: str, consortium: str, per_bank: int = 3, per_customer: int = 2) -> Throttles:
+    config = make_config(consortium=consortium,
+                         security={"rate_limit_storage": storage},
+                         interbank={"lookups_per_second_per_bank": per_bank,
+                                    "lookups_per_minute_per_customer": per_customer})
+    return Throttles(config, "alfa")
+
+
+def test_a_peer_over_its_lookup_rate_is_refused_and_others_are_not():
+    t = throttles("memory://", "unit")
+    assert [t.peer_lookup("gama") for _ in range(4)] == [True, True, True, False]
+    assert t.peer_lookup("beta")                                  # another bank has its own rate
+
+
+def test_answers_in_full_about_one_customer_have_their_own_smaller_rate():
+    t = throttles("memory://", "unit", per_bank=100)
+    assert [t.peer_lookup("gama", "12345678909") for _ in range(3)] == [True, True, False]
+    assert t.peer_lookup("gama", "98765432100") and t.peer_lookup("gama")
+
+
+def test_two_processes_of_a_bank_share_one_lookup_rate(redis_namespace):
+    one, two = throttles(TEST_REDIS, redis_namespace), throttles(TEST_REDIS, redis_namespace)
+    answered = [t.peer_lookup("gama") for t in (one, two, one, two, one, two)]
+    assert answered.count(True) == 3, answered
+
+
+def test_a_store_that_does_not_answer_refuses_the_lookup():
+    t = throttles("redis://127.0.0.1:1/0", "unit")               # nothing listens on port 1
+    assert t.peer_lookup("gama") is False

@@ -1,10 +1,14 @@
 """POST /api/transfers answers 202 pending when the outcome is not known within the request:
 here the coordinator cannot write its decision. Presumed abort then settles it: the resolver
-aborts the transfer after its deadline, and every hold is released."""
+aborts the transfer after its deadline, and every hold is released. Only the process holding
+the bank's resolver role does so, however many processes serve the bank."""
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
+
+import pytest
 
 from bank_node.app import create_app
 from bank_node.node import BankNode
@@ -14,7 +18,25 @@ from .conftest import Api, make_config
 from .loopback import Loopback
 
 
-def test_decision_not_written_is_202_pending_then_presumed_abort(tmp_path, new_cpf, monkeypatch):
+@dataclass
+class Undecided:
+    """A transfer alfa could not write the decision of, answered 202 pending."""
+    cfg: object
+    alfa: BankNode
+    api: Api
+    token: str
+    source: str
+    transfer_id: str
+
+    def status(self) -> str:
+        return self.api.call("GET", f"/api/transfers/{self.transfer_id}", token=self.token).get_json()["status"]
+
+    def available(self) -> str:
+        return self.api.account(self.token, self.source)["available"]
+
+
+@pytest.fixture
+def undecided(tmp_path, new_cpf, monkeypatch):
     cfg = make_config(timeouts={"prepare_ttl_ms": 300})
     net = Loopback()
     nodes = {}
@@ -41,18 +63,46 @@ def test_decision_not_written_is_202_pending_then_presumed_abort(tmp_path, new_c
                                                                            "amount": "10.00"}],
                                                   "destination": {"bank": "beta", "account": dest}}, token=token)
         assert r.status_code == 202 and r.get_json()["status"] == "pending", r.get_json()
-        assert a_api.call("GET", f"/api/transfers/{tid}", token=token).get_json()["status"] == "pending"
-        assert a_api.account(token, src)["available"] == "40.00"  # held while in doubt
-
         monkeypatch.setattr(coordinator, "_apply_own", real_apply)
-        end = time.monotonic() + 10
-        while time.monotonic() < end and \
-                a_api.call("GET", f"/api/transfers/{tid}", token=token).get_json()["status"] == "pending":
-            alfa.transfers.resolver.resolve_once()   # what the resolver thread does every 200 ms
-            time.sleep(0.05)
-        assert a_api.call("GET", f"/api/transfers/{tid}", token=token).get_json()["status"] == "aborted"
-        assert a_api.account(token, src)["available"] == "50.00"
-        assert a_api.account(token, src)["balance"] == "50.00"
+        yield Undecided(cfg, alfa, a_api, token, src, tid)
     finally:
         for n in nodes.values():
             n.stop()
+
+
+def resolve_while_pending(node: BankNode, t: Undecided, seconds: float) -> None:
+    """What the resolver thread does every 200 ms, for up to ``seconds`` while it is pending."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and t.status() == "pending":
+        node.transfers.resolver.resolve_once()
+        time.sleep(0.05)
+
+
+def test_decision_not_written_is_202_pending_then_presumed_abort(undecided):
+    t = undecided
+    assert t.status() == "pending"
+    assert t.available() == "40.00"  # held while in doubt
+    resolve_while_pending(t.alfa, t, 10)
+    assert t.status() == "aborted"
+    assert t.available() == "50.00"
+    assert t.api.account(t.token, t.source)["balance"] == "50.00"
+
+
+def test_only_the_holder_of_the_resolver_role_resolves_and_another_takes_it_over(undecided, tmp_path):
+    """A second node over the same ledger (another process of the bank, in production) does no
+    resolving while the first holds the role, and takes it over, with recovery, once it stops."""
+    t = undecided
+    assert t.alfa.transfers.resolver.claim()
+    other = BankNode(t.cfg, "alfa", tmp_path / "alfa", connect_broker=False)
+    try:
+        assert not other.transfers.resolver.claim()
+        resolve_while_pending(other, t, 1.5)      # well past the deadline and the resolver's grace
+        assert t.status() == "pending", "a process without the resolver's role resolved"
+        assert other.health()["process"]["resolver"] is False
+        t.alfa.stop()                             # the holder is gone: the role is free
+        resolve_while_pending(other, t, 5)
+        assert t.status() == "aborted"
+        assert other.transfers.resolver.leader
+        assert t.available() == "50.00"
+    finally:
+        other.stop()
