@@ -74,9 +74,17 @@ class Throttles:
             ids = ("login", cpf, addr)
             wait = self._wait(self._unavailable(self.login_steps, *ids))
             if not wait:
-                taken = [item for item in self.login_steps if self.limiter.hit(item, *self.scope, *ids)]
-                if len(taken) < len(self.login_steps):   # lost a race with a concurrent guess
+                # The first step (the fewest failures, the shortest window) is taken atomically:
+                # of concurrent guesses, exactly as many as it has room for go on. The longer
+                # waits are counted too, without refusing the guess that already took the first
+                # step (a refused guess must not use up a step it never got to try): they refuse
+                # the next attempts, overshooting by at most the guesses in flight at once.
+                first, *longer = self.login_steps
+                if not self.limiter.hit(first, *self.scope, *ids):   # lost a race with a concurrent guess
                     wait = self._wait(self._unavailable(self.login_steps, *ids)) or 1
+                else:
+                    for item in longer:
+                        self.limiter.hit(item, *self.scope, *ids)
             if wait:
                 raise E.TooManyAttempts(f"too many failed logins for this CPF from your address; try again "
                                         f"in {wait} s", retry_after=wait)
