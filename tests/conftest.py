@@ -245,6 +245,16 @@ def redis_throttles(namespace):
         r.delete(*keys)
 
 
+@pytest.fixture
+def trio(make_cluster, new_cpf):
+    """Three banks (alfa, beta, gama) and Ana, with a funded account in each: (cluster, ana,
+    {bank: account number})."""
+    from tests.support import customer_everywhere
+    cluster = make_cluster()
+    ana, accounts = customer_everywhere(cluster, new_cpf())
+    return cluster, ana, accounts
+
+
 def signing_keys(folder, banks):
     """Development Ed25519 keys of these banks in ``folder`` (what the launcher makes)."""
     from bank_node.interbank.signing import write_key_pair

@@ -16,13 +16,13 @@ from tests.support import customer_everywhere, ledger, participation_states, rej
 pytestmark = pytest.mark.integration
 
 
-def test_participant_learns_commit_from_a_peer_while_the_coordinator_is_down(make_cluster, new_cpf):
+def alfa_dies_coordinating(make_cluster, new_cpf, crash_point: str):
+    """Three banks with cooperative termination; alfa coordinates a transfer of 15.00 from Ana's
+    account at beta to hers at gama and dies (kill -9) at ``crash_point``: (cluster, ana,
+    {bank: account}, transfer id)."""
     cluster = make_cluster(cooperative_termination=True)
     ana, acc = customer_everywhere(cluster, new_cpf())
-    # alfa coordinates a transfer between beta and gama only, and dies right after its COMMIT
-    # reached beta: gama is prepared, holding nothing but a pending credit, with nobody to ask
-    # but its peer.
-    cluster.restart("alfa", extra_env={"CONSORCIO_CRASH_AT": "coordinator.after_some_decisions"})
+    cluster.restart("alfa", extra_env={"CONSORCIO_CRASH_AT": crash_point})
     ana.login("alfa")
     tid = str(uuid.uuid4())
     try:
@@ -30,6 +30,14 @@ def test_participant_learns_commit_from_a_peer_while_the_coordinator_is_down(mak
     except OSError:
         pass
     assert cluster["alfa"].wait_exit(30) == -9
+    return cluster, ana, acc, tid
+
+
+def test_participant_learns_commit_from_a_peer_while_the_coordinator_is_down(make_cluster, new_cpf):
+    # alfa coordinates a transfer between beta and gama only, and dies right after its COMMIT
+    # reached beta: gama is prepared, holding nothing but a pending credit, with nobody to ask
+    # but its peer.
+    cluster, ana, acc, tid = alfa_dies_coordinating(make_cluster, new_cpf, "coordinator.after_some_decisions")
     wait_until(lambda: ledger(cluster, "gama")["participations"].get(tid) == "committed", 30,
                "gama learns the commit from beta")
     assert ana.balance("gama", acc["gama"]) == "115.00"
@@ -71,16 +79,7 @@ def test_a_lying_peer_cannot_split_a_transfer(make_cluster, new_cpf):
     """alfa dies before its decision is durable: beta and gama are prepared, the outcome is
     presumed abort. beta lies to gama: a COMMIT of its own, and a "relay" of a COMMIT that alfa
     never signed. gama refuses both and ends aborted with beta, as alfa decides on restart."""
-    cluster = make_cluster(cooperative_termination=True)
-    ana, acc = customer_everywhere(cluster, new_cpf())
-    cluster.restart("alfa", extra_env={"CONSORCIO_CRASH_AT": "coordinator.before_decision_durable"})
-    ana.login("alfa")
-    tid = str(uuid.uuid4())
-    try:
-        ana.transfer("alfa", [("beta", acc["beta"], "15.00")], ("gama", acc["gama"]), transfer_id=tid)
-    except OSError:
-        pass
-    assert cluster["alfa"].wait_exit(30) == -9
+    cluster, ana, acc, tid = alfa_dies_coordinating(make_cluster, new_cpf, "coordinator.before_decision_durable")
     wait_until(lambda: ledger(cluster, "gama")["participations"].get(tid) == "prepared", 10, "gama prepared")
     with PeerBank(cluster, "beta") as beta:
         beta.send("gama", P.Decision(transfer_id=tid, outcome="commit"))          # beta is not its coordinator

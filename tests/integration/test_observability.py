@@ -19,13 +19,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def busy(make_cluster, new_cpf):
+def trio(make_cluster, new_cpf):
     cluster = make_cluster()
     ana, acc = customer_everywhere(cluster, new_cpf())
     return cluster, ana, acc
 
-def test_metrics_move_after_a_transfer(busy):
-    cluster, ana, acc = busy
+def test_metrics_move_after_a_transfer(trio):
+    cluster, ana, acc = trio
     alfa, beta = cluster["alfa"].url, cluster["beta"].url
     before = metric(alfa, "consorcio_transfers_decided_total", outcome="committed")
     _, body = ana.transfer("alfa", [("beta", acc["beta"], "5.00")], ("gama", acc["gama"]))
@@ -44,8 +44,8 @@ def test_metrics_move_after_a_transfer(busy):
     assert metric(alfa, "consorcio_http_requests_total", method="POST", route="/api/transfers", status="201") == 2
 
 
-def test_one_transfer_can_be_followed_across_every_bank_log(busy):
-    cluster, ana, acc = busy
+def test_one_transfer_can_be_followed_across_every_bank_log(trio):
+    cluster, ana, acc = trio
     _, body = ana.transfer("alfa", [("beta", acc["beta"], "5.00")], ("gama", acc["gama"]))
     tid = body["id"]
 
@@ -63,8 +63,8 @@ def test_one_transfer_can_be_followed_across_every_bank_log(busy):
     assert "decision" in found["alfa"] and "applied" in found["beta"] and "applied" in found["gama"]
 
 
-def test_operator_view_shows_holds_and_doubt(busy, monkeypatch):
-    cluster, ana, acc = busy
+def test_operator_view_shows_holds_and_doubt(trio, monkeypatch):
+    cluster, ana, acc = trio
     monkeypatch.setenv("CONSORCIO_OPERATOR_TOKEN", OPERATOR_TOKEN)   # what tools.ops view sends
     cluster["gama"].pause()  # beta votes YES and holds; nobody decides until the deadline
     try:
@@ -83,8 +83,8 @@ def test_operator_view_shows_holds_and_doubt(busy, monkeypatch):
     assert out.returncode == 0 and "holds:" in out.stdout and "in doubt:" in out.stdout
 
 
-def test_audit_agrees_after_transfers_and_catches_a_tampered_ledger(busy):
-    cluster, ana, acc = busy
+def test_audit_agrees_after_transfers_and_catches_a_tampered_ledger(trio):
+    cluster, ana, acc = trio
     for amount in ("10.00", "20.00", "30.00"):
         ana.transfer("alfa", [("alfa", acc["alfa"], amount), ("beta", acc["beta"], "1.00")], ("gama", acc["gama"]))
     ana.withdraw("gama", acc["gama"], "15.00")

@@ -13,16 +13,9 @@ import pytest
 from bank_node import protocol as P
 from tools.api_client import Customer
 from tools.peer import PeerBank, prepare
-from tests.support import customer_everywhere, ledger, participation_states, wait_until
+from tests.support import ledger, participation_states, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def trio(make_cluster, new_cpf):
-    cluster = make_cluster()
-    ana, accounts = customer_everywhere(cluster, new_cpf())
-    return cluster, ana, accounts
 
 
 def balances(who: Customer, acc: dict) -> dict:
