@@ -1,6 +1,6 @@
 """Transfer latency and statement paging with a million accounts in a bank, against a thousand.
 
-    python -m tools.scale [--accounts 1000,1000000] [--clients 4] [--seconds 5] [--rounds 10]
+    python -m tools.scale [--accounts 1000,1000000] [--storage sqlite|postgres] [--clients 4] [--seconds 5] [--rounds 10]
                           [--pages 10] [--page-seconds 3] [--max-ratio 1.2] [--json FILE]
 
 For each account count, a consortium of two banks (own broker namespace, ports and data folder,
@@ -52,16 +52,17 @@ class SeededBench(Bench):
     """A two-bank ``Bench`` whose alfa holds ``accounts`` seeded customers before it starts,
     and whose transfers pay into them."""
 
-    def __init__(self, accounts: int, amqp_url: str, workdir: Path, clients: int):
-        super().__init__(2, 1, amqp_url, workdir, clients, apply_wait=True, quiet=True)
+    def __init__(self, accounts: int, amqp_url: str, workdir: Path, clients: int, storage: str = "sqlite"):
+        super().__init__(2, 1, amqp_url, workdir, clients, apply_wait=True, quiet=True, storage=storage)
         self.accounts = accounts
         self.destinations: list[str] = []
 
     def seed(self) -> float:
         """Seed alfa's ledger where its process will find it; the seconds it took."""
-        store = open_store(ledger_location(BANK, self.cluster[BANK].data_dir))
+        config = load_config(self.cluster.config_path)
+        store = open_store(ledger_location(BANK, self.cluster[BANK].data_dir, config.bank(BANK).storage))
         try:
-            done = seed(Banking(load_config(self.cluster.config_path), BANK, store), self.accounts,
+            done = seed(Banking(config, BANK, store), self.accounts,
                         "senha-de-carga-1", "1000.00")
             with store.transaction(write=False) as tx:   # spread over the ledger, from first to last
                 self.destinations = [tx.account_numbers_of(seeded_cpf(i * self.accounts // DESTINATIONS))[0]
@@ -122,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pages", type=int, default=10, help="statement pages deep, per customer")
     ap.add_argument("--page-seconds", type=float, default=3.0, help="seconds of statement pages per round and consortium")
     ap.add_argument("--max-ratio", type=float, default=1.2)
+    ap.add_argument("--storage", default="sqlite", choices=["sqlite", "postgres"],
+                    help="the banks' ledgers: SQLite files, or a PostgreSQL database per bank (on PG_URL, default "
+                         "the local server; dropped afterwards)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     sizes = [int(a) for a in args.accounts.replace("_", "").split(",")]
     url = os.environ.get("AMQP_URL") or LOCAL_AMQP
     workdir = Path(tempfile.mkdtemp(prefix="consorcio-scale-"))
-    benches = [SeededBench(n, url, workdir / f"{n}-accounts", args.clients) for n in sizes]
+    benches = [SeededBench(n, url, workdir / f"{n}-accounts", args.clients, args.storage) for n in sizes]
     figures = {n: {"transfer_p50": [], "transfer_p95": [], "page_p50": [], "page_p95": [], "cpu_ms": [],
                    "outcomes": {}} for n in sizes}
     try:
