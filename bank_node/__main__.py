@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if storage is not None:
             check_location(storage)
-        node = BankNode(config, bank.id, data_dir, storage=storage)
+        node = BankNode(config, bank.id, data_dir, storage=storage, siblings=bool(args.listen_fd))
     except (ValueError, StorageError) as e:
         print(f"error: bank {bank.id} cannot open its ledger ({setting}): {e}", file=sys.stderr)
         return 2

@@ -24,9 +24,10 @@ GAUGES_EVERY_S = 1.0
 
 class BankNode:
     def __init__(self, config: ConsortiumConfig, bank_id: str, data_dir: str | Path, *,
-                 connect_broker: bool = True, storage: str | None = None):
+                 connect_broker: bool = True, storage: str | None = None, siblings: bool = False):
         """``storage``: where the ledger is (a ``postgresql://`` URL or a SQLite file), instead of
-        the bank's ``storage`` setting; neither: a SQLite file in ``data_dir``."""
+        the bank's ``storage`` setting; neither: a SQLite file in ``data_dir``. ``siblings``: this
+        is one of several processes serving the bank (``--workers``)."""
         self.config = config
         self.bank = config.bank(bank_id)
         self.bank_id = bank_id
@@ -45,7 +46,8 @@ class BankNode:
         self.broker = client_for(config, bank_id, on_refused=lambda reason, user: self.metrics.inc(
             "messages_rejected", reason=reason)) if connect_broker else None
         self.mandates = Mandates(config, bank_id, self.store, self.banking)
-        self.transfers = Transfers(config, bank_id, self.store, self.banking, self.broker, self.metrics)
+        self.transfers = Transfers(config, bank_id, self.store, self.banking, self.broker, self.metrics,
+                                   siblings=siblings)
         if self.broker is not None:
             self.broker.handler = self.transfers.handle
 

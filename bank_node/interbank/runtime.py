@@ -34,6 +34,9 @@ class Runtime:
     broker: BrokerClient | None
     keyring: Keyring | None
     metrics: Any = None
+    siblings: bool = False
+    """Other processes of this bank consume its queue too (``--workers``): an acknowledgement may
+    reach one of them, so a request waiting for it looks in the ledger as well, and soon."""
     day_offset_s: int = 0
     rules: PT.Rules = field(init=False)
     users: dict[str, str] = field(init=False)

@@ -48,14 +48,15 @@ class _Replay(Exception):
 
 class Transfers:
     def __init__(self, config: ConsortiumConfig, bank_id: str, store: Store, banking: Banking,
-                 broker: BrokerClient | None, metrics: Any = None, keyring=None):
+                 broker: BrokerClient | None, metrics: Any = None, keyring=None, siblings: bool = False):
         self.config = config
         self.bank_id = bank_id
         self.store = store
         self.banking = banking
         self.writer = BatchWriter(store, name=f"writer-{bank_id}", after_batch=self._after_batch)
         self.rt = Runtime(config, bank_id, store, self.writer, broker,
-                          keyring if keyring is not None else keyring_for(config, bank_id), metrics)
+                          keyring if keyring is not None else keyring_for(config, bank_id), metrics,
+                          siblings=siblings)
         self.participant = Participant(self.rt, outbox=None)  # the coordinator's outbox, set below
         self.coordinator = Coordinator(self.rt, self.participant, reachable=lambda b: self.resolver.reachable(b))
         self.participant.outbox = self.coordinator.outbox
