@@ -29,7 +29,7 @@ from tools.supervisor import Cluster
 from broker.provision import delete_namespace  # noqa: F401 - tests import it from here
 from bank_node.config import WEAK_HASHING_ENV
 from bank_node.domain.documents import make_cpf
-from bank_node.storage import ledger_location
+from bank_node.storage import ledger_location, postgres_url
 
 # Banks started by tests hash passwords cheaply. make_cluster says so in the file it writes
 # (security.allow_weak_hashing_for_tests); this covers the tests that write their own file
@@ -137,7 +137,7 @@ class PgSchemas:
         self.free: list[str] = []
 
     def url(self, schema: str) -> str:
-        return f"{_as_url(self.database_url)}?options=-csearch_path%3D{schema}"
+        return f"{postgres_url(self.database_url)}?options=-csearch_path%3D{schema}"
 
     def take(self, fresh: bool) -> str:
         if self.free and not fresh:
@@ -165,12 +165,6 @@ class PgSchemas:
                 except psycopg.Error:
                     continue
                 self.free.append(schema)
-
-
-def _as_url(conninfo: str) -> str:
-    p = psycopg.conninfo.conninfo_to_dict(conninfo)
-    auth = p.get("user", "") + (f":{p['password']}" if p.get("password") else "")
-    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,7 @@ from pathlib import Path
 import yaml
 
 from bank_node.domain.documents import make_cpf
+from bank_node.storage import postgres_url
 from broker.provision import delete_namespace
 
 from .api_client import Customer
@@ -78,7 +79,7 @@ class PostgresDatabases:
         with psycopg.connect(self.server, autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{name}"')
         self.names.append(name)
-        return psycopg.conninfo.make_conninfo(self.server, dbname=name)
+        return postgres_url(self.server, name)
 
     def drop_all(self) -> None:
         import psycopg

@@ -8,9 +8,10 @@ rule 8).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .port import StorageError, Store, Tx  # noqa: F401
 
@@ -22,7 +23,11 @@ def is_postgres_url(location: object) -> bool:
 
 
 def check_location(location: str) -> str:
-    """A ledger's location as a setting: a PostgreSQL URL, or a file path (no other URL)."""
+    """A ledger's location as a setting: a PostgreSQL URL, or a file path (no other URL, and no
+    libpq ``key=value`` connection string, which would otherwise open a SQLite file named after it)."""
+    if not is_postgres_url(location) and re.search(r"(^|\s)(host|hostaddr|dbname|user|port)=", location):
+        raise ValueError("storage must be a postgresql:// URL (e.g. postgresql://user@host:5432/db), "
+                         "not a key=value connection string")
     if "://" in location and not is_postgres_url(location):
         raise ValueError(f"storage must be a postgresql:// URL or a SQLite file path, not {location.split('://')[0]}://...")
     return location
@@ -31,6 +36,15 @@ def check_location(location: str) -> str:
 def ledger_location(bank_id: str, data_dir: str | Path, setting: str | None = None) -> str | Path:
     """Where a bank's ledger is: its ``storage`` setting if any, else ``<data_dir>/<bank>.sqlite3``."""
     return setting if setting else Path(data_dir) / f"{bank_id}.sqlite3"
+
+
+def postgres_url(conninfo: str, dbname: str | None = None) -> str:
+    """A ``postgresql://`` URL for a libpq connection string or URL (``dbname`` replacing its
+    database): the form a bank's ``storage`` setting takes."""
+    import psycopg
+    p = psycopg.conninfo.conninfo_to_dict(conninfo)
+    auth = quote(p.get("user", ""), safe="") + (f":{quote(p['password'], safe='')}" if p.get("password") else "")
+    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{dbname or p['dbname']}"
 
 
 def open_store(location: str | Path, connections: int = 16) -> Store:

@@ -13,6 +13,7 @@ import yaml
 
 from bank_node.config import ConfigError, load_config
 from bank_node.node import BankNode
+from bank_node.storage import postgres_url
 from bank_node.storage.postgres import PostgresStore
 from bank_node.storage.sqlite import SqliteStore
 
@@ -62,6 +63,23 @@ def test_a_url_that_is_no_database_is_refused_at_start_up(tmp_path):
             "alfa", "BANK_DATABASE_URL", "postgresql://")
     with pytest.raises(ConfigError, match="storage"):
         load_config(write_config(tmp_path, storage="mysql://x@y/z"))
+
+
+def test_a_key_value_connection_string_is_refused_not_taken_for_a_file_name(tmp_path):
+    """libpq's other form ("host=... dbname=...") has no scheme: it would open a SQLite file
+    named after it and leave the database empty."""
+    conninfo = "user=postgres dbname=alfa host=127.0.0.1 port=5432"
+    refused(start_bank(write_config(tmp_path), tmp_path, {"BANK_DATABASE_URL": conninfo}),
+            "alfa", "BANK_DATABASE_URL", "postgresql://")
+    with pytest.raises(ConfigError, match="storage"):
+        load_config(write_config(tmp_path, storage=conninfo))
+    assert not list(tmp_path.rglob("*dbname=*"))
+
+
+def test_a_connection_string_becomes_the_url_a_bank_takes():
+    assert postgres_url("user=postgres dbname=x host=127.0.0.1 port=5432", "alfa") == \
+        "postgresql://postgres@127.0.0.1:5432/alfa"
+    assert postgres_url("postgresql://bank:s%2Fcret@db:5433/alfa") == "postgresql://bank:s%2Fcret@db:5433/alfa"
 
 
 def test_by_default_the_ledger_is_a_sqlite_file_in_the_data_folder(tmp_path):
