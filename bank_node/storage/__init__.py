@@ -1,8 +1,8 @@
 """Storage is a port: services talk to ``Store``/``Tx``; ``sqlite.py`` (the embedded default) and
 ``postgres.py`` (a database several processes of a bank share) are its adapters.
 
-Every check-and-write of the ledger runs inside one ``Tx`` (BEGIN IMMEDIATE on SQLite, row locks
-on PostgreSQL), so withdrawals and PREPAREs see each other's holds atomically (docs/protocol.md,
+Every check-and-write of the ledger runs inside one ``Tx`` (BEGIN IMMEDIATE on SQLite, the
+ledger's writer lock on PostgreSQL: one writer at a time either way), so withdrawals and PREPAREs see each other's holds atomically (docs/protocol.md,
 rule 8).
 """
 from __future__ import annotations
