@@ -4,35 +4,23 @@ several processes of the bank share.
 Psycopg 3 over a ``psycopg_pool`` connection pool; every transaction takes a connection from
 the pool for its whole length. The ``Tx`` is the SQLite adapter's, whose SQL PostgreSQL runs as
 well (a thin cursor turns its ``?`` and ``:name`` placeholders into psycopg's); only what differs
-is here: the schema and its migrations, the row locks, the transaction's settings.
+is here: the schema and its migrations, the writer lock, the transaction's settings.
 
-**Why row locks, not SERIALIZABLE.** A check-and-write of the ledger (a withdrawal, a PREPARE
-placing holds, a day's limits, a mandate's daily use) is written by the services as a plain
-``with store.transaction() as tx:`` block, which cannot be run a second time after a
-serialization failure. So writes run at READ COMMITTED and every check first locks what it
-checks, until the commit:
-
-- the account: ``get_account`` in a write transaction is ``SELECT ... FOR NO KEY UPDATE``.
-  Every check on an account (balance, holds, day totals, its mandates' use) reads the account
-  first, so two writers of one account, in this process or another, take turns; a credit or a
-  released hold only makes a concurrent check more cautious than it needed to be;
-- a peer's exposure (the net debit caps): ``exposure()`` in a write transaction takes a
-  transaction-scoped advisory lock, so two PREPAREs cannot both count the same room under a cap;
-- an idempotency key: ``get_idempotent`` in a write transaction takes an advisory lock on the
-  (scope, key), so a retry racing its first attempt waits and then reads the first answer.
-
-**One writer at a time, as on SQLite.** Every write transaction first takes one
-transaction-scoped advisory lock of the ledger (keyed by its schema), so the writers of every
-process of a bank take turns, exactly as SQLite's ``BEGIN IMMEDIATE`` makes them. The locks
-above are then never contended; they stay as the statement of what each check relies on. It is
-needed because a group commit puts many units in one transaction: a batch applying a COMMIT
-(holding that account's row) and then preparing another transfer (wanting the caps' lock) could
-otherwise wait on another process's batch that holds them the other way round, and PostgreSQL's
-deadlock detector would fail one unit after a second: with two processes per bank under load,
-the benchmark saw most transfers abort and requests fail that way. A write waits for the lock at
-most ``lock_timeout`` (a batched unit only ``BatchWriter``'s short one), then fails with
-``StorageError``: a PREPARE becomes a NO vote (or no vote: presumed abort) and a decision is
-applied again when it is re-sent; nothing is left in doubt.
+**One writer at a time, as on SQLite, not SERIALIZABLE.** A check-and-write of the ledger (a
+withdrawal, a PREPARE placing holds, a day's limits, a mandate's daily use, a peer's room under
+its cap, an idempotency key) is written by the services as a plain ``with store.transaction()
+as tx:`` block, which cannot be run a second time after a serialization failure. So every write
+transaction first takes one transaction-scoped advisory lock of the ledger (keyed by its
+schema): the writers of every process of a bank take turns, exactly as SQLite's ``BEGIN
+IMMEDIATE`` makes them, and each check sees every write committed before it (READ COMMITTED).
+Finer locks (the account's row, the caps, the key) were tried first and deadlocked: a group
+commit puts many units in one transaction, so a batch applying a COMMIT (holding that account's
+row) and then preparing another transfer (wanting the caps' lock) waited on another process's
+batch holding them the other way round, and with two processes per bank under load most
+transfers aborted. A write waits for the lock at most ``lock_timeout`` (a batched unit only
+``BatchWriter``'s short one), then fails with ``StorageError``: a PREPARE becomes a NO vote (or
+no vote: presumed abort) and a decision is applied again when it is re-sent; nothing is left
+in doubt.
 
 **Durable before the answer.** ``synchronous_commit`` is on for every transaction: COMMIT
 returns once the WAL is flushed, so a reply, vote or acknowledgement sent after it reports
@@ -257,8 +245,6 @@ MIGRATIONS: list[str] = [
 
 # Transaction-scoped advisory locks: (class, object) pairs of int4, the class naming the rule.
 _LOCK_MIGRATIONS = 0x636f6e00        # "con\0": one process migrates at a time
-_LOCK_IDEMPOTENCY = 0x636f6e01       # one (scope, key) at a time
-_LOCK_EXPOSURE = 0x636f6e02          # one check of the net debit caps at a time
 _LOCK_WRITER = 0x636f6e03            # one write transaction of a ledger (a schema) at a time
 
 
@@ -312,23 +298,8 @@ class PostgresTx(SqliteTx):
     DB_ERROR = psycopg.Error
     HOLDER_ORDER = "position"
 
-    def __init__(self, conn: psycopg.Connection, write: bool):
+    def __init__(self, conn: psycopg.Connection):
         super().__init__(_Connection(conn))  # type: ignore[arg-type]
-        self.write = write
-        # The account a write transaction checks is locked until the commit (module docstring).
-        self.account_lock = " FOR NO KEY UPDATE OF accounts" if write else ""
-
-    def _advisory_lock(self, cls: int, key: str) -> None:
-        if self.write:
-            self.c.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (cls, key))
-
-    def get_idempotent(self, scope, key):
-        self._advisory_lock(_LOCK_IDEMPOTENCY, f"{scope}\x1f{key}")
-        return super().get_idempotent(scope, key)
-
-    def exposure(self) -> dict[str, int]:
-        self._advisory_lock(_LOCK_EXPOSURE, "")
-        return super().exposure()
 
     def seed_accounts(self, accounts, password_hash, opening_balance, now, day):
         """COPY, one per table: the rows stream to the server in PostgreSQL's bulk format, with
@@ -434,7 +405,7 @@ class PostgresStore:
         except psycopg.Error as e:
             _rollback(conn)
             raise StorageError(f"cannot start a transaction: {_first_line(e)}") from e
-        yield from run_unit(PostgresTx(conn, write), lambda: _rollback(conn), _first_line)
+        yield from run_unit(PostgresTx(conn), lambda: _rollback(conn), _first_line)
 
     def ping(self) -> bool:
         try:

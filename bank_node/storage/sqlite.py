@@ -266,12 +266,11 @@ class SqliteTx:
     """The ``Tx`` of the port on one sqlite3 connection inside an open transaction.
 
     Its SQL is kept to what PostgreSQL runs as well: the PostgreSQL adapter's ``Tx`` is this
-    class over a psycopg connection, overriding only what differs (row locks, the holders'
+    class over a psycopg connection, overriding only what differs (the holders'
     order)."""
 
     DB_ERROR: type[Exception] = sqlite3.Error
     HOLDER_ORDER = "rowid"   # account_holders in the order the holders were named
-    account_lock = ""        # SQLite locked the whole database at BEGIN IMMEDIATE: no row locks
 
     def __init__(self, conn: sqlite3.Connection):
         self.c = conn
@@ -319,7 +318,7 @@ class SqliteTx:
             "SELECT number, kind, cnpj, company_name, balance, created_at,"
             " CASE WHEN status = 'open' AND EXISTS (SELECT 1 FROM account_holders h"
             "  WHERE h.number = accounts.number AND h.accepted_at IS NULL) THEN 'pending' ELSE status END AS status"
-            " FROM accounts WHERE number = ?" + self.account_lock, (number,))
+            " FROM accounts WHERE number = ?", (number,))
 
     def holder_acceptances(self, number):
         return self._all(f"SELECT cpf, accepted_at FROM account_holders WHERE number = ? ORDER BY {self.HOLDER_ORDER}",

@@ -1,7 +1,7 @@
 """50 concurrent withdrawals of 10.00 from 100.00 give exactly 10 successes, on each back end.
 
 Every check-and-write runs in one transaction (BEGIN IMMEDIATE on a real SQLite file, the
-account's row lock on PostgreSQL), so no two withdrawals can both see the same balance;
+ledger's writer lock on PostgreSQL), so no two withdrawals can both see the same balance;
 withdrawals and PREPAREs see each other's holds (docs/protocol.md, rule 8). Threads start
 together on a barrier to make the race real.
 """

@@ -3,7 +3,7 @@
 Every adapter runs the same contract (the ``backend`` fixture: SQLite and PostgreSQL): atomic
 transactions, an append-only journal the balance can be re-derived from, holds, idempotency
 records, 2PC records, data that survives reopening, check-and-writes that no other writer (in
-this process or another) can race. Facts of one adapter (pragmas, row locks, migrations) are
+this process or another) can race. Facts of one adapter (pragmas, locks, migrations) are
 tested at the end.
 """
 from __future__ import annotations
