@@ -10,16 +10,25 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record. It runs on the threads that do the bank's work (one line per
+    transfer at each bank), so it keeps to what a record needs: the second's timestamp is
+    formatted once per second."""
+
     def __init__(self, bank_id: str):
         super().__init__()
         self.bank_id = bank_id
+        self._second = -1
+        self._stamp = ""
+
+    def _ts(self, created: float, msecs: float) -> str:
+        second = int(created)
+        if second != self._second:   # a race here only formats the same second twice
+            self._stamp, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
+        return f"{self._stamp}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(), "bank": self.bank_id, "logger": record.name,
-            "msg": record.getMessage(),
-        }
+        out = {"ts": self._ts(record.created, record.msecs), "level": record.levelname.lower(),
+               "bank": self.bank_id, "logger": record.name, "msg": record.getMessage()}
         for k, v in vars(record).items():
             if k not in _STANDARD and not k.startswith("_"):
                 out[k] = v

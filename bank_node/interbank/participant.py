@@ -14,7 +14,10 @@ steps, called in-process inside its begin and decision transactions.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import threading
 import time
 from concurrent.futures import Future
 
@@ -31,6 +34,9 @@ from .runtime import Runtime, now_ms
 
 log = logging.getLogger("interbank")
 
+PROVEN_CACHE = 4096
+"""Vote envelopes whose signature a participant remembers having checked."""
+
 
 def legs_of(msg: P.Prepare) -> tuple[Leg, ...]:
     return tuple(Leg(l.bank, l.account, l.amount, l.direction) for l in msg.legs)
@@ -40,6 +46,8 @@ class Participant:
     def __init__(self, rt: Runtime, outbox: Outbox):
         self.rt = rt
         self.outbox = outbox
+        self._proven: dict[tuple[str, str, bytes], frozenset[tuple[str, str]]] = {}
+        self._proven_lock = threading.Lock()
 
     # PREPARE ----------------------------------------------------------------------------------
     def on_prepares(self, d: Delivery, env: P.Envelope, items: list[P.Prepare]) -> Future:
@@ -88,9 +96,9 @@ class Participant:
                 legs: tuple[Leg, ...], exposure: dict[str, int], evidence: str | None, now: float) -> PT.Vote:
         """Rule 3 for one transfer, inside the caller's transaction: check, hold, record, vote."""
         rt, bank = self.rt, self.rt.bank_id
-        existing = tx.get_participant(transfer_id, coordinator)
-        conflict = existing is None and any(
-            p.coordinator != coordinator and p.state != "aborted" for p in tx.participations_of(transfer_id))
+        seen = tx.participations_of(transfer_id)   # one read: ours, and any other bank's use of the id
+        existing = next((p for p in seen if p.coordinator == coordinator), None)
+        conflict = existing is None and any(p.coordinator != coordinator and p.state != "aborted" for p in seen)
         mine = [leg for leg in legs if leg.bank == bank]
         accounts, consents = {}, {}
         if existing is None:
@@ -129,34 +137,54 @@ class Participant:
                               AccountFigures(acc["balance"], held, debited))
 
     # decisions --------------------------------------------------------------------------------
-    def voted_yes(self, proofs: list[P.VoteProof]) -> set[tuple[str, str]]:
+    def voted_yes(self, proofs: list[P.VoteProof], coordinator: str) -> set[tuple[str, str]]:
         """(bank, transfer id) of every YES vote that its bank really signed, among the vote
-        envelopes a coordinator relays with its COMMITs."""
-        import base64
+        envelopes a coordinator relays with its COMMITs. Only the votes a COMMIT here needs are
+        checked: never this bank's own (its ledger holds what it voted) nor the coordinator's
+        (it decides). An envelope whose signature checked out once is remembered (by its bank,
+        signature and the hash of its whole text): a vote envelope covers several transfers,
+        whose COMMITs may come in several envelopes, and an Ed25519 check costs more than the
+        rest of a proof. A proof that failed is checked again each time; it proves nothing."""
         out: set[tuple[str, str]] = set()
         for proof in {(p.bank, p.signature): p for p in proofs}.values():
-            try:
-                body = base64.b64decode(proof.envelope, validate=True)
-            except ValueError:
+            if proof.bank in (self.rt.bank_id, coordinator):
                 continue
-            if self.rt.keyring is None or not self.rt.keyring.verify(proof.bank, body, proof.signature):
-                continue
-            try:
-                env = P.decode(body)
-            except P.BadMessage:
-                continue
-            if env.sender != proof.bank or env.ns != self.rt.config.consortium:
-                continue
-            out |= {(proof.bank, v.transfer_id) for v in env.items
-                    if isinstance(v, P.VoteMsg) and v.bank == proof.bank and v.vote == "yes"}
+            key = (proof.bank, proof.signature, hashlib.sha256(proof.envelope.encode()).digest())
+            yes = self._proven.get(key)
+            if yes is None:
+                yes = self._check_proof(proof)
+                if yes is None:
+                    continue
+                with self._proven_lock:
+                    self._proven[key] = yes
+                    if len(self._proven) > PROVEN_CACHE:
+                        self._proven.pop(next(iter(self._proven)))
+            out |= yes
         return out
+
+    def _check_proof(self, proof: P.VoteProof) -> frozenset[tuple[str, str]] | None:
+        """The YES votes of a vote envelope its bank signed, or None when it is not one."""
+        try:
+            body = base64.b64decode(proof.envelope, validate=True)
+        except ValueError:
+            return None
+        if self.rt.keyring is None or not self.rt.keyring.verify(proof.bank, body, proof.signature):
+            return None
+        try:
+            env = P.decode(body)
+        except P.BadMessage:
+            return None
+        if env.sender != proof.bank or env.ns != self.rt.config.consortium:
+            return None
+        return frozenset((proof.bank, v.transfer_id) for v in env.items
+                         if isinstance(v, P.VoteMsg) and v.bank == proof.bank and v.vote == "yes")
 
     def on_decisions(self, d: Delivery, env: P.Envelope, items: list[P.Decision]) -> Future:
         """An envelope of decisions from a coordinator: applied in one unit; acknowledgements
         go back in one envelope once it is durable."""
         coordinator = env.sender
         # Without signatures (a consortium of banks that trust each other) nothing can be proved.
-        proven = self.voted_yes([i for i in env.items if isinstance(i, P.VoteProof)]) \
+        proven = self.voted_yes([i for i in env.items if isinstance(i, P.VoteProof)], coordinator) \
             if self.rt.keyring is not None else None
 
         def unit(tx):
@@ -253,7 +281,6 @@ class Participant:
     def on_relays(self, d: Delivery, env: P.Envelope, items: list[P.Relay]) -> Future | None:
         """A peer relays the coordinator's signed decision: verified against the coordinator's
         key, then applied exactly as if the coordinator had sent it (and acknowledged to it)."""
-        import base64
         decisions: list[tuple[str, str, str, bytes, str, set]] = []  # (tid, coordinator, outcome, body, sig, proven)
         for item in items:
             try:
@@ -272,7 +299,7 @@ class Participant:
                 log.warning("transfer %s: a relay from %s that the coordinator did not sign, refused",
                             item.transfer_id, env.sender, extra={"transfer_id": item.transfer_id, "event": "refused"})
                 continue
-            proven = self.voted_yes([x for x in inner.items if isinstance(x, P.VoteProof)])
+            proven = self.voted_yes([x for x in inner.items if isinstance(x, P.VoteProof)], item.coordinator)
             for x in inner.items:
                 if isinstance(x, P.Decision) and x.transfer_id == item.transfer_id:
                     decisions.append((x.transfer_id, item.coordinator, x.outcome, body, item.signature, proven))
