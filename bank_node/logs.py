@@ -17,14 +17,15 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, bank_id: str):
         super().__init__()
         self.bank_id = bank_id
-        self._second = -1
-        self._stamp = ""
+        self._stamp = (-1, "")   # (second, its text): one object, so a reader never mixes two seconds
 
     def _ts(self, created: float, msecs: float) -> str:
         second = int(created)
-        if second != self._second:   # a race here only formats the same second twice
-            self._stamp, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
-        return f"{self._stamp}.{int(msecs):03d}Z"
+        cached, text = self._stamp
+        if cached != second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = (second, text)
+        return f"{text}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": self._ts(record.created, record.msecs), "level": record.levelname.lower(),

@@ -27,9 +27,10 @@ log = logging.getLogger("storage")
 MAX_BATCH = 512
 
 LOCK_TIMEOUT_S = 1.0
-"""The longest a unit waits on a lock that another transaction (another process of the bank on
-a shared database) holds: past it the unit fails alone with ``StorageError`` and the rest of its
-batch goes on, rather than the whole batch stalling behind it."""
+"""The longest a batch waits for the ledger's writer lock while another process of the bank
+(on a shared PostgreSQL database) writes: past it every unit of the batch fails with
+``StorageError`` (a PREPARE gets no vote, a decision is applied when it is re-sent), rather than
+the writer stalling behind the other process. SQLite's writers queue in-process instead."""
 
 
 @dataclass
