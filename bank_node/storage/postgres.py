@@ -17,10 +17,10 @@ Finer locks (the account's row, the caps, the key) were tried first and deadlock
 commit puts many units in one transaction, so a batch applying a COMMIT (holding that account's
 row) and then preparing another transfer (wanting the caps' lock) waited on another process's
 batch holding them the other way round, and with two processes per bank under load most
-transfers aborted. A write waits for the lock at most ``lock_timeout`` (a batched unit only
-``BatchWriter``'s short one), then fails with ``StorageError``: a PREPARE becomes a NO vote (or
-no vote: presumed abort) and a decision is applied again when it is re-sent; nothing is left
-in doubt.
+transfers aborted. A write waits for the lock at most ``lock_timeout`` (a batch of the group
+commit only ``BatchWriter``'s short one, and then every unit of it fails), then fails with
+``StorageError``: a PREPARE becomes a NO vote (or no vote: presumed abort) and a decision is
+applied again when it is re-sent; nothing is left in doubt.
 
 **Durable before the answer.** ``synchronous_commit`` is on for every transaction: COMMIT
 returns once the WAL is flushed, so a reply, vote or acknowledgement sent after it reports
@@ -241,6 +241,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (number, day)   -- day_totals: one row per account and day
     );
     """,
+    # 2: a statement between two dates (statement_page with since/until) finds the account's
+    # entries of those days through an index, as on SQLite, instead of walking all of them.
+    """
+    CREATE INDEX entries_by_account_time ON entries(number, at);
+    """,
 ]
 
 # Transaction-scoped advisory locks: (class, object) pairs of int4, the class naming the rule.
@@ -399,7 +404,9 @@ class PostgresStore:
                 conn.execute(f"SET LOCAL lock_timeout = {wait_ms}")
                 if not durable:
                     conn.execute("SET LOCAL synchronous_commit = off")
-                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_LOCK_WRITER,))
+                # coalesce: with its schema gone, current_schema() is NULL and a NULL key locks nothing
+                conn.execute("SELECT pg_advisory_xact_lock(%s, coalesce(hashtext(current_schema()), 0))",
+                             (_LOCK_WRITER,))
             else:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         except psycopg.Error as e:

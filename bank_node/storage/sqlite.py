@@ -250,6 +250,11 @@ MIGRATIONS: list[str] = [
     -- (transfers_of_customer), a scan of every coordinated transfer without it.
     CREATE INDEX coordinated_by_initiator ON coordinated(initiator, created_at);
     """,
+    # 7: every abort a participant applies releases its mandate uses by transfer id; without an
+    # index that read the whole table, which only grows (PostgreSQL's schema has had it).
+    """
+    CREATE INDEX mandate_uses_by_transfer ON mandate_uses(transfer_id);
+    """,
 ]
 
 

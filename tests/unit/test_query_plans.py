@@ -84,6 +84,13 @@ def test_transfers_and_statements_read_only_through_indexes(consortium, recorded
         r = api.call("POST", "/api/transfers", {"id": str(uuid.uuid4()), **body}, token=tok)
         assert r.status_code == 201 and r.get_json()["status"] == "committed", r.get_json()
         assert api.call("GET", f"/api/transfers/{r.get_json()['id']}", token=tok).status_code == 200
+    # alfa coordinates a transfer that beta refuses (a debit there of an account the payer does
+    # not hold): alfa releases its own leg's hold and mandate uses
+    aborted = a_api.call("POST", "/api/transfers", {
+        "id": str(uuid.uuid4()), "destination": {"bank": "alfa", "account": payee_acc["number"]},
+        "sources": [{"bank": "alfa", "account": acc["number"], "amount": "3.00"},
+                    {"bank": "beta", "account": b_acc, "amount": "1.00"}]}, token=token)
+    assert aborted.get_json()["status"] == "aborted", aborted.get_json()
     nodes.net.settle()
     a_api.call("GET", "/api/transfers", token=token)
     page = a_api.call("GET", f"/api/accounts/{acc['number']}/statement?limit=2", token=token).get_json()
@@ -105,7 +112,8 @@ def test_transfers_and_statements_read_only_through_indexes(consortium, recorded
     recorded.on = False
 
     assert_no_full_scans(alfa.store.path, recorded.statements,
-                         must_see=("FROM entries", "FROM holds", "pending_acks > 0 AND resend_stopped"))
+                         must_see=("FROM entries", "FROM holds", "pending_acks > 0 AND resend_stopped",
+                                   "DELETE FROM mandate_uses WHERE transfer_id"))
 
 
 def test_the_health_check_reads_no_whole_table(node, client, recorded):
