@@ -27,7 +27,8 @@ class BankNode:
                  connect_broker: bool = True, storage: str | None = None, siblings: bool = False):
         """``storage``: where the ledger is (a ``postgresql://`` URL or a SQLite file), instead of
         the bank's ``storage`` setting; neither: a SQLite file in ``data_dir``. ``siblings``: this
-        is one of several processes serving the bank (``--workers``)."""
+        is a worker of ``--workers`` (other processes of the bank, however started, are
+        found from its queue's consumers)."""
         self.config = config
         self.bank = config.bank(bank_id)
         self.bank_id = bank_id

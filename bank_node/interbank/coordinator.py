@@ -170,7 +170,7 @@ class Coordinator:
     def wait_applied(self, rec: C.CoordinatedTransfer, timeout_s: float) -> None:
         """Read-your-writes: give the other banks up to ``timeout_s`` to apply a decided transfer.
         An acknowledgement may reach another process of this bank: the ledger is checked too,
-        every 250 ms; when the bank is known to run several processes (``--workers``), soon at
+        every 250 ms; when the bank is known to run several processes (``Runtime.siblings``), soon at
         first (acknowledgements come within milliseconds), then less often. A bank of one
         process hears every acknowledgement itself, so it does not read the ledger every few
         milliseconds for nothing."""

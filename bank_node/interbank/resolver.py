@@ -79,6 +79,7 @@ class Resolver:
         self._ask = _Backoff(t.status_query_ms, t.retry_cap_ms)
         self._consumers: dict[str, bool] = {}
         self._checked_at = 0.0
+        self._started_as_worker = rt.siblings   # a worker of `--workers`: it has siblings by birth
         self.leadership = rt.store.leadership("resolver")
         self._claimed_at: float | None = None
         self._stop = threading.Event()
@@ -226,13 +227,17 @@ class Resolver:
             return
         self._checked_at = time.monotonic()
         for bank in self.rt.config.bank_ids:
-            if bank == self.rt.bank_id:
-                continue
             try:
                 n = self.rt.broker.consumer_count(bank).result(timeout=2)
             except (BrokerError, FutureTimeout):
                 continue
-            self._consumers[bank] = bool(n)
+            if bank == self.rt.bank_id:
+                # Other processes of this bank (workers, or started by hand, here or on other
+                # machines) take some of its acknowledgements: a request waiting for them then
+                # looks in the ledger soon, not every 250 ms.
+                self.rt.siblings = self._started_as_worker or (n or 0) > 1
+            else:
+                self._consumers[bank] = bool(n)
 
     # answering questions ---------------------------------------------------------------------
     def on_status_queries(self, d: Delivery, env: P.Envelope, items: list[P.StatusQuery]) -> None:

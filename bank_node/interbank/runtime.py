@@ -35,8 +35,9 @@ class Runtime:
     keyring: Keyring | None
     metrics: Any = None
     siblings: bool = False
-    """Other processes of this bank consume its queue too (``--workers``): an acknowledgement may
-    reach one of them, so a request waiting for it looks in the ledger as well, and soon."""
+    """Other processes of this bank consume its queue too: an acknowledgement may reach one of
+    them, so a request waiting for it looks in the ledger as well, and soon. Set at birth for a
+    worker of ``--workers``, and kept up to date by the resolver from the queue's consumers."""
     day_offset_s: int = 0
     rules: PT.Rules = field(init=False)
     users: dict[str, str] = field(init=False)

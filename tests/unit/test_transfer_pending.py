@@ -106,3 +106,35 @@ def test_only_the_holder_of_the_resolver_role_resolves_and_another_takes_it_over
         assert t.available() == "50.00"
     finally:
         other.stop()
+
+
+class _QueueCounts:
+    """A broker that only answers how many consumers each bank's queue has."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+        self.connected = True
+
+    def consumer_count(self, bank: str):
+        from concurrent.futures import Future
+        f: Future = Future()
+        f.set_result(self.counts.get(bank))
+        return f
+
+
+def test_a_process_learns_from_its_queue_that_other_processes_of_its_bank_take_acknowledgements(node):
+    """Processes started by hand, here or on other machines, are not workers of one parent: the
+    resolver sees them as consumers of the bank's own queue, and a request waiting for its
+    acknowledgements then looks for them in the ledger soon."""
+    resolver, rt = node.transfers.resolver, node.transfers.rt
+    assert rt.siblings is False
+    rt.broker = _QueueCounts({"alfa": 2, "beta": 1})
+    try:
+        resolver._check_consumers()
+        assert rt.siblings is True and resolver.reachable("beta")
+        rt.broker.counts["alfa"] = 1
+        resolver._checked_at = 0.0
+        resolver._check_consumers()
+        assert rt.siblings is False
+    finally:
+        rt.broker = None
