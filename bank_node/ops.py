@@ -53,7 +53,7 @@ def _accounts(text: str) -> int:
 def seed_command(args) -> int:
     from .services.banking import Banking
     from .services.seed import seed
-    from .storage import StorageError, check_location, ledger_location, open_store, storage_setting
+    from .storage import StorageError, check_location, ledger_location, open_store, redacted, storage_setting
     data_dir = args.data_dir or f"data/{args.bank}"
     storage, setting = None, "its SQLite ledger"
     try:   # the ledger the bank itself opens
@@ -78,7 +78,6 @@ def seed_command(args) -> int:
         return 1
     finally:
         store.close()
-    from .storage.postgres import redacted
     where = redacted(storage) if storage is not None else data_dir
     print(f"seeded {done.accounts:,} accounts at {args.bank} ({where}) in {done.seconds:.1f} s, "
           f"{done.accounts / max(done.seconds, 1e-9):,.0f} accounts/s, each holding {done.opening_balance}")

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .port import StorageError, Store, Tx  # noqa: F401
 
@@ -67,3 +67,13 @@ def storage_setting(bank, config_path: str | Path, env: Mapping[str, str] = os.e
     if bank.storage:
         return bank.storage, f"storage of bank {bank.id} in {config_path}"
     return None, "its SQLite ledger"
+
+
+def redacted(url: str) -> str:
+    """The URL with its password masked, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))

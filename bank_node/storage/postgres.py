@@ -38,13 +38,12 @@ from contextlib import contextmanager
 from decimal import Decimal
 from functools import lru_cache
 from typing import Iterator, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.types.numeric import NumericLoader
 from psycopg_pool import ConnectionPool
 
-from . import is_postgres_url
+from . import is_postgres_url, redacted
 from .leadership import PostgresLeadership
 from .port import StorageError
 from .sqlite import SqliteTx, run_unit
@@ -251,16 +250,6 @@ MIGRATIONS: list[str] = [
 # Transaction-scoped advisory locks: (class, object) pairs of int4, the class naming the rule.
 _LOCK_MIGRATIONS = 0x636f6e00        # "con\0": one process migrates at a time
 _LOCK_WRITER = 0x636f6e03            # one write transaction of a ledger (a schema) at a time
-
-
-def redacted(url: str) -> str:
-    """The URL with its password masked, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 class _IntNumericLoader(NumericLoader):
