@@ -95,7 +95,7 @@ def pg_database(pg_server):
     name = f"consorcio_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    url = psycopg.conninfo.make_conninfo(pg_server, dbname=name)
+    url = postgres_url(pg_server, name)
     yield url
     with psycopg.connect(pg_server, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

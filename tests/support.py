@@ -49,19 +49,10 @@ def wait_until(predicate, timeout: float = 20.0, what: str = "condition", interv
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 
-def ledger_of(cluster, bank_id: str):
-    """Where a bank of ``cluster`` (a supervisor Cluster, or the data root of one whose banks
-    keep SQLite files) has its ledger."""
-    if hasattr(cluster, "ledger_location"):
-        return cluster.ledger_location(bank_id)
-    from bank_node.storage import ledger_location
-    return ledger_location(bank_id, Path(cluster) / bank_id)
-
-
 def ledger(cluster, bank_id: str) -> dict:
     """Read a bank's ledger directly (read-only), on whichever back end it is: balances, holds,
     2PC records. White-box on purpose: the checker must see what the API might hide."""
-    return read_ledger(ledger_of(cluster, bank_id))
+    return read_ledger(cluster.ledger_location(bank_id))
 
 
 def participation_states(cluster, bank_id: str, transfer_id: str) -> list[str]:
@@ -69,7 +60,7 @@ def participation_states(cluster, bank_id: str, transfer_id: str) -> list[str]:
     abort it remembered for an id it never saw a PREPARE of included (the ledger snapshot leaves
     those out)."""
     from bank_node.storage import open_store
-    store = open_store(ledger_of(cluster, bank_id))
+    store = open_store(cluster.ledger_location(bank_id))
     try:
         with store.transaction(write=False) as tx:
             return [p.state for p in tx.participations_of(transfer_id)]

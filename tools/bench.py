@@ -282,6 +282,12 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of ``values``: the value at that rank, none interpolated."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """CPU time (user + system) the processes have used so far, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -316,7 +322,7 @@ def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int
     for p in parts:
         outcomes.update(p["outcomes"])
     done = sum(v for o, v in outcomes.items() if o in ("committed", "aborted"))
-    pct = (lambda q: round(lat[min(len(lat) - 1, int(q / 100 * len(lat)))] * 1000, 1)) if lat else (lambda q: None)
+    pct = (lambda q: round(percentile(lat, q) * 1000, 1)) if lat else (lambda q: None)
     return {"clients": clients, "offered_per_s": rate or None, "seconds": seconds, "transfers": done,
             "transfers_per_s": round(done / seconds, 1),
             "latency_ms": {"p50": pct(50), "p95": pct(95), "p99": pct(99),

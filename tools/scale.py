@@ -38,9 +38,9 @@ from pathlib import Path
 from bank_node.config import load_config
 from bank_node.services.banking import Banking
 from bank_node.services.seed import seed, seeded_cpf
-from bank_node.storage import ledger_location, open_store
+from bank_node.storage import open_store
 
-from .bench import Bench, load
+from .bench import Bench, load, percentile
 from .consortia import LOCAL_AMQP
 
 BANK = "alfa"
@@ -60,7 +60,7 @@ class SeededBench(Bench):
     def seed(self) -> float:
         """Seed alfa's ledger where its process will find it; the seconds it took."""
         config = load_config(self.cluster.config_path)
-        store = open_store(ledger_location(BANK, self.cluster[BANK].data_dir, config.bank(BANK).storage))
+        store = open_store(self.cluster.ledger_location(BANK))
         try:
             done = seed(Banking(config, BANK, store), self.accounts,
                         "senha-de-carga-1", "1000.00")
@@ -107,11 +107,6 @@ class SeededBench(Bench):
                 if not body.get("next"):
                     break
                 query = f"limit={PAGE}&before={body['next']}"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,12 +18,6 @@ from tests.support import customer_everywhere, metric, wait_until
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def trio(make_cluster, new_cpf):
-    cluster = make_cluster()
-    ana, acc = customer_everywhere(cluster, new_cpf())
-    return cluster, ana, acc
-
 def test_metrics_move_after_a_transfer(trio):
     cluster, ana, acc = trio
     alfa, beta = cluster["alfa"].url, cluster["beta"].url

@@ -15,7 +15,7 @@ from bank_node.storage import open_store
 from tools.consortia import TEST_SECURITY, write_config
 
 PASSWORD = "senha-de-carga-1"
-pytestmark = pytest.mark.both_backends
+BOTH = pytest.mark.both_backends   # what touches the ledger; bad input is refused before it, on SQLite only
 
 
 def counts(node) -> dict:
@@ -23,6 +23,7 @@ def counts(node) -> dict:
         return tx.counts()
 
 
+@BOTH
 def test_seeded_customers_log_in_and_bank_with_their_funded_accounts(node, api):
     steps = []
     done = seed(node.banking, 1200, PASSWORD, "250.00", lambda d, t: steps.append((d, t)), chunk=500)
@@ -45,6 +46,7 @@ def test_seeded_customers_log_in_and_bank_with_their_funded_accounts(node, api):
     assert api.call("POST", "/api/sessions", {"cpf": seeded_cpf(1200), "password": PASSWORD}).status_code == 401
 
 
+@BOTH
 def test_a_second_seed_into_the_same_ledger_is_refused_and_changes_nothing(node):
     seed(node.banking, 50, PASSWORD)
     before = counts(node)
@@ -54,6 +56,7 @@ def test_a_second_seed_into_the_same_ledger_is_refused_and_changes_nothing(node)
     assert counts(node) == before
 
 
+@BOTH
 def test_a_ledger_with_a_real_customer_is_refused(node, api, new_cpf):
     assert api.register(new_cpf()).status_code == 201
     with pytest.raises(E.Conflict):
@@ -79,6 +82,7 @@ def config_file(tmp_path):
                         banks=[{"id": "alfa", "name": "Banco Alfa", "port": 18001}])
 
 
+@BOTH
 def test_the_command_seeds_the_banks_own_ledger_then_refuses_a_second_run(tmp_path, config_file, capsys, backend,
                                                                          monkeypatch):
     """Where the bank itself would open it: BANK_DATABASE_URL (PostgreSQL, by COPY), else the
