@@ -388,14 +388,13 @@ class PostgresStore:
              lock_timeout_s: float | None) -> Iterator[PostgresTx]:
         try:
             if write:
-                conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                # One round trip (numbers only, inlined: no parameters, so one simple query): the
+                # transaction, its lock wait, its durability, then the writer lock before any read.
+                # coalesce: with its schema gone, current_schema() is NULL and a NULL key locks nothing.
                 wait_ms = max(1, int(1000 * (self.lock_timeout_s if lock_timeout_s is None else lock_timeout_s)))
-                conn.execute(f"SET LOCAL lock_timeout = {wait_ms}")
-                if not durable:
-                    conn.execute("SET LOCAL synchronous_commit = off")
-                # coalesce: with its schema gone, current_schema() is NULL and a NULL key locks nothing
-                conn.execute("SELECT pg_advisory_xact_lock(%s, coalesce(hashtext(current_schema()), 0))",
-                             (_LOCK_WRITER,))
+                conn.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = {wait_ms};"
+                             f"{'' if durable else ' SET LOCAL synchronous_commit = off;'}"
+                             f" SELECT pg_advisory_xact_lock({_LOCK_WRITER}, coalesce(hashtext(current_schema()), 0))")
             else:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         except psycopg.Error as e:
