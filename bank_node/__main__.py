@@ -1,10 +1,15 @@
 """python -m bank_node --config consorcio.yml --bank ID [--data-dir DIR] [--host ADDR] [--operator-socket PATH] [--workers N]
 
-Runs one bank on its configured port with waitress (a threaded production WSGI server), in one
-process or, with ``--workers N``, in N processes sharing its socket and ledger (``workers.py``).
+Runs one bank on its configured port with waitress (a production WSGI server), in one process
+or, with ``--workers N``, in N processes sharing its socket and ledger (``workers.py``). The
+process runs on gevent's greenlets unless ``--concurrency threads`` (``concurrency.py``).
 SIGTERM or SIGINT stops it gracefully: requests in flight finish, the broker connection closes.
 """
 from __future__ import annotations
+
+if __name__ == "__main__":   # before anything else is imported: greenlets, or OS threads
+    from bank_node import concurrency as _concurrency
+    _concurrency.patch(_concurrency.requested())
 
 import argparse
 import logging
@@ -14,6 +19,7 @@ import socket
 import sys
 import threading
 
+from . import concurrency
 from .config import ConfigError, load_config
 
 
@@ -32,11 +38,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve the bank with N processes sharing its port, its ledger and its broker queue, "
                          "one of them its resolver at a time (default: env BANK_WORKERS, else 1); N > 1 needs "
                          "security.rate_limit_storage on redis://, so that the processes share the throttles")
+    ap.add_argument("--concurrency", choices=concurrency.MODES, default=concurrency.requested([]),
+                    help="gevent (default: every task of the bank a greenlet of one OS thread, the cheapest "
+                         "hand-offs) or threads (OS threads); default: env BANK_CONCURRENCY, else gevent")
     ap.add_argument("--listen-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("LOG_FORMAT", "json"),
                     help="json (default; one event per line, with bank and transfer ids) or text")
     args = ap.parse_args(argv)
+    if args.concurrency not in concurrency.MODES:   # from BANK_CONCURRENCY, which argparse does not check
+        print(f"error: BANK_CONCURRENCY must be one of {', '.join(concurrency.MODES)}, not {args.concurrency!r}",
+              file=sys.stderr)
+        return 2
     from .logs import setup_logging
     setup_logging(args.bank, args.log_level, args.log_format)
     try:
@@ -98,19 +111,31 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=operator_server.run, name="operator-socket", daemon=True).start()
 
     import faulthandler
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: every thread's stack in the log
+    # kill -USR1 <pid>: every OS thread's stack in the log (on gevent, the one running now: where
+    # the bank is stuck, if it is)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
-    def stop(signum, frame):
-        # Once: a second SIGTERM while we shut down must not cut the shutdown short.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise SystemExit(0)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = []
+    main_task = _current_task()
+
+    def stop() -> None:
+        # Once: a second SIGTERM while we shut down must not cut the shutdown short. SystemExit is
+        # raised in the main task (server.run below), whichever task the signal interrupted.
+        if stopping:
+            return
+        stopping.append(True)
+        if concurrency.active():
+            import gevent
+            gevent.kill(main_task, SystemExit(0))
+        else:
+            raise SystemExit(0)
+    concurrency.on_signal(signal.SIGTERM, stop)
+    concurrency.on_signal(signal.SIGINT, stop)
     node.start()
-    logging.getLogger("bank_node").info("bank %s (%s) listening on http://%s:%s, public URL %s%s", bank.id,
+    logging.getLogger("bank_node").info("bank %s (%s) listening on http://%s:%s, public URL %s%s; on %s", bank.id,
                                         bank.name, host, bank.port, bank.url,
-                                        f", operator socket {args.operator_socket}" if operator_server else "")
+                                        f", operator socket {args.operator_socket}" if operator_server else "",
+                                        "greenlets (gevent)" if concurrency.active() else "OS threads")
     try:
         server.run()
     except SystemExit:
@@ -125,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         node.stop()
         logging.getLogger("bank_node").info("bank %s stopped", bank.id)
     return 0
+
+
+def _current_task():
+    if concurrency.active():
+        import gevent
+        return gevent.getcurrent()
+    return threading.current_thread()
 
 
 def _supervise(args, config, bank, host: str, data_dir: str) -> int:
@@ -149,7 +181,8 @@ def _supervise(args, config, bank, host: str, data_dir: str) -> int:
             sockets[0].close()
             return 2
     child = [sys.executable, "-m", "bank_node", "--config", args.config, "--bank", bank.id, "--data-dir", data_dir,
-             "--host", host, "--log-level", args.log_level, "--log-format", args.log_format, "--workers", "1"]
+             "--host", host, "--log-level", args.log_level, "--log-format", args.log_format, "--workers", "1",
+             "--concurrency", args.concurrency]
     if args.operator_socket:
         child += ["--operator-socket", args.operator_socket]
     for s in sockets:

@@ -1,0 +1,86 @@
+"""How one bank process does many things at once: greenlets on one OS thread, or OS threads.
+
+A bank waits on many things at the same time: HTTP requests, the broker's I/O, the group-commit
+writer, the coordinator, the resolver. The code is written with ``threading`` (threads, locks,
+events, futures, queues). ``python -m bank_node`` runs it on **gevent** by default: every
+``threading.Thread`` is a greenlet of one OS thread, and a hand-off between them is a switch in
+user space instead of a wake-up through the kernel and a fight for the GIL. On the project's
+2-core machine that took about a quarter of the banks' CPU per transfer away (README,
+Throughput). ``BANK_CONCURRENCY=threads`` (or ``--concurrency threads``) runs the same code on OS
+threads, as unit tests and embedding code do (nothing is patched unless ``patch()`` is called).
+
+What this asks of the code, and where it is kept:
+- a call that blocks the OS thread for long without giving the CPU back stalls every request of
+  the bank: such calls go through ``off_loop`` (Argon2 password hashing, ~30 ms each);
+- SQLite statements and the writer's fsync block the one thread for their duration (tens of
+  microseconds, and a few milliseconds per group commit); PostgreSQL's driver (psycopg 3) and
+  the broker's, Redis's and HTTP's sockets wait cooperatively;
+- signals are handled by a greenlet of their own (``on_signal``), so that a SIGTERM stops the
+  bank from its main greenlet, never in the middle of whichever greenlet was running.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+MODES = ("gevent", "threads")
+ENV = "BANK_CONCURRENCY"
+
+
+def requested(argv: list[str] | None = None) -> str:
+    """The mode asked for on the command line (``--concurrency X`` / ``--concurrency=X``), else
+    in ``BANK_CONCURRENCY``, else gevent. Read before anything is imported, since patching must
+    come first."""
+    argv = sys.argv[1:] if argv is None else argv
+    mode = os.environ.get(ENV) or "gevent"
+    for i, arg in enumerate(argv):
+        if arg == "--concurrency" and i + 1 < len(argv):
+            mode = argv[i + 1]
+        elif arg.startswith("--concurrency="):
+            mode = arg.split("=", 1)[1]
+    return mode
+
+
+def patch(mode: str) -> None:
+    """Make ``threading``, ``socket``, ``select``, ``queue`` and ``time.sleep`` cooperative
+    (gevent), or leave everything as it is (threads). Call it first, before other imports."""
+    if mode == "gevent":
+        from gevent import monkey
+        monkey.patch_all()
+
+
+_active: bool | None = None
+
+
+def active() -> bool:
+    """Whether this process runs on gevent's greenlets (patched by ``patch`` or by whoever
+    embeds the bank, such as a gevent worker of gunicorn); looked up once."""
+    global _active
+    if _active is None:
+        if "gevent" in sys.modules:
+            from gevent import monkey
+            _active = monkey.is_module_patched("threading")
+        else:
+            _active = False
+    return _active
+
+
+def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on an OS thread of gevent's pool when greenlets are in use (the other
+    greenlets run meanwhile; ``fn`` must not touch greenlet-side objects), else right here."""
+    if not active():
+        return fn(*args)
+    import gevent
+    return gevent.get_hub().threadpool.apply(fn, args)
+
+
+def on_signal(signum: int, handler: Callable[[], None]) -> None:
+    """Run ``handler()`` when ``signum`` arrives: in a greenlet of its own on gevent, else as a
+    plain signal handler of the main thread."""
+    if active():
+        import gevent
+        gevent.signal_handler(signum, handler)
+    else:
+        import signal
+        signal.signal(signum, lambda s, f: handler())

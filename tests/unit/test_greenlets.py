@@ -1,0 +1,167 @@
+"""A bank process on gevent's greenlets (bank_node/concurrency.py): what must not block them all.
+
+On greenlets every task of the bank shares one OS thread, so a long C call made in one of them
+would stop the others (HTTP requests, the broker's I/O, the coordinator) for its duration. These
+tests run the real code in a child process that patches itself as ``python -m bank_node`` does,
+and count how often a ticking greenlet got to run while the long call was in progress: never, if
+the call blocked the thread.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bank_node import concurrency
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_patched(body: str, tmp_path: Path) -> dict:
+    """Run ``body`` in a fresh interpreter on greenlets; it prints one JSON object."""
+    script = tmp_path / "child.py"
+    script.write_text("from bank_node import concurrency\nconcurrency.patch('gevent')\n" + textwrap.dedent(body))
+    out = subprocess.run([sys.executable, str(script)], cwd=str(ROOT), capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+TICKER = """
+import gevent, json
+ticks = [0]
+def tick():
+    while True:
+        ticks[0] += 1
+        gevent.sleep(0.001)
+gevent.spawn(tick)
+gevent.sleep(0.01)
+"""
+
+
+def test_the_mode_comes_from_the_command_line_then_the_environment(monkeypatch):
+    monkeypatch.delenv(concurrency.ENV, raising=False)
+    assert concurrency.requested([]) == "gevent"
+    monkeypatch.setenv(concurrency.ENV, "threads")
+    assert concurrency.requested(["--bank", "alfa"]) == "threads"
+    assert concurrency.requested(["--concurrency", "gevent"]) == "gevent"
+    assert concurrency.requested(["--concurrency=gevent"]) == "gevent"
+
+
+def test_without_greenlets_off_loop_is_a_plain_call():
+    import threading
+    assert not concurrency.active()   # unit tests run the bank on OS threads: nothing is patched
+    assert concurrency.off_loop(lambda a, b: (a + b, threading.get_ident()), 1, 2) == (3, threading.get_ident())
+    with pytest.raises(ZeroDivisionError):
+        concurrency.off_loop(lambda: 1 / 0)
+
+
+def test_off_loop_runs_on_another_os_thread_while_the_greenlets_go_on(tmp_path):
+    got = run_patched(TICKER + """
+import hashlib
+from gevent import monkey
+os_thread = monkey.get_original("_thread", "get_ident")
+def slow(n):
+    hashlib.scrypt(b"x" * 64, salt=b"s" * 16, n=2 ** 14, r=8, p=4, maxmem=2 ** 26)   # ~100 ms of C
+    return n * 2, os_thread()
+before = ticks[0]
+value, where = concurrency.off_loop(slow, 21)
+during = ticks[0] - before
+before = ticks[0]
+slow(1)                                   # the same call, made here: the thread is blocked
+blocked = ticks[0] - before
+try:
+    concurrency.off_loop(lambda: 1 / 0)
+    raised = None
+except ZeroDivisionError as e:
+    raised = type(e).__name__
+print(json.dumps({"active": concurrency.active(), "value": value, "other_thread": where != os_thread(),
+                  "during": during, "blocked": blocked, "raised": raised}))
+""", tmp_path)
+    assert got["active"] and got["value"] == 42 and got["other_thread"] and got["raised"] == "ZeroDivisionError"
+    assert got["blocked"] == 0, got      # what the ticker shows for a call that holds the thread
+    assert got["during"] > 0, got        # off_loop: the other greenlets ran meanwhile
+
+
+def test_password_hashing_leaves_the_bank_running(tmp_path):
+    """Argon2 (~30 ms a hash at the default cost) for a registration and a login runs on an OS
+    thread of its own, not on the one every greenlet of the bank shares."""
+    got = run_patched(f"""
+import json, pathlib
+from gevent import monkey
+from bank_node.config import ConsortiumConfig
+from bank_node.node import BankNode
+os_thread = monkey.get_original("_thread", "get_ident")
+cfg = ConsortiumConfig.model_validate({{
+    "consortium": "unit", "broker_url": "amqp://guest:guest@127.0.0.1:1/%2F",
+    "banks": [{{"id": "alfa", "name": "Banco Alfa", "port": 18001}}]}})
+node = BankNode(cfg, "alfa", pathlib.Path({str(tmp_path / "alfa")!r}), connect_broker=False)
+calls = []
+
+class Watched:
+    def __init__(self, hasher):
+        self.hasher = hasher
+    def __getattr__(self, name):
+        real = getattr(self.hasher, name)
+        if name not in ("hash", "verify"):
+            return real
+        def call(*args):
+            calls.append((name, os_thread() != main))
+            return real(*args)
+        return call
+
+main = os_thread()
+node.banking.hasher = Watched(node.banking.hasher)
+cpf = "52998224725"
+node.banking.register(cpf, "Ana Souza", "senha-muito-boa")
+node.banking.login(cpf, "senha-muito-boa")
+try:
+    node.banking.login(cpf, "senha-errada-demais")
+except Exception as e:
+    refused = type(e).__name__
+node.stop()
+print(json.dumps({{"calls": calls, "refused": refused}}))
+""", tmp_path)
+    assert got["refused"] == "Unauthorized"
+    assert got["calls"] == [["hash", True], ["verify", True], ["verify", True]], got
+
+
+def test_a_durable_commit_waits_for_the_disk_on_an_os_thread_of_its_own(tmp_path):
+    """The fsync of a group commit takes milliseconds: on greenlets it is made away from the
+    shared thread. A read, or a write the protocol can redo (``durable=False``), commits in place."""
+    got = run_patched(f"""
+import json, pathlib
+from gevent import monkey
+from bank_node.storage.sqlite import SqliteStore
+os_thread = monkey.get_original("_thread", "get_ident")
+main = os_thread()
+store = SqliteStore(pathlib.Path({str(tmp_path / "ledger.sqlite3")!r}))
+commits = []
+store._conn().set_trace_callback(lambda sql: commits.append(os_thread() != main) if sql == "COMMIT" else None)
+with store.transaction() as tx:
+    tx.insert_customer("52998224725", "Ana Souza", "hash", 0.0)
+with store.transaction(durable=False) as tx:
+    tx.insert_customer("11144477735", "Bia Souza", "hash", 0.0)
+with store.transaction(write=False) as tx:
+    names = sorted(c["name"] for c in (tx.get_customer("52998224725"), tx.get_customer("11144477735")))
+print(json.dumps({{"elsewhere": commits, "names": names}}))
+""", tmp_path)
+    assert got["names"] == ["Ana Souza", "Bia Souza"]
+    assert got["elsewhere"] == [True, False, False], got
+
+
+def test_an_unknown_mode_stops_the_bank_at_start(tmp_path, monkeypatch, capsys):
+    from bank_node.__main__ import main
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("banks: [{id: alfa, name: Banco Alfa, port: 1}]\n")
+    monkeypatch.setenv(concurrency.ENV, "fibers")
+    assert main(["--config", str(cfg), "--bank", "alfa", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "BANK_CONCURRENCY must be one of gevent, threads, not 'fibers'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--config", str(cfg), "--bank", "alfa", "--concurrency", "fibers"])
+    assert "invalid choice: 'fibers'" in capsys.readouterr().err
