@@ -38,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve the bank with N processes sharing its port, its ledger and its broker queue, "
                          "one of them its resolver at a time (default: env BANK_WORKERS, else 1); N > 1 needs "
                          "security.rate_limit_storage on redis://, so that the processes share the throttles")
-    ap.add_argument("--concurrency", choices=concurrency.MODES, default=concurrency.requested([]),
-                    help="gevent (default: every task of the bank a greenlet of one OS thread, the cheapest "
-                         "hand-offs) or threads (OS threads); default: env BANK_CONCURRENCY, else gevent")
+    ap.add_argument("--concurrency", choices=concurrency.MODES,
+                    default=concurrency.requested(sys.argv[1:] if argv is None else argv),
+                    help="gevent (every task of the bank a greenlet of one OS thread, the cheapest hand-offs) "
+                         "or threads (OS threads); default: env BANK_CONCURRENCY, else threads for a ledger "
+                         "on PostgreSQL and gevent otherwise")
     ap.add_argument("--listen-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("LOG_FORMAT", "json"),

@@ -7,14 +7,15 @@ events, futures, queues). ``python -m bank_node`` runs it on **gevent** by defau
 user space instead of a wake-up through the kernel and a fight for the GIL. On the project's
 2-core machine that took about a quarter of the banks' CPU per transfer away (README,
 Throughput). ``BANK_CONCURRENCY=threads`` (or ``--concurrency threads``) runs the same code on OS
-threads, as unit tests and embedding code do (nothing is patched unless ``patch()`` is called).
+threads, as unit tests and embedding code do (nothing is patched unless ``patch()`` is called);
+so does a bank whose ledger is PostgreSQL, unless told otherwise (``requested``).
 
 What this asks of the code, and where it is kept:
 - a call that blocks the OS thread for long without giving the CPU back stalls every request of
   the bank: such calls go through ``off_loop`` (Argon2 password hashing, ~30 ms each);
-- SQLite statements and the writer's fsync block the one thread for their duration (tens of
-  microseconds, and a few milliseconds per group commit); PostgreSQL's driver (psycopg 3) and
-  the broker's, Redis's and HTTP's sockets wait cooperatively;
+- SQLite statements block the one thread for their duration (tens of microseconds); the fsync
+  of a durable commit (milliseconds) goes through ``off_loop`` too (``storage/sqlite.py``);
+  PostgreSQL's driver (psycopg 3) and the broker's, Redis's and HTTP's sockets wait cooperatively;
 - signals are handled by a greenlet of their own (``on_signal``), so that a SIGTERM stops the
   bank from its main greenlet, never in the middle of whichever greenlet was running.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 MODES = ("gevent", "threads")
@@ -30,16 +32,42 @@ ENV = "BANK_CONCURRENCY"
 
 def requested(argv: list[str] | None = None) -> str:
     """The mode asked for on the command line (``--concurrency X`` / ``--concurrency=X``), else
-    in ``BANK_CONCURRENCY``, else gevent. Read before anything is imported, since patching must
-    come first."""
+    in ``BANK_CONCURRENCY``; else gevent, or threads for a bank whose ledger is PostgreSQL (its
+    driver waits for each round trip through gevent's poll, which measured about 5% slower and
+    up to a fifth more CPU than OS threads: README, Throughput). Read before anything else is
+    imported, since patching must come first."""
     argv = sys.argv[1:] if argv is None else argv
-    mode = os.environ.get(ENV) or "gevent"
+    mode = _option(argv, "--concurrency") or os.environ.get(ENV)
+    return mode or ("threads" if _ledger_is_postgres(argv) else "gevent")
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    value = None
     for i, arg in enumerate(argv):
-        if arg == "--concurrency" and i + 1 < len(argv):
-            mode = argv[i + 1]
-        elif arg.startswith("--concurrency="):
-            mode = arg.split("=", 1)[1]
-    return mode
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _ledger_is_postgres(argv: list[str]) -> bool:
+    """Whether the bank this command line starts keeps its ledger in PostgreSQL, as the bank will
+    read it (``storage_setting``); False when the file or the bank cannot be read here (the bank
+    then says what is wrong). Only the YAML is read: nothing that patching must precede."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from .storage import is_postgres_url, storage_setting
+    path, bank_id = _option(argv, "--config") or "consorcio.yml", _option(argv, "--bank")
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        entry = next(b for b in raw["banks"] if isinstance(b, dict) and b.get("id") == bank_id)
+    except Exception:  # noqa: BLE001 - the bank's own start-up reports a bad file
+        entry = {}
+    setting, _ = storage_setting(SimpleNamespace(id=bank_id, storage=entry.get("storage")), path)
+    return is_postgres_url(setting)
 
 
 def patch(mode: str) -> None:

@@ -224,13 +224,17 @@ def test_consortium_lookup_masks_other_people_and_names_silent_banks(trio, new_c
     assert {a["bank"] for a in partial["accounts"]} == {"alfa", "beta"}
 
 
-@pytest.mark.parametrize("mode", ["gevent", "threads"])
-def test_concurrent_conflicting_transfers_conserve_money(make_cluster, new_cpf, mode):
+@pytest.mark.both_backends
+@pytest.mark.parametrize("mode", ["default", "the other"])
+def test_concurrent_conflicting_transfers_conserve_money(make_cluster, new_cpf, backend, mode):
     """>= 300 conflicting transfers from 16 threads: total money conserved, no negative balance,
-    every transfer all-or-nothing, nothing left in doubt; with the banks' tasks as greenlets (the
-    default) and as OS threads (``BANK_CONCURRENCY=threads``)."""
-    cluster = make_cluster(env={"BANK_CONCURRENCY": mode})
-    running_on = "greenlets (gevent)" if mode == "gevent" else "OS threads"
+    every transfer all-or-nothing, nothing left in doubt; with the banks' tasks as greenlets and
+    as OS threads, on either ledger (by default a SQLite bank runs on greenlets, a PostgreSQL
+    one on OS threads; ``BANK_CONCURRENCY`` asks for the other)."""
+    default = "threads" if backend.name == "postgres" else "gevent"
+    other = "gevent" if default == "threads" else "threads"
+    cluster = make_cluster(env={"BANK_CONCURRENCY": other if mode == "the other" else ""})   # "": not inherited
+    running_on = "greenlets (gevent)" if (default if mode == "default" else other) == "gevent" else "OS threads"
     assert all(f"; on {running_on}" in b.log_path.read_text() for b in cluster.banks.values())
     urls = {b: p.url for b, p in cluster.banks.items()}
     people = [Customer(new_cpf(), f"Pessoa {i}", urls) for i in range(4)]

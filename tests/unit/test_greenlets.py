@@ -44,13 +44,26 @@ gevent.sleep(0.01)
 """
 
 
-def test_the_mode_comes_from_the_command_line_then_the_environment(monkeypatch):
+def test_the_mode_comes_from_the_command_line_then_the_environment_then_the_ledger(tmp_path, monkeypatch):
     monkeypatch.delenv(concurrency.ENV, raising=False)
-    assert concurrency.requested([]) == "gevent"
+    monkeypatch.delenv("BANK_DATABASE_URL", raising=False)
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("banks: [{id: alfa, name: Banco Alfa, port: 1},\n"
+                   "        {id: beta, name: Banco Beta, port: 2, storage: 'postgresql://beta@db/beta'}]\n")
+    bank = lambda b: ["--config", str(cfg), "--bank", b]   # noqa: E731
+    assert concurrency.requested(bank("alfa")) == "gevent"            # SQLite: greenlets
+    assert concurrency.requested(bank("beta")) == "threads"           # PostgreSQL: OS threads
+    assert concurrency.requested([f"--config={cfg}", "--bank=beta"]) == "threads"
+    assert concurrency.requested(["--config", str(tmp_path / "none.yml"), "--bank", "alfa"]) == "gevent"
+    monkeypatch.setenv("BANK_DATABASE_URL", "postgresql://alfa@db/alfa")
+    assert concurrency.requested(bank("alfa")) == "threads"           # the URL that wins over the file
+    monkeypatch.delenv("BANK_DATABASE_URL")
     monkeypatch.setenv(concurrency.ENV, "threads")
-    assert concurrency.requested(["--bank", "alfa"]) == "threads"
-    assert concurrency.requested(["--concurrency", "gevent"]) == "gevent"
-    assert concurrency.requested(["--concurrency=gevent"]) == "gevent"
+    assert concurrency.requested(bank("alfa")) == "threads"
+    monkeypatch.setenv(concurrency.ENV, "gevent")
+    assert concurrency.requested(bank("beta")) == "gevent"            # asked for: PostgreSQL on greenlets
+    assert concurrency.requested([*bank("alfa"), "--concurrency", "threads"]) == "threads"
+    assert concurrency.requested([*bank("beta"), "--concurrency=gevent"]) == "gevent"
 
 
 def test_without_greenlets_off_loop_is_a_plain_call():
