@@ -112,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         threading.Thread(target=operator_server.run, name="operator-socket", daemon=True).start()
 
+    # kill -USR1 <pid>: the stacks in the log. Every OS thread's at once (faulthandler: even while
+    # a C call holds the bank), then, on greenlets, every greenlet's with what it waits on.
     import faulthandler
-    # kill -USR1 <pid>: every OS thread's stack in the log (on gevent, the one running now: where
-    # the bank is stuck, if it is)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if concurrency.active():
+        concurrency.on_signal(signal.SIGUSR1, concurrency.print_tasks)
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
 
     stopping = []
     main_task = _current_task()

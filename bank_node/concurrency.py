@@ -112,3 +112,10 @@ def on_signal(signum: int, handler: Callable[[], None]) -> None:
     else:
         import signal
         signal.signal(signum, lambda s, f: handler())
+
+
+def print_tasks() -> None:
+    """Every greenlet's stack (and each OS thread's), to stderr: where a bank on greenlets is."""
+    from gevent.util import print_run_info
+    print_run_info(file=sys.stderr)
+    sys.stderr.flush()

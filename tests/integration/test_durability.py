@@ -111,3 +111,14 @@ def test_kill_9_under_load_loses_no_acknowledged_deposit(alfa, new_cpf):
     alfa.wait_healthy(30)
     balance = Decimal(ana.balance("alfa", number))
     assert total_acked <= balance <= total_acked + len(threads), (total_acked, balance)
+
+
+def test_sigusr1_puts_every_task_of_the_bank_in_its_log(alfa):
+    """An operator's look inside a bank that seems stuck: kill -USR1 writes every OS thread's stack
+    (even while a C call holds the bank) and, on greenlets, every greenlet's; the bank goes on."""
+    alfa.proc.send_signal(signal.SIGUSR1)
+    log = lambda: alfa.log_path.read_text(errors="replace")   # noqa: E731
+    wait_until(lambda: "storage/batch.py" in log() and "coordinator.py" in log() and "<Greenlet" in log(), 10,
+               "the greenlets' stacks: the writer's, the coordinator's")
+    assert "Current thread" in log() or "Thread 0x" in log()   # faulthandler's, first
+    assert alfa.health(timeout=5) is not None
