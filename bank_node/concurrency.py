@@ -14,7 +14,8 @@ What this asks of the code, and where it is kept:
 - a call that blocks the OS thread for long without giving the CPU back stalls every request of
   the bank: such calls go through ``off_loop`` (Argon2 password hashing, ~30 ms each);
 - SQLite statements block the one thread for their duration (tens of microseconds); the fsync
-  of a durable commit (milliseconds) goes through ``off_loop`` too (``storage/sqlite.py``);
+  of a durable commit (milliseconds) goes through ``off_loop`` too, on threads of its own
+  (``storage/sqlite.py``);
   PostgreSQL's driver (psycopg 3) and the broker's, Redis's and HTTP's sockets wait cooperatively;
 - signals are handled by a greenlet of their own (``on_signal``), so that a SIGTERM stops the
   bank from its main greenlet, never in the middle of whichever greenlet was running.
@@ -94,13 +95,25 @@ def active() -> bool:
     return _active
 
 
-def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` on an OS thread of gevent's pool when greenlets are in use (the other
-    greenlets run meanwhile; ``fn`` must not touch greenlet-side objects), else right here."""
+DISK_THREADS = 2
+_disk_pool = None
+
+
+def off_loop(fn: Callable[..., Any], *args: Any, disk: bool = False) -> Any:
+    """``fn(*args)`` on an OS thread when greenlets are in use (the other greenlets run meanwhile;
+    ``fn`` must not touch greenlet-side objects), else right here. ``disk``: a wait for the disk
+    (a commit's fsync) gets OS threads of its own, so that it never queues behind CPU work such
+    as a crowd of logins' password hashes in gevent's pool."""
     if not active():
         return fn(*args)
     import gevent
-    return gevent.get_hub().threadpool.apply(fn, args)
+    if not disk:
+        return gevent.get_hub().threadpool.apply(fn, args)
+    global _disk_pool
+    if _disk_pool is None:
+        from gevent.threadpool import ThreadPool
+        _disk_pool = ThreadPool(DISK_THREADS)
+    return _disk_pool.apply(fn, args)
 
 
 def on_signal(signum: int, handler: Callable[[], None]) -> None:

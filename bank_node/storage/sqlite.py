@@ -831,7 +831,8 @@ class SqliteStore:
             raise StorageError(f"cannot start a transaction: {e}") from e
         # A durable write's COMMIT waits for the disk (fsync): on greenlets, on an OS thread of
         # its own, so that the bank's other tasks run meanwhile.
-        commit = (lambda: off_loop(c.execute, "COMMIT")) if write and durable and concurrency_active() else None
+        commit = (lambda: off_loop(c.execute, "COMMIT", disk=True)) if write and durable and concurrency_active() \
+            else None
         yield from run_unit(SqliteTx(c), lambda: _rollback(c), commit=commit)
 
     def ping(self) -> bool:

@@ -178,3 +178,27 @@ def test_an_unknown_mode_stops_the_bank_at_start(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["--config", str(cfg), "--bank", "alfa", "--concurrency", "fibers"])
     assert "invalid choice: 'fibers'" in capsys.readouterr().err
+
+
+def test_a_commit_does_not_queue_behind_password_hashes(tmp_path):
+    """A crowd of logins fills gevent's thread pool with Argon2 hashes: a transfer's commit still
+    gets an OS thread at once (the disk waits have threads of their own)."""
+    got = run_patched(f"""
+import hashlib, json, pathlib, gevent
+from bank_node.storage.sqlite import SqliteStore
+store = SqliteStore(pathlib.Path({str(tmp_path / "ledger.sqlite3")!r}))
+pool = gevent.get_hub().threadpool
+finished = []
+def cpu_bound(i):
+    hashlib.scrypt(b"x" * 64, salt=b"s" * 16, n=2 ** 14, r=8, p=8, maxmem=2 ** 26)   # ~200 ms of C
+    finished.append(i)
+crowd = [gevent.spawn(concurrency.off_loop, cpu_bound, i) for i in range(pool.maxsize)]
+gevent.sleep(0.05)                                   # every thread of the pool is busy hashing
+with store.transaction() as tx:
+    tx.insert_customer("52998224725", "Ana Souza", "hash", 0.0)
+hashes_done_at_commit = len(finished)
+gevent.joinall(crowd)
+print(json.dumps({{"at_commit": hashes_done_at_commit, "busy": pool.maxsize, "all": len(finished)}}))
+""", tmp_path)
+    assert got["all"] == got["busy"]
+    assert got["at_commit"] == 0, got    # it did not wait for a hash to finish and free a thread
