@@ -4,6 +4,7 @@ One list of bank ids serves the launcher (``--banks N``), the benchmark, the cha
 the tests, so that "the fifth bank" is called the same everywhere."""
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
@@ -22,16 +23,44 @@ LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 TEST_SECURITY = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "allow_weak_hashing_for_tests": True}
 
 
-def free_ports(n: int) -> list[int]:
+def free_ports(n: int, rng: random.Random | None = None) -> list[int]:
+    """``n`` ports free now, for banks to listen on a moment later. Drawn at random below the
+    kernel's ephemeral range: a port the kernel hands out itself (bind to port 0) may meanwhile
+    become the local port of any outgoing connection on the machine (to the broker, a database,
+    another bank), and a bank starting on it would find it taken."""
+    rng = rng or random.SystemRandom()
+    start = _ephemeral_start()
+    low, high = (1024, 65536) if start <= 2048 else (LISTEN_PORTS if start >= LISTEN_PORTS[1] else (1024, start))
     socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    try:
+        while len(ports) < n:
+            port = rng.randrange(low, high)
+            if port in ports:
+                continue
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
     return ports
+
+
+LISTEN_PORTS = (20000, 32768)
+"""Where ``free_ports`` draws from: below Linux's default ephemeral range (32768-60999); below a
+lower one if the machine's starts lower (anywhere, if it leaves no room)."""
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return LISTEN_PORTS[1]
 
 
 def write_config(path: Path, *, consortium: str, broker_url: str, banks: list[dict], **extra) -> Path:

@@ -70,3 +70,15 @@ def test_one_database_url_for_every_bank_is_refused(tmp_path, monkeypatch):
     with pytest.raises(LaunchError, match="BANK_DATABASE_URL.*storage") as refused:
         launcher.load()
     assert refused.value.code == 2
+
+
+def test_free_ports_stay_out_of_the_range_outgoing_connections_take_theirs_from():
+    import socket
+    from tools.consortia import _ephemeral_start, free_ports
+    ports = free_ports(30)
+    assert len(set(ports)) == 30 and all(p >= 1024 for p in ports)
+    if _ephemeral_start() > 2048:   # as on Linux by default (32768-60999): room below it
+        assert all(p < _ephemeral_start() for p in ports), ports
+    for p in ports:   # free when handed out
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))
