@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                          "one of them its resolver at a time (default: env BANK_WORKERS, else 1); N > 1 needs "
                          "security.rate_limit_storage on redis://, so that the processes share the throttles")
     ap.add_argument("--concurrency", choices=concurrency.MODES,
-                    default=concurrency.requested(sys.argv[1:] if argv is None else argv),
+                    default=concurrency.requested(argv),
                     help="gevent (every task of the bank a greenlet of one OS thread, the cheapest hand-offs) "
                          "or threads (OS threads); default: env BANK_CONCURRENCY, else threads for a ledger "
                          "on PostgreSQL and gevent otherwise")
@@ -119,22 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency.on_signal(signal.SIGUSR1, concurrency.print_tasks)
     faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
 
-    stopping = []
-    main_task = _current_task()
-
-    def stop() -> None:
-        # Once: a second SIGTERM while we shut down must not cut the shutdown short. SystemExit is
-        # raised in the main task (server.run below), whichever task the signal interrupted.
-        if stopping:
-            return
-        stopping.append(True)
-        if concurrency.active():
-            import gevent
-            gevent.kill(main_task, SystemExit(0))
-        else:
-            raise SystemExit(0)
-    concurrency.on_signal(signal.SIGTERM, stop)
-    concurrency.on_signal(signal.SIGINT, stop)
+    concurrency.exit_on(signal.SIGTERM, signal.SIGINT)   # SystemExit in server.run below, once
     node.start()
     logging.getLogger("bank_node").info("bank %s (%s) listening on http://%s:%s, public URL %s%s; on %s", bank.id,
                                         bank.name, host, bank.port, bank.url,
@@ -154,13 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         node.stop()
         logging.getLogger("bank_node").info("bank %s stopped", bank.id)
     return 0
-
-
-def _current_task():
-    if concurrency.active():
-        import gevent
-        return gevent.getcurrent()
-    return threading.current_thread()
 
 
 def _supervise(args, config, bank, host: str, data_dir: str) -> int:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 MODES = ("gevent", "threads")
 ENV = "BANK_CONCURRENCY"
+_patched_as: str | None = None   # the mode ``patch`` was given, in the process that called it
 
 
 def requested(argv: list[str] | None = None) -> str:
@@ -36,7 +37,10 @@ def requested(argv: list[str] | None = None) -> str:
     in ``BANK_CONCURRENCY``; else gevent, or threads for a bank whose ledger is PostgreSQL (its
     driver waits for each round trip through gevent's poll, which measured about 5% slower and
     up to a fifth more CPU than OS threads: README, Throughput). Read before anything else is
-    imported, since patching must come first."""
+    imported, since patching must come first. Without ``argv``: this process's command line, as
+    ``patch`` resolved it (the consortium file is read once)."""
+    if argv is None and _patched_as is not None:
+        return _patched_as
     argv = sys.argv[1:] if argv is None else argv
     mode = _option(argv, "--concurrency") or os.environ.get(ENV)
     return mode or ("threads" if _ledger_is_postgres(argv) else "gevent")
@@ -74,6 +78,8 @@ def _ledger_is_postgres(argv: list[str]) -> bool:
 def patch(mode: str) -> None:
     """Make ``threading``, ``socket``, ``select``, ``queue`` and ``time.sleep`` cooperative
     (gevent), or leave everything as it is (threads). Call it first, before other imports."""
+    global _patched_as
+    _patched_as = mode
     if mode == "gevent":
         from gevent import monkey
         monkey.patch_all()
@@ -125,6 +131,27 @@ def on_signal(signum: int, handler: Callable[[], None]) -> None:
     else:
         import signal
         signal.signal(signum, lambda s, f: handler())
+
+
+def exit_on(*signums: int) -> None:
+    """The first of ``signums`` raises SystemExit(0) in the task calling this (the main one),
+    whichever task the signal interrupted; later ones are ignored, so that a second SIGTERM does
+    not cut a graceful shutdown short."""
+    if active():
+        import gevent
+        main = gevent.getcurrent()
+    fired = []
+
+    def stop() -> None:
+        if fired:
+            return
+        fired.append(True)
+        if active():
+            gevent.kill(main, SystemExit(0))
+        else:
+            raise SystemExit(0)   # a plain handler runs in the main thread
+    for signum in signums:
+        on_signal(signum, stop)
 
 
 def print_tasks() -> None:

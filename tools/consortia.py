@@ -23,44 +23,41 @@ LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 TEST_SECURITY = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "allow_weak_hashing_for_tests": True}
 
 
-def free_ports(n: int, rng: random.Random | None = None) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """``n`` ports free now, for banks to listen on a moment later. Drawn at random below the
     kernel's ephemeral range: a port the kernel hands out itself (bind to port 0) may meanwhile
     become the local port of any outgoing connection on the machine (to the broker, a database,
     another bank), and a bank starting on it would find it taken."""
-    rng = rng or random.SystemRandom()
-    start = _ephemeral_start()
-    low, high = (1024, 65536) if start <= 2048 else (LISTEN_PORTS if start >= LISTEN_PORTS[1] else (1024, start))
-    socks, ports = [], []
+    rng, low, high = random.SystemRandom(), *_listen_range()
+    socks: list[socket.socket] = []
     try:
-        while len(ports) < n:
-            port = rng.randrange(low, high)
-            if port in ports:
-                continue
+        while len(socks) < n:
             s = socket.socket()
             try:
-                s.bind(("127.0.0.1", port))
+                s.bind(("127.0.0.1", rng.randrange(low, high)))   # taken already (by us too): draw again
             except OSError:
                 s.close()
                 continue
             socks.append(s)
-            ports.append(port)
+        return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
-    return ports
 
 
 LISTEN_PORTS = (20000, 32768)
-"""Where ``free_ports`` draws from: below Linux's default ephemeral range (32768-60999); below a
-lower one if the machine's starts lower (anywhere, if it leaves no room)."""
+"""Where ``free_ports`` draws from: below Linux's default ephemeral range (32768-60999), or below
+the machine's own if it starts lower (anywhere unprivileged, if it leaves no room)."""
 
 
-def _ephemeral_start() -> int:
+def _listen_range() -> tuple[int, int]:
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return LISTEN_PORTS[1]
+        return LISTEN_PORTS
+    if start >= LISTEN_PORTS[1]:
+        return LISTEN_PORTS
+    return (1024, start) if start > 2048 else (1024, 65536)
 
 
 def write_config(path: Path, *, consortium: str, broker_url: str, banks: list[dict], **extra) -> Path:

@@ -66,6 +66,16 @@ def test_the_mode_comes_from_the_command_line_then_the_environment_then_the_ledg
     assert concurrency.requested([*bank("beta"), "--concurrency=gevent"]) == "gevent"
 
 
+def test_the_bank_asks_for_its_mode_once(monkeypatch):
+    """``python -m bank_node`` resolves the mode before patching; its own parser then takes that
+    answer instead of reading the consortium file again."""
+    monkeypatch.setattr(concurrency, "_patched_as", "threads")
+    monkeypatch.setattr(concurrency, "_ledger_is_postgres", lambda argv: pytest.fail("file read again"))
+    monkeypatch.setenv(concurrency.ENV, "gevent")
+    assert concurrency.requested() == "threads"
+    assert concurrency.requested(["--bank", "alfa"]) == "gevent"   # an explicit command line is read
+
+
 def test_without_greenlets_off_loop_is_a_plain_call():
     import threading
     assert not concurrency.active()   # unit tests run the bank on OS threads: nothing is patched
