@@ -68,6 +68,23 @@ class Session:
     expires_at: float
 
 
+class _OffLoopHasher:
+    """argon2's hasher, whose hashing (~30 ms of C at the default cost) runs off the thread a bank's
+    greenlets share (``concurrency.off_loop``), so the bank's other work goes on meanwhile."""
+
+    def __init__(self, hasher: PasswordHasher):
+        self._hasher = hasher
+
+    def hash(self, password: str | bytes) -> str:
+        return off_loop(self._hasher.hash, password)
+
+    def verify(self, password_hash: str, password: str | bytes) -> bool:
+        return off_loop(self._hasher.verify, password_hash, password)
+
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+
 class Banking:
     def __init__(self, config: ConsortiumConfig, bank_id: str, store: Store, clock: Callable[[], float] = time.time):
         self.config = config
@@ -75,8 +92,8 @@ class Banking:
         self.store = store
         self.clock = clock
         sec = config.security
-        self.hasher = PasswordHasher(time_cost=sec.argon2_time_cost, memory_cost=sec.argon2_memory_kib,
-                                     parallelism=sec.argon2_parallelism)
+        self.hasher = _OffLoopHasher(PasswordHasher(time_cost=sec.argon2_time_cost, memory_cost=sec.argon2_memory_kib,
+                                                    parallelism=sec.argon2_parallelism))
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
         self.limits = config.limits_for(bank_id)
         self.limit_cents = to_cents(self.limits.max_amount)
@@ -100,7 +117,7 @@ class Banking:
         if client is not None:
             self.throttles.registration(client)
         fingerprint = request_fingerprint("register", cpf, name, hashlib.sha256(password.encode()).hexdigest())
-        password_hash = off_loop(self.hasher.hash, password)   # ~30 ms of C: the bank's other work goes on
+        password_hash = self.hasher.hash(password)
 
         def action(tx: Tx):
             if tx.get_customer(cpf) is not None:
@@ -134,7 +151,7 @@ class Banking:
         # is simply wrong (argon2 would otherwise fail to encode it and crash the request).
         secret = password.encode("utf-8", "surrogatepass")
         try:
-            off_loop(self.hasher.verify, cust["password_hash"] if cust else self._dummy_hash, secret)
+            self.hasher.verify(cust["password_hash"] if cust else self._dummy_hash, secret)
             ok = cust is not None
         except (argon2_errors.VerificationError, argon2_errors.InvalidHashError):
             ok = False
@@ -145,8 +162,7 @@ class Banking:
         token = secrets.token_urlsafe(32)
         now = self.clock()
         expires = now + self.config.security.session_ttl_s
-        rehashed = off_loop(self.hasher.hash, password) if self.hasher.check_needs_rehash(cust["password_hash"]) \
-            else None
+        rehashed = self.hasher.hash(password) if self.hasher.check_needs_rehash(cust["password_hash"]) else None
         with self.store.transaction() as tx:
             if rehashed is not None:
                 tx.update_password_hash(cpf, rehashed)
