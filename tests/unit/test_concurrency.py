@@ -148,11 +148,19 @@ def http_server(node):
     """The real WSGI server of a bank (waitress, threaded) on a free port, in a thread."""
     app = create_app(node)
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=16, ident="test")
-    t = threading.Thread(target=server.run, daemon=True)
+    stop = threading.Event()
+
+    def serve() -> None:   # server.run, one poll at a time, so that it can be told to stop
+        while not stop.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+    t = threading.Thread(target=serve, daemon=True)
     t.start()
     yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    # Closed only once its loop has stopped: closing the socket under a running select() made it
+    # fail with EBADF in the loop's thread (a warning at the end of the suite, now and then).
+    stop.set()
     t.join(5)
+    server.close()
     server.task_dispatcher.shutdown()
 
 
