@@ -24,7 +24,7 @@ import pika
 import psycopg
 import pytest
 
-from tools.consortia import LOCAL_AMQP, LOCAL_PG, LOCAL_REDIS, TEST_SECURITY, free_ports, write_config
+from tools.consortia import LOCAL_AMQP, LOCAL_PG, LOCAL_REDIS, PORT_SHARE_ENV, TEST_SECURITY, free_ports, write_config
 from tools.supervisor import Cluster
 from broker.provision import delete_namespace  # noqa: F401 - tests import it from here
 from bank_node.config import WEAK_HASHING_ENV
@@ -35,6 +35,13 @@ from bank_node.storage import ledger_location, postgres_url
 # (security.allow_weak_hashing_for_tests); this covers the tests that write their own file
 # with cheap argon2 settings (the launcher's), since a bank refuses them otherwise.
 os.environ.setdefault(WEAK_HASHING_ENV, "1")
+
+# Parallel workers (pytest-xdist) pick their banks' ports from disjoint shares of the range: two
+# workers drawing the same free port a moment apart would start one bank on it, and the other
+# worker's test would talk to that bank, a stranger's, as if it were its own.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    os.environ[PORT_SHARE_ENV] = (f"{int(os.environ['PYTEST_XDIST_WORKER'][2:])}/"
+                                  f"{int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))}")
 
 OPERATOR_TOKEN = "operator-token-of-the-test-suite"
 """Every bank make_cluster starts has it: the operator routes (/metrics...) need it."""

@@ -4,6 +4,7 @@ One list of bank ids serves the launcher (``--banks N``), the benchmark, the cha
 the tests, so that "the fifth bank" is called the same everywhere."""
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -27,8 +28,11 @@ def free_ports(n: int) -> list[int]:
     """``n`` ports free now, for banks to listen on a moment later. Drawn at random below the
     kernel's ephemeral range: a port the kernel hands out itself (bind to port 0) may meanwhile
     become the local port of any outgoing connection on the machine (to the broker, a database,
-    another bank), and a bank starting on it would find it taken."""
-    rng, low, high = random.SystemRandom(), *_listen_range()
+    another bank), and a bank starting on it would find it taken. Processes that pick ports side
+    by side (the test suite's parallel workers) each draw from a share of their own, named by
+    ``CONSORCIO_PORT_SHARE`` ("2/4": the third of four): two of them could otherwise draw the
+    same port between one's check and its bank's bind, and the other's bank would answer for it."""
+    rng, (low, high) = random.SystemRandom(), _listen_range()
     socks: list[socket.socket] = []
     try:
         while len(socks) < n:
@@ -49,8 +53,27 @@ LISTEN_PORTS = (20000, 32768)
 """Where ``free_ports`` draws from: below Linux's default ephemeral range (32768-60999), or below
 the machine's own if it starts lower (anywhere unprivileged, if it leaves no room)."""
 
+PORT_SHARE_ENV = "CONSORCIO_PORT_SHARE"
+
 
 def _listen_range() -> tuple[int, int]:
+    """The ports this process may draw from: the range below the ephemeral one, cut to this
+    process's share of it (``CONSORCIO_PORT_SHARE``)."""
+    low, high = _unshared_range()
+    share = os.environ.get(PORT_SHARE_ENV, "").strip()
+    if not share:
+        return low, high
+    try:
+        index, count = (int(x) for x in share.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{PORT_SHARE_ENV}={share!r}: expected INDEX/COUNT with 0 <= INDEX < COUNT") from None
+    size = (high - low) // count
+    return low + index * size, low + (index + 1) * size
+
+
+def _unshared_range() -> tuple[int, int]:
     try:
         start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):

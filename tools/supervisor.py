@@ -44,6 +44,9 @@ class BankProcess:
     """Ask the kernel to stop the bank if the process that started it dies (Linux only)."""
     workers: int = 1
     """Processes serving the bank (``--workers``); ``proc`` is then their parent."""
+    consortium: str | None = None
+    """The consortium's name in the config: a health answer counts only if it names this bank of
+    this consortium (another bank, started on the same port by someone else, is not ours)."""
     _pump: threading.Thread | None = field(default=None, repr=False)
 
     def start(self, extra_env: dict | None = None) -> None:
@@ -97,6 +100,20 @@ class BankProcess:
         except (OSError, ValueError):
             return None
 
+    def ready(self, h: dict | None, need_broker: bool = True) -> bool:
+        """Whether health answer ``h`` says this bank is up: it names this bank (and consortium),
+        and (``need_broker``) its broker is connected."""
+        return (h is not None and h.get("bank") == self.bank_id
+                and (self.consortium is None or h.get("consortium") == self.consortium)
+                and (not need_broker or h.get("broker") == "connected"))
+
+    def stranger(self, h: dict | None) -> str:
+        """What answers on this bank's address, if it is not this bank ("" if it is, or none)."""
+        if h is None or (h.get("bank") == self.bank_id and h.get("consortium", self.consortium) == self.consortium):
+            return ""
+        return (f"; {self.url} answers as bank {h.get('bank')!r} of consortium {h.get('consortium')!r}, "
+                f"not this one (another process holds its port)")
+
     def wait_healthy(self, deadline_s: float = 30.0, need_broker: bool = True) -> dict:
         end = time.monotonic() + deadline_s
         delay = 0.02
@@ -105,11 +122,12 @@ class BankProcess:
                 raise RuntimeError(f"bank {self.bank_id} exited with {self.proc.returncode}; "
                                    f"log: {self.log_path}\n{self.tail()}")
             h = self.health()
-            if h and (not need_broker or h.get("broker") == "connected"):
+            if self.ready(h, need_broker):
                 return h
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
-        raise TimeoutError(f"bank {self.bank_id} not healthy after {deadline_s}s; log:\n{self.tail()}")
+        raise TimeoutError(f"bank {self.bank_id} not healthy after {deadline_s}s{self.stranger(self.health())}; "
+                           f"log:\n{self.tail()}")
 
     def kill(self) -> None:
         """kill -9: no goodbye, no flush. What it had committed must survive."""
@@ -172,7 +190,8 @@ class Cluster:
             self.banks[b["id"]] = BankProcess(
                 b["id"], url, self.config_path, self.data_root / b["id"],
                 self.data_root / f"{b['id']}.log", env=dict(env or {}), on_line=on_line,
-                die_with_parent=die_with_parent, workers=(workers or {}).get(b["id"], 1))
+                die_with_parent=die_with_parent, workers=(workers or {}).get(b["id"], 1),
+                consortium=self.namespace)
 
     def __getitem__(self, bank_id: str) -> BankProcess:
         return self.banks[bank_id]
@@ -230,7 +249,7 @@ class Cluster:
                     raise RuntimeError(f"bank {b.bank_id} exited with {b.proc.returncode}; "
                                        f"log: {b.log_path}\n{b.tail()}")
                 h = b.health(timeout=1.0)
-                if h and (not need_broker or h.get("broker") == "connected"):
+                if b.ready(h, need_broker):
                     healthy[b.bank_id] = h
                     changed = True
             now = time.monotonic()
@@ -244,7 +263,8 @@ class Cluster:
             if time.monotonic() >= end:
                 late = [b for b in self.banks if b not in healthy]
                 raise TimeoutError(f"bank(s) {', '.join(late)} not healthy after {deadline_s:g}s; log:\n"
-                                   + "\n".join(self.banks[b].tail(15) for b in late))
+                                   + "\n".join(self.banks[b].stranger(self.banks[b].health(timeout=1.0))
+                                               + self.banks[b].tail(15) for b in late))
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 

@@ -84,3 +84,68 @@ def test_free_ports_stay_out_of_the_range_outgoing_connections_take_theirs_from(
     for p in ports:   # free when handed out
         with socket.socket() as s:
             s.bind(("127.0.0.1", p))
+
+
+@pytest.mark.parametrize("share,part", [("0/4", 0), ("3/4", 3), ("1/2", 1)])
+def test_each_share_of_the_ports_is_its_own(monkeypatch, share, part):
+    """Parallel test workers draw from disjoint parts of the range: never the same port."""
+    from tools.consortia import PORT_SHARE_ENV, _unshared_range, free_ports
+    low, high = _unshared_range()
+    count = int(share.split("/")[1])
+    size = (high - low) // count
+    monkeypatch.setenv(PORT_SHARE_ENV, share)
+    ports = free_ports(20)
+    assert all(low + part * size <= p < low + (part + 1) * size for p in ports), (share, ports)
+
+
+@pytest.mark.parametrize("bad", ["4/4", "x", "1/0", "-1/3"])
+def test_a_bad_share_of_the_ports_says_what_it_expects(monkeypatch, bad):
+    from tools.consortia import PORT_SHARE_ENV, free_ports
+    monkeypatch.setenv(PORT_SHARE_ENV, bad)
+    with pytest.raises(ValueError, match="INDEX/COUNT"):
+        free_ports(1)
+
+
+@pytest.fixture
+def stranger_on_a_port():
+    """Another consortium's bank 'gama', healthy, on a port of its own: (url, port)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"bank": "gama", "consortium": "theirs", "broker": "connected"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    t.join(5)
+
+
+@pytest.mark.parametrize("bank,consortium", [("alfa", "theirs"), ("gama", "ours")])
+def test_a_stranger_on_a_banks_port_is_not_taken_for_the_bank(tmp_path, stranger_on_a_port, bank, consortium):
+    """Someone else's bank answering on the port a bank was to listen on (it drew the same free
+    port a moment earlier) is not this bank up: waiting for it ends in an error naming both."""
+    from tools.supervisor import BankProcess, Cluster
+    url, port = stranger_on_a_port
+    b = BankProcess(bank, url, tmp_path / "c.yml", tmp_path, tmp_path / "b.log", consortium=consortium)
+    assert not b.ready(b.health())
+    with pytest.raises(TimeoutError, match="answers as bank 'gama' of consortium 'theirs'"):
+        b.wait_healthy(0.3)
+    (tmp_path / "c.yml").write_text(json.dumps({"consortium": consortium, "banks": [{"id": bank, "name": "Banco", "port": port}]}))
+    cluster = Cluster(tmp_path / "c.yml", tmp_path / "data", provision=False)
+    with pytest.raises(TimeoutError, match="answers as bank 'gama' of consortium 'theirs'"):
+        cluster.wait_healthy(0.3)
+    same = BankProcess("gama", url, tmp_path / "c.yml", tmp_path, tmp_path / "b.log", consortium="theirs")
+    assert same.ready(same.health()) and same.stranger(same.health()) == ""
