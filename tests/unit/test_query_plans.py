@@ -14,9 +14,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import uuid
+from datetime import datetime
 
 import pytest
 
+from bank_node.domain.calendar import CONSORTIUM_TZ
 from bank_node.services.seed import seed, seeded_cpf
 from bank_node.storage.sqlite import SqliteStore, SqliteTx
 
@@ -98,7 +100,10 @@ def test_transfers_and_statements_read_only_through_indexes(consortium, recorded
     rest = a_api.call("GET", f"/api/accounts/{acc['number']}/statement?limit=2&before={page['next']}",
                       token=token).get_json()
     assert [e["kind"] for e in rest["entries"]] == ["transfer_out", "deposit"]
-    today = page["entries"][0]["at"][:10]
+    # The entry's day in the consortium's calendar (Brasília), not its UTC date: from 21:00 in
+    # Brasília on, the two differ.
+    today = datetime.fromisoformat(page["entries"][0]["at"].replace("Z", "+00:00")) \
+        .astimezone(CONSORTIUM_TZ).date().isoformat()
     dated = a_api.call("GET", f"/api/accounts/{acc['number']}/statement?limit=2&from={today}&to={today}",
                        token=token)
     assert dated.status_code == 200 and dated.get_json()["entries"]
