@@ -19,6 +19,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import MutableMapping
 from concurrent.futures import Future
 
 from broker import Delivery
@@ -38,6 +39,36 @@ PROVEN_CACHE = 4096
 """Vote envelopes whose signature a participant remembers having checked."""
 
 
+class Exposure(MutableMapping):
+    """Per peer bank: its position plus the claims of transfers still pending (``Tx.exposure``),
+    read from the ledger the first time a credit here needs it, inside the caller's transaction:
+    a PREPARE that only debits accounts here (most of them) has no cap to check and reads none."""
+
+    def __init__(self, tx):
+        self._tx = tx
+        self._read: dict[str, int] | None = None
+
+    def _data(self) -> dict[str, int]:
+        if self._read is None:
+            self._read = self._tx.exposure()
+        return self._read
+
+    def __getitem__(self, peer: str) -> int:
+        return self._data()[peer]
+
+    def __setitem__(self, peer: str, amount: int) -> None:
+        self._data()[peer] = amount
+
+    def __delitem__(self, peer: str) -> None:
+        del self._data()[peer]
+
+    def __iter__(self):
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+
 def legs_of(msg: P.Prepare) -> tuple[Leg, ...]:
     return tuple(Leg(l.bank, l.account, l.amount, l.direction) for l in msg.legs)
 
@@ -55,7 +86,7 @@ class Participant:
         def unit(tx):
             now = time.time()
             evidence = self.rt.evidence(tx, env.sender, d.body, d.headers, now)
-            exposure = tx.exposure()
+            exposure = Exposure(tx)
             votes = []
             for item in items:
                 try:
@@ -93,7 +124,8 @@ class Participant:
                          reasons=[P.Reason(account=a, code=c[:64]) for a, c in v.reasons][:64])
 
     def prepare(self, tx, coordinator: str, transfer_id: str, initiator: str, deadline_ms: int,
-                legs: tuple[Leg, ...], exposure: dict[str, int], evidence: str | None, now: float) -> PT.Vote:
+                legs: tuple[Leg, ...], exposure: MutableMapping[str, int], evidence: str | None,
+                now: float) -> PT.Vote:
         """Rule 3 for one transfer, inside the caller's transaction: check, hold, record, vote."""
         rt, bank = self.rt, self.rt.bank_id
         seen = tx.participations_of(transfer_id)   # one read: ours, and any other bank's use of the id
@@ -128,13 +160,11 @@ class Participant:
         return decision.vote
 
     def _account_view(self, tx, number: str, now: float) -> PT.AccountView | None:
-        acc = tx.get_account(number)
+        acc = tx.account_standing(number, self.rt.day(now))
         if acc is None:
             return None
-        held = tx.holds_total(number)
-        debited = tx.day_totals(number, self.rt.day(now))["debits"] + held
-        return PT.AccountView(number, acc["status"], frozenset(tx.holders_of(number)),
-                              AccountFigures(acc["balance"], held, debited))
+        return PT.AccountView(number, acc["status"], acc["holders"],
+                              AccountFigures(acc["balance"], acc["held"], acc["debits"] + acc["held"]))
 
     # decisions --------------------------------------------------------------------------------
     def voted_yes(self, proofs: list[P.VoteProof], coordinator: str) -> set[tuple[str, str]]:
@@ -273,9 +303,8 @@ class Participant:
     # the coordinator's own legs -------------------------------------------------------------
     def prepare_local(self, tx, rec: CoordinatedTransfer, now: float) -> PT.Vote:
         """This bank's legs of a transfer it coordinates, in the coordinator's begin transaction."""
-        exposure = tx.exposure()
         return self.prepare(tx, self.rt.bank_id, rec.transfer_id, rec.initiator, rec.deadline_ms, rec.legs,
-                            exposure, None, now)
+                            Exposure(tx), None, now)
 
     # relayed decisions (cooperative termination) ---------------------------------------------
     def on_relays(self, d: Delivery, env: P.Envelope, items: list[P.Relay]) -> Future | None:

@@ -291,6 +291,7 @@ class PostgresTx(SqliteTx):
 
     DB_ERROR = psycopg.Error
     HOLDER_ORDER = "position"
+    HOLDERS_LIST = "string_agg(cpf, ',')"
 
     def __init__(self, conn: psycopg.Connection):
         super().__init__(_Connection(conn))  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bank_node.domain import participant as PT
+from bank_node.domain import settlement
 from bank_node.domain.consent import Mandate
 from bank_node.domain.ledger import AccountFigures, Limits
 from bank_node.domain.participant import AccountView, Consent, Vote, needs_outcome, on_decision, on_prepare
@@ -292,3 +293,26 @@ SEQUENCES = [
 @pytest.mark.parametrize("events, outputs, final", [s[1:] for s in SEQUENCES], ids=[s[0] for s in SEQUENCES])
 def test_sequences(events, outputs, final):
     assert run(events) == (outputs, final)
+
+
+# --- the runtime's reading of each peer's exposure ---------------------------------------------
+def test_exposure_is_read_from_the_ledger_once_and_only_when_a_cap_needs_it():
+    """A PREPARE that credits nothing here checks no cap: its envelope reads no positions nor
+    claims. Once read (in the envelope's transaction), what the envelope's own claims add is kept
+    beside it, so the next transfer of the envelope is capped with them counted."""
+    from bank_node.interbank.participant import Exposure
+
+    class Tx:
+        reads = 0
+
+        def exposure(self):
+            Tx.reads += 1
+            return {"alfa": 70_00}
+
+    exposure = Exposure(Tx())
+    assert Tx.reads == 0
+    assert settlement.cap_refusals({"alfa": 20_00}, dict(exposure), {"alfa": 100_00}) == []
+    assert Tx.reads == 1
+    exposure["alfa"] = exposure.get("alfa", 0) + 20_00   # the claim the first transfer added
+    assert settlement.cap_refusals({"alfa": 20_00}, dict(exposure), {"alfa": 100_00}) == ["alfa"]
+    assert exposure.get("gama", 0) == 0 and len(exposure) == 1 and Tx.reads == 1

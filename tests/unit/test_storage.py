@@ -187,6 +187,27 @@ def test_holds_per_transfer_and_account(store):
         assert tx.holds_of_transfer("t-1") == []
 
 
+
+def test_an_accounts_standing_in_one_read_matches_its_parts(store):
+    """What a PREPARE reads of an account in one statement is what the separate reads say."""
+    joint = open_account(store, "100000003", holders=(ANA, BOB))
+    with store.transaction() as tx:
+        tx.append_entry(joint, "deposit", 90_00, 1.0, day=7)
+        tx.append_entry(joint, "transfer_out", -5_00, 2.0, "t-0", day=7)
+        tx.place_hold("t-1", joint, 10_00, 3.0)
+        tx.place_hold("t-2", joint, 2_50, 3.0)
+        tx.insert_customer("39053344705", "Cliente 390", "hash", 1.0)
+        tx.insert_account("100000004", "joint", [ANA, "39053344705"], None, None, 1.0, accepted=[ANA])
+    with store.transaction(write=False) as tx:
+        assert tx.account_standing(joint, 7) == {"balance": 85_00, "status": "open", "holders": {ANA, BOB},
+                                                 "held": 12_50, "debits": 5_00}
+        assert tx.account_standing(joint, 8)["debits"] == 0   # another day: nothing debited yet
+        pending = tx.account_standing("100000004", 7)
+        assert pending == {"balance": 0, "status": "pending", "holders": {ANA, "39053344705"}, "held": 0,
+                           "debits": 0}
+        assert pending["status"] == tx.get_account("100000004")["status"]
+        assert tx.account_standing("100000099", 7) is None
+
 def test_one_hold_per_transfer_and_account(store):
     a = open_account(store)
     with store.transaction() as tx:
