@@ -40,6 +40,9 @@ from .signing import digest
 log = logging.getLogger("transfers")
 
 TICK_S = 0.05
+PUMP_EVERY = 64
+"""The coordinator sends the PREPAREs its events queued once no event waits, or after this many
+events in a row (a steady stream of events must not hold them back)."""
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Coordinator:
         self.rt = rt
         self.participant = participant
         self.reachable = reachable            # is anybody consuming that bank's queue? (the resolver knows)
-        self.outbox = Outbox(rt, on_reply=self._on_reply, defer=self.post)
+        self.outbox = Outbox(rt, on_reply=self._on_reply)
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._in_flight: dict[str, _InFlight] = {}
         self._deadlines: list[tuple[int, str]] = []
@@ -96,6 +99,7 @@ class Coordinator:
         return transfer_id in self._in_flight
 
     def _loop(self) -> None:
+        since_pump = 0
         while not self._stop.is_set():
             timeout = TICK_S
             if self._deadlines:
@@ -108,6 +112,10 @@ class Coordinator:
                 if fn is not None:
                     fn()
                 self._tick()
+                since_pump += 1
+                if since_pump >= PUMP_EVERY or self._events.empty():
+                    since_pump = 0
+                    self.outbox.pump()
             except Exception:  # noqa: BLE001 - the loop must go on; the resolver mends what is left
                 log.exception("coordinator loop step failed")
 
@@ -204,7 +212,8 @@ class Coordinator:
                                for l in rec.legs])
         remote = [b for b in sorted(rec.participants) if b != self.rt.bank_id]
         for i, bank in enumerate(remote):
-            if i == 1:
+            if i == 1 and armed("coordinator.after_some_prepares"):
+                self.outbox.pump()
                 crash_point("coordinator.after_some_prepares")
             self.outbox.prepare(bank, item)
 

@@ -1,9 +1,11 @@
 """Per-peer batching of what a bank sends: PREPAREs as RPCs, everything else one way.
 
 PREPAREs: per peer bank, at most ``interbank.prepare_envelopes_in_flight`` envelopes wait for
-their votes; PREPAREs that arrive meanwhile ride in the next envelope, sent the moment a slot
-frees up (natural batching, no timers). The votes come back as one envelope per request,
-matched by transfer id.
+their votes; PREPAREs that arrive meanwhile ride in the next envelope (natural batching, no
+timers). The coordinator queues PREPAREs as it handles its events and ``pump``s once none is
+left waiting: the transfers of one group commit's begin records go in one envelope per peer,
+not the first two alone and the rest in a third. The votes come back as one envelope per
+request, matched by transfer id.
 
 One-way messages (decisions, acknowledgements, outcome questions, relays, answers) are queued
 per peer and published together by ``flush``, which the group-commit writer calls after each
@@ -47,23 +49,38 @@ class _Lane:
 
 
 class Outbox:
-    def __init__(self, rt: Runtime, on_reply: Callable[[SentPrepares, tuple | None, BaseException | None], None],
-                 defer: Callable[[Callable[[], None]], None]):
+    def __init__(self, rt: Runtime, on_reply: Callable[[SentPrepares, tuple | None, BaseException | None], None]):
         self.rt = rt
-        self.on_reply = on_reply  # the coordinator's: (body, headers) of the votes, or a failure
-        self.defer = defer        # run later on the coordinator's thread (never on the broker's I/O thread)
+        # The coordinator's: (body, headers) of the votes, or a failure. It must hand them to the
+        # coordinator's thread as an event (never handle them on the broker's I/O thread).
+        self.on_reply = on_reply
         self.max_in_flight = rt.config.interbank.prepare_envelopes_in_flight
         self._lanes: dict[str, _Lane] = defaultdict(_Lane)
         self._oneway: dict[str, list] = defaultdict(list)
+        self._unsent: set[str] = set()   # lanes with PREPAREs waiting since the last pump
         self._lock = threading.Lock()
         self._next_expiry = float("inf")   # the earliest deadline of an envelope in flight
 
     # PREPAREs -------------------------------------------------------------------------------
     def prepare(self, bank: str, item: P.Prepare) -> None:
+        """Queue a PREPARE for ``bank``; ``pump`` sends it (the coordinator pumps once it has
+        handled every event that was waiting, so that the transfers begun together leave
+        together, rather than the first ones alone in the free slots)."""
         with self._lock:
             self._lanes[bank].waiting.append(item)
-            batch = self._take(bank)
-        if batch:
+            self._unsent.add(bank)
+
+    def pump(self) -> None:
+        """Send what waits, in every free slot of every lane that has something waiting."""
+        while True:
+            with self._lock:
+                if not self._unsent:
+                    return
+                bank = next(iter(self._unsent))
+                batch = self._take(bank)
+                if not batch:
+                    self._unsent.discard(bank)
+                    continue
             self._send_prepares(bank, batch)
 
     def _take(self, bank: str) -> list[P.Prepare]:
@@ -100,16 +117,16 @@ class Outbox:
 
     def _settle(self, bank: str, key, sent: SentPrepares, reply: tuple | None, error: BaseException | None) -> None:
         """An envelope's votes arrived, it failed, or its deadline passed: free its slot, hand
-        the outcome over, send what waited."""
+        the outcome over; what waited goes at the coordinator's next pump."""
         with self._lock:
-            if self._lanes[bank].in_flight.pop(key, "gone") == "gone":
+            lane = self._lanes[bank]
+            if lane.in_flight.pop(key, "gone") == "gone":
                 return  # settled already (a reply after the deadline, a failure after expiry)
-            batch = self._take(bank)
+            if lane.waiting:
+                self._unsent.add(bank)   # the coordinator's next pump sends it
         if sent.correlation_id and self.rt.broker is not None:
             self.rt.broker.forget(sent.correlation_id)
-        self.on_reply(sent, reply, error)
-        if batch:
-            self.defer(lambda: self._send_prepares(bank, batch))
+        self.on_reply(sent, reply, error)   # an event for the coordinator, which pumps after it
 
     def expire(self, now: int) -> None:
         """Free the slots of envelopes whose deadline passed with no answer (their transfers
