@@ -788,6 +788,12 @@ class SqliteStore:
             # transaction). With a million accounts the indexes no longer fit that cache, and
             # the statement pages' lookups took twice as long as with a thousand (tools/scale.py).
             c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            # A savepoint keeps the pages it changes in a statement journal, for a rollback to
+            # it; by default in a temporary file (created, written and deleted in every write
+            # transaction of the group-commit writer, which opens one savepoint per unit): more
+            # than half of a busy bank's page writes went there. In memory instead: the journal
+            # of one transaction is small, and it never had to survive anything (the WAL does).
+            c.execute("PRAGMA temp_store=MEMORY")
             self._local.conn = c
             with self._lock:
                 self._all_conns.append(c)

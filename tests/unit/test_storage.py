@@ -694,11 +694,14 @@ def _pragmas(store) -> tuple:
         return (tx.c.execute("PRAGMA journal_mode").fetchone()[0],
                 tx.c.execute("PRAGMA synchronous").fetchone()[0],
                 tx.c.execute("PRAGMA foreign_keys").fetchone()[0],
-                tx.c.execute("PRAGMA mmap_size").fetchone()[0])
+                tx.c.execute("PRAGMA mmap_size").fetchone()[0],
+                tx.c.execute("PRAGMA temp_store").fetchone()[0])
 
 
 def test_wal_and_synchronous_full_on_every_connection(sqlite_store, tmp_path):
-    configured = ("wal", 2, 1, sqlite_adapter.MMAP_BYTES)   # synchronous: 2 is FULL; reads through a memory map
+    # synchronous: 2 is FULL; reads through a memory map; temp_store 2: savepoints' statement
+    # journals in memory, not in a temporary file per write transaction
+    configured = ("wal", 2, 1, sqlite_adapter.MMAP_BYTES, 2)
     assert _pragmas(sqlite_store) == configured
     other = []
     t = threading.Thread(target=lambda: other.append(_pragmas(sqlite_store)))
