@@ -14,8 +14,8 @@ What this asks of the code, and where it is kept:
 - a call that blocks the OS thread for long without giving the CPU back stalls every request of
   the bank: such calls go through ``off_loop`` (Argon2 password hashing, ~30 ms each);
 - SQLite statements block the one thread for their duration (tens of microseconds); the fsync
-  of a durable commit (milliseconds) goes through ``off_loop`` too, on threads of its own
-  (``storage/sqlite.py``);
+  of a durable commit goes through ``off_loop`` too (``storage/sqlite.py``): in place while the
+  disk answers within a millisecond, on threads of its own when it is slower;
   PostgreSQL's driver (psycopg 3) and the broker's, Redis's and HTTP's sockets wait cooperatively;
 - signals are handled by a greenlet of their own (``on_signal``), so that a SIGTERM stops the
   bank from its main greenlet, never in the middle of whichever greenlet was running.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,22 +105,44 @@ def active() -> bool:
 DISK_THREADS = 2
 _disk_pool = None
 
+QUICK_DISK_S = 0.001
+"""A disk wait is made in place while recent ones took less than this (see ``off_loop``)."""
+_disk_recent_s = 0.0   # a moving average of the last disk waits, wherever they ran
+
 
 def off_loop(fn: Callable[..., Any], *args: Any, disk: bool = False) -> Any:
     """``fn(*args)`` on an OS thread when greenlets are in use (the other greenlets run meanwhile;
-    ``fn`` must not touch greenlet-side objects), else right here. ``disk``: a wait for the disk
-    (a commit's fsync) gets OS threads of its own, so that it never queues behind CPU work such
-    as a crowd of logins' password hashes in gevent's pool."""
+    ``fn`` must not touch greenlet-side objects), else right here.
+
+    ``disk``: a wait for the disk (a commit's fsync). Handing it to an OS thread and back costs
+    two context switches, about 40 µs of CPU: more than a quick disk's fsync (a fifth of a
+    millisecond on the project's machine), less than a slow one's (milliseconds, during which
+    every other task of the bank would stand still). So it is made in place while the recent
+    disk waits (a moving average, timed wherever they ran) took under ``QUICK_DISK_S``, and on
+    OS threads of its own otherwise, where it never queues behind CPU work such as a crowd of
+    logins' password hashes in gevent's pool. A disk that turns slow holds the bank once, for
+    one wait; the next ones go to the threads until it is quick again."""
     if not active():
         return fn(*args)
     import gevent
     if not disk:
         return gevent.get_hub().threadpool.apply(fn, args)
     global _disk_pool
+    if _disk_recent_s < QUICK_DISK_S:
+        return _timed_disk_wait(fn, args)
     if _disk_pool is None:
         from gevent.threadpool import ThreadPool
         _disk_pool = ThreadPool(DISK_THREADS)
-    return _disk_pool.apply(fn, args)
+    return _disk_pool.apply(_timed_disk_wait, (fn, args))
+
+
+def _timed_disk_wait(fn: Callable[..., Any], args: tuple) -> Any:
+    global _disk_recent_s
+    start = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        _disk_recent_s += (time.perf_counter() - start - _disk_recent_s) * 0.2
 
 
 def on_signal(signum: int, handler: Callable[[], None]) -> None:

@@ -150,8 +150,8 @@ print(json.dumps({{"calls": calls, "refused": refused}}))
     assert got["calls"] == [["hash", True], ["verify", True], ["verify", True]], got
 
 
-def test_a_durable_commit_waits_for_the_disk_on_an_os_thread_of_its_own(tmp_path):
-    """The fsync of a group commit takes milliseconds: on greenlets it is made away from the
+def test_a_durable_commit_waits_for_a_slow_disk_on_an_os_thread_of_its_own(tmp_path):
+    """On a disk whose fsyncs take milliseconds, a group commit's COMMIT is made away from the
     shared thread. A read, or a write the protocol can redo (``durable=False``), commits in place."""
     got = run_patched(f"""
 import json, pathlib
@@ -160,6 +160,7 @@ from bank_node.storage.sqlite import SqliteStore
 os_thread = monkey.get_original("_thread", "get_ident")
 main = os_thread()
 store = SqliteStore(pathlib.Path({str(tmp_path / "ledger.sqlite3")!r}))
+concurrency._disk_recent_s = 0.005   # the recent fsyncs took 5 ms
 commits = []
 store._conn().set_trace_callback(lambda sql: commits.append(os_thread() != main) if sql == "COMMIT" else None)
 with store.transaction() as tx:
@@ -172,6 +173,33 @@ print(json.dumps({{"elsewhere": commits, "names": names}}))
 """, tmp_path)
     assert got["names"] == ["Ana Souza", "Bia Souza"]
     assert got["elsewhere"] == [True, False, False], got
+
+
+def test_a_disk_wait_is_made_in_place_while_the_disk_is_quick_and_elsewhere_once_it_is_slow(tmp_path):
+    """Handing a wait to an OS thread costs more CPU than a quick fsync: while the recent disk
+    waits were quick, one is made in place. One slow wait holds the bank once; the next ones go
+    to the disk threads (the other greenlets run meanwhile) until the disk is quick again."""
+    got = run_patched(TICKER + """
+from gevent import monkey
+os_thread = monkey.get_original("_thread", "get_ident")
+real_sleep = monkey.get_original("time", "sleep")
+main = os_thread()
+def disk(seconds):
+    real_sleep(seconds)
+    return os_thread() != main
+path = [concurrency.off_loop(disk, 0.0002, disk=True) for _ in range(5)]   # quick: in place
+path.append(concurrency.off_loop(disk, 0.05, disk=True))                  # turns slow: held once
+before = ticks[0]
+path.append(concurrency.off_loop(disk, 0.05, disk=True))                  # slow: elsewhere
+during = ticks[0] - before
+while len(path) < 60 and path[-1]:
+    path.append(concurrency.off_loop(disk, 0.0002, disk=True))            # quick again: back in place
+print(json.dumps({"path": path, "during": during}))
+""", tmp_path)
+    path = got["path"]
+    assert path[:6] == [False] * 6 and path[6] is True, path
+    assert got["during"] > 0, got      # the slow wait on its thread left the greenlets running
+    assert path[-1] is False and len(path) < 60, path
 
 
 def test_an_unknown_mode_stops_the_bank_at_start(tmp_path, monkeypatch, capsys):
@@ -187,12 +215,13 @@ def test_an_unknown_mode_stops_the_bank_at_start(tmp_path, monkeypatch, capsys):
 
 
 def test_a_commit_does_not_queue_behind_password_hashes(tmp_path):
-    """A crowd of logins fills gevent's thread pool with Argon2 hashes: a transfer's commit still
-    gets an OS thread at once (the disk waits have threads of their own)."""
+    """A crowd of logins fills gevent's thread pool with Argon2 hashes: a transfer's commit on a
+    slow disk still gets an OS thread at once (the disk waits have threads of their own)."""
     got = run_patched(f"""
 import hashlib, json, pathlib, gevent
 from bank_node.storage.sqlite import SqliteStore
 store = SqliteStore(pathlib.Path({str(tmp_path / "ledger.sqlite3")!r}))
+concurrency._disk_recent_s = 0.005   # a slow disk: the commit goes to an OS thread
 pool = gevent.get_hub().threadpool
 finished = []
 def cpu_bound(i):
