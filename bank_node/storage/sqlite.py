@@ -319,12 +319,14 @@ class SqliteTx:
         self.c.executemany("INSERT INTO account_holders (number, cpf, accepted_at) VALUES (?, ?, ?)",
                            [(number, h, now if h in accepted else None) for h in holders])
 
+    # "pending" is derived, never stored: an open account with a holder who has not accepted.
+    ACCOUNT_STATUS = ("CASE WHEN accounts.status = 'open' AND EXISTS (SELECT 1 FROM account_holders h"
+                      " WHERE h.number = accounts.number AND h.accepted_at IS NULL)"
+                      " THEN 'pending' ELSE accounts.status END")
+
     def get_account(self, number):
-        # "pending" is derived, never stored: an open account with a holder who has not accepted.
         return self._one(
-            "SELECT number, kind, cnpj, company_name, balance, created_at,"
-            " CASE WHEN status = 'open' AND EXISTS (SELECT 1 FROM account_holders h"
-            "  WHERE h.number = accounts.number AND h.accepted_at IS NULL) THEN 'pending' ELSE status END AS status"
+            f"SELECT number, kind, cnpj, company_name, balance, created_at, {self.ACCOUNT_STATUS} AS status"
             " FROM accounts WHERE number = ?", (number,))
 
     def holder_acceptances(self, number):
@@ -354,12 +356,11 @@ class SqliteTx:
         # Four reads in one statement: a PREPARE reads this for each of its legs here, and a
         # statement's round through the driver costs more than these indexed lookups.
         r = self.c.execute(
-            "SELECT a.balance, CASE WHEN a.status = 'open' AND EXISTS (SELECT 1 FROM account_holders h"
-            "  WHERE h.number = a.number AND h.accepted_at IS NULL) THEN 'pending' ELSE a.status END,"
-            f" (SELECT {self.HOLDERS_LIST} FROM account_holders h WHERE h.number = a.number),"
-            " (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE number = a.number),"
-            " (SELECT debits FROM daily_totals WHERE number = a.number AND day = ?)"
-            " FROM accounts a WHERE a.number = ?", (day, number)).fetchone()
+            f"SELECT balance, {self.ACCOUNT_STATUS},"
+            f" (SELECT {self.HOLDERS_LIST} FROM account_holders h WHERE h.number = accounts.number),"
+            " (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE holds.number = accounts.number),"
+            " (SELECT debits FROM daily_totals d WHERE d.number = accounts.number AND d.day = ?)"
+            " FROM accounts WHERE number = ?", (day, number)).fetchone()
         if r is None:
             return None
         balance, status, holders, held, debits = r
@@ -853,8 +854,9 @@ class SqliteStore:
             c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as e:
             raise StorageError(f"cannot start a transaction: {e}") from e
-        # A durable write's COMMIT waits for the disk (fsync): on greenlets, on an OS thread of
-        # its own, so that the bank's other tasks run meanwhile.
+        # A durable write's COMMIT waits for the disk (fsync): on greenlets, through off_loop's
+        # disk path (on an OS thread of its own when the disk is slow, so that the bank's other
+        # tasks run meanwhile).
         commit = (lambda: off_loop(c.execute, "COMMIT", disk=True)) if write and durable and concurrency_active() \
             else None
         yield from run_unit(SqliteTx(c), lambda: _rollback(c), commit=commit)
