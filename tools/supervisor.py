@@ -100,16 +100,17 @@ class BankProcess:
         except (OSError, ValueError):
             return None
 
+    def _names_this_bank(self, h: dict) -> bool:
+        return h.get("bank") == self.bank_id and (self.consortium is None or h.get("consortium") == self.consortium)
+
     def ready(self, h: dict | None, need_broker: bool = True) -> bool:
         """Whether health answer ``h`` says this bank is up: it names this bank (and consortium),
         and (``need_broker``) its broker is connected."""
-        return (h is not None and h.get("bank") == self.bank_id
-                and (self.consortium is None or h.get("consortium") == self.consortium)
-                and (not need_broker or h.get("broker") == "connected"))
+        return h is not None and self._names_this_bank(h) and (not need_broker or h.get("broker") == "connected")
 
     def stranger(self, h: dict | None) -> str:
         """What answers on this bank's address, if it is not this bank ("" if it is, or none)."""
-        if h is None or (h.get("bank") == self.bank_id and h.get("consortium", self.consortium) == self.consortium):
+        if h is None or self._names_this_bank(h):
             return ""
         return (f"; {self.url} answers as bank {h.get('bank')!r} of consortium {h.get('consortium')!r}, "
                 f"not this one (another process holds its port)")
