@@ -107,7 +107,11 @@ _disk_pool = None
 
 QUICK_DISK_S = 0.001
 """A disk wait is made in place while recent ones took less than this (see ``off_loop``)."""
-_disk_recent_s = 0.0   # a moving average of the last disk waits, wherever they ran
+PROBE_EVERY = 16
+"""While disk waits go to the threads, the one after this many is made in place, to time it."""
+_disk_recent_s = 0.0   # a moving average of the disk waits made in place
+_disk_probe_after = PROBE_EVERY   # disk waits on the threads before the next one in place
+_disk_on_threads = 0   # disk waits on the threads since the last one in place
 
 
 def off_loop(fn: Callable[..., Any], *args: Any, disk: bool = False) -> Any:
@@ -115,25 +119,44 @@ def off_loop(fn: Callable[..., Any], *args: Any, disk: bool = False) -> Any:
     ``fn`` must not touch greenlet-side objects), else right here.
 
     ``disk``: a wait for the disk (a commit's fsync). Handing it to an OS thread and back costs
-    two context switches, about 40 µs of CPU: more than a quick disk's fsync (a fifth of a
+    two context switches, about 40 µs of CPU: more than a quick disk's fsync (a tenth of a
     millisecond on the project's machine), less than a slow one's (milliseconds, during which
-    every other task of the bank would stand still). So it is made in place while the recent
-    disk waits (a moving average, timed wherever they ran) took under ``QUICK_DISK_S``, and on
-    OS threads of its own otherwise, where it never queues behind CPU work such as a crowd of
-    logins' password hashes in gevent's pool. A disk that turns slow holds the bank once, for
-    one wait; the next ones go to the threads until it is quick again."""
+    every other task of the bank would stand still). So it is made in place while the disk
+    waits made in place lately (a moving average) took under ``QUICK_DISK_S``, and on OS threads
+    of its own otherwise, where it never queues behind CPU work such as a crowd of logins'
+    password hashes in gevent's pool.
+
+    Only a wait made in place is timed: one on a thread also counts the time the thread then
+    waits for the interpreter lock, which a busy bank holds for up to its switch interval (5 ms),
+    so a busy bank would take a quick disk for a slow one and never come back. While the waits
+    go to the threads, one in ``PROBE_EVERY`` is made in place to time the disk again: a quick
+    one brings the waits back in place, and each slow one doubles the interval (up to 64 times),
+    so that a slow disk holds the bank for one wait in many."""
     if not active():
         return fn(*args)
     import gevent
     if not disk:
         return gevent.get_hub().threadpool.apply(fn, args)
-    global _disk_pool
+    global _disk_pool, _disk_on_threads, _disk_probe_after, _disk_recent_s
     if _disk_recent_s < QUICK_DISK_S:
+        _disk_probe_after = PROBE_EVERY
         return _timed_disk_wait(fn, args)
+    if _disk_on_threads >= _disk_probe_after:
+        _disk_on_threads = 0
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            took = time.perf_counter() - start
+            if took < QUICK_DISK_S:
+                _disk_recent_s = took
+            else:
+                _disk_probe_after = min(_disk_probe_after * 2, PROBE_EVERY * 64)
+    _disk_on_threads += 1
     if _disk_pool is None:
         from gevent.threadpool import ThreadPool
         _disk_pool = ThreadPool(DISK_THREADS)
-    return _disk_pool.apply(_timed_disk_wait, (fn, args))
+    return _disk_pool.apply(fn, args)
 
 
 def _timed_disk_wait(fn: Callable[..., Any], args: tuple) -> Any:

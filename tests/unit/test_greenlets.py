@@ -202,6 +202,37 @@ print(json.dumps({"path": path, "during": during}))
     assert path[-1] is False and len(path) < 60, path
 
 
+def test_a_busy_bank_does_not_take_a_quick_disk_for_a_slow_one(tmp_path):
+    """A disk wait made on an OS thread ends by waiting for the interpreter lock, which a busy
+    bank's greenlets hold for up to the switch interval: timed there, a quick disk looks slow
+    for as long as the bank is busy. A bank whose waits went to the threads comes back in place
+    once the disk is quick, however busy its greenlets are."""
+    got = run_patched("""
+import gevent, json
+from gevent import monkey
+os_thread = monkey.get_original("_thread", "get_ident")
+real_sleep = monkey.get_original("time", "sleep")
+main = os_thread()
+def busy():                        # greenlets with CPU work always ready to run
+    while True:
+        sum(range(20000))
+        gevent.sleep(0)
+gevent.spawn(busy)
+gevent.sleep(0.01)
+def disk(seconds):
+    real_sleep(seconds)
+    return os_thread() != main
+concurrency._disk_recent_s = 0.005   # the disk was slow a moment ago
+path = []
+while len(path) < 200 and (len(path) < 2 or path[-1]):
+    path.append(concurrency.off_loop(disk, 0.0002, disk=True))
+print(json.dumps({"path": path}))
+""", tmp_path)
+    path = got["path"]
+    assert path[0] is True, path                     # slow a moment ago: on a thread
+    assert path[-1] is False and len(path) <= concurrency.PROBE_EVERY + 2, path
+
+
 def test_an_unknown_mode_stops_the_bank_at_start(tmp_path, monkeypatch, capsys):
     from bank_node.__main__ import main
     cfg = tmp_path / "c.yml"
