@@ -44,6 +44,11 @@ def setup_logging(bank_id: str, level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(JsonFormatter(bank_id))
     else:
         handler.setFormatter(logging.Formatter(f"%(asctime)s {bank_id} %(name)s %(levelname)s %(message)s"))
+    # Neither format shows where in the code a line was logged, nor the thread or process: the
+    # logging module then need not walk the stack for each record (the documented
+    # ``logging._srcfile = None``), nor look those up.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
