@@ -481,3 +481,19 @@ def test_a_prepare_naming_one_account_twice_is_answered_no_not_a_crash(bank):
     vote = P.decode(bank["port"].sent[-1][2]).items[0]
     assert (vote.transfer_id, vote.vote, [(r.account, r.code) for r in vote.reasons]) == (
         tid, "no", [(bank["number"], "duplicate_leg")])
+
+
+@given(st.one_of(st.floats(min_value=0, max_value=4e9, allow_nan=False),
+                 st.integers(0, 4_000_000_000).flatmap(
+                     lambda s: st.sampled_from([s + 0.9999995, s + 0.0000005, s + 0.9995, s + 0.999999, float(s)]))))
+@example(1764470000.9999996)
+def test_an_instant_is_written_as_datetime_writes_it(ts):
+    """``iso`` formats each second's text once; what it writes is datetime's own ISO form, to the
+    millisecond, including where rounding to the microsecond carries into the next second."""
+    from datetime import datetime, timezone
+
+    from bank_node.services.banking import iso
+    expected = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso(ts) == expected
+    assert iso(ts + 1) == datetime.fromtimestamp(ts + 1, tz=timezone.utc).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")   # the cached second moves on
