@@ -19,6 +19,10 @@ being one of the source banks, in turn.
 - **Raw broker RPC**: the round trips per second of a bare pika request/reply on the same
   broker, measured in the same run: the figure to compare with, since absolute numbers drift
   on a shared machine. The ratio of the two is printed.
+- **Where the machine's CPU went** at each point: the cores kept busy by the banks, by the
+  benchmark's own clients, by the rest (mostly the broker), and the time the hypervisor stole
+  for other machines; clients taking a large share, or stolen time, would make the figures say
+  less about the banks.
 - ``--banks 3,10,20``: the same measurement for consortia of each size, side by side.
 - ``--storage sqlite,postgres`` and ``--workers 1,2``: the same again with every bank's ledger in
   a PostgreSQL database of its own (created on ``PG_URL``, default the local server, and dropped
@@ -253,6 +257,7 @@ def _client_process(args: tuple) -> dict:
         pool.shutdown(wait=True)
 
     mine = sorted(plans_of)
+    cpu0 = time.process_time()
     if rate:
         opened(mine)
     else:
@@ -261,7 +266,7 @@ def _client_process(args: tuple) -> dict:
             t.start()
         for t in threads:
             t.join()
-    return {"latencies": lat, "outcomes": dict(outcomes)}
+    return {"latencies": lat, "outcomes": dict(outcomes), "cpu_s": time.process_time() - cpu0}
 
 
 def process_tree(pid: int) -> list[int]:
@@ -301,6 +306,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU time the machine's cores have spent so far (``/proc/stat``), in seconds: busy here,
+    and stolen by the hypervisor for other machines (noise this run cannot see otherwise)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int = 0) -> dict:
     procs = min(CLIENT_PROCESSES, clients)
     pids = bench.pids()
@@ -312,11 +326,14 @@ def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int
             for share in shares]
     before = bench.counters()
     with mp.get_context("fork").Pool(procs) as pool:
-        cpu0 = cpu_seconds(pids)
+        cpu0, (busy0, stolen0) = cpu_seconds(pids), machine_cpu_seconds()
         parts = pool.map(_client_process, args)
-        cpu = cpu_seconds(pids) - cpu0
+        cpu, (busy, stolen) = cpu_seconds(pids) - cpu0, machine_cpu_seconds()
+        busy, stolen = busy - busy0, stolen - stolen0
+        elapsed = time.time() - start_at   # the load and the answers still on their way
     counted = bench.counters()
     counted.subtract(before)
+    client_cpu = sum(p["cpu_s"] for p in parts)
     lat = sorted(x for p in parts for x in p["latencies"])
     outcomes: Counter = Counter()
     for p in parts:
@@ -330,6 +347,11 @@ def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int
             "outcomes": dict(outcomes),
             # CPU the banks spent per transfer: the figure that noise on a shared machine moves least
             "bank_cpu_ms_per_transfer": round(1000 * cpu / done, 2) if done else None,
+            # where the machine's CPU went meanwhile, in cores: a benchmark whose clients took a
+            # large share would measure itself; "rest" is mostly the broker, "stolen" other machines
+            "cores_busy": {"banks": round(cpu / elapsed, 2), "clients": round(client_cpu / elapsed, 2),
+                           "rest": round(max(0.0, busy - cpu - client_cpu) / elapsed, 2),
+                           "stolen": round(stolen / elapsed, 2), "of": os.cpu_count()},
             "batching": batching(counted)}
 
 
@@ -452,7 +474,8 @@ def line(p: dict) -> str:
     offered = f" offered {p['offered_per_s']:.0f}/s" if p.get("offered_per_s") else ""
     return (f"{p['clients']:>4} clients{offered}: {p['transfers_per_s']:>8.1f} transfers/s  p50 {lat['p50']} ms  "
             f"p99 {lat['p99']} ms  banks' CPU {p['bank_cpu_ms_per_transfer']} ms/transfer  {p['outcomes']}\n"
-            f"{'':13}batching: {p['batching']}")
+            f"{'':13}batching: {p['batching']}\n"
+            f"{'':13}cores busy: {p['cores_busy']}")
 
 
 def main(argv: list[str] | None = None) -> int:
