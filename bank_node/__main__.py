@@ -12,6 +12,7 @@ if __name__ == "__main__":   # before anything else is imported: greenlets, or O
     _concurrency.patch(_concurrency.requested())
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -121,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
     concurrency.exit_on(signal.SIGTERM, signal.SIGINT)   # SystemExit in server.run below, once
     node.start()
+    # What start-up made (modules, the app, schemas: about 100,000 objects) lives as long as the
+    # bank: the garbage collector's full passes need not walk it again (a full pass under load
+    # took 6-7 ms instead of about 56 ms, a pause every request in flight felt).
+    gc.freeze()
     logging.getLogger("bank_node").info("bank %s (%s) listening on http://%s:%s, public URL %s%s; on %s", bank.id,
                                         bank.name, host, bank.port, bank.url,
                                         f", operator socket {args.operator_socket}" if operator_server else "",
