@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+
+from .domain.calendar import iso
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record. It runs on the threads that do the bank's work (one line per
-    transfer at each bank), so it keeps to what a record needs: the second's timestamp is
-    formatted once per second."""
+    transfer at each bank), so it keeps to what a record needs (``iso`` formats a second's text
+    once)."""
 
     def __init__(self, bank_id: str):
         super().__init__()
         self.bank_id = bank_id
-        self._stamp = (-1, "")   # (second, its text): one object, so a reader never mixes two seconds
-
-    def _ts(self, created: float, msecs: float) -> str:
-        second = int(created)
-        cached, text = self._stamp
-        if cached != second:
-            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._stamp = (second, text)
-        return f"{text}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": self._ts(record.created, record.msecs), "level": record.levelname.lower(),
+        out = {"ts": iso(record.created), "level": record.levelname.lower(),
                "bank": self.bank_id, "logger": record.name, "msg": record.getMessage()}
         for k, v in vars(record).items():
             if k not in _STANDARD and not k.startswith("_"):

@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 from ..config import ConsortiumConfig
 from ..domain import errors as E
+from ..domain.calendar import iso
 from ..domain.consent import Mandate
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..storage.port import Store, Tx
-from .banking import Banking, iso, request_fingerprint
+from .banking import Banking, request_fingerprint
 
 
 class Mandates:

@@ -18,6 +18,7 @@ from .. import protocol as P
 from ..config import ConsortiumConfig
 from ..domain import coordinator as C
 from ..domain import errors as E
+from ..domain.calendar import iso
 from ..domain.money import format_cents, parse_amount, to_cents
 from ..domain.participant import Participation
 from ..domain.transfer import Leg, total
@@ -30,7 +31,7 @@ from ..interbank.resolver import Resolver
 from ..interbank.runtime import Runtime, now_ms
 from ..storage.batch import BatchWriter
 from ..storage.port import StorageError, Store
-from .banking import Banking, iso, request_fingerprint
+from .banking import Banking, request_fingerprint
 from .idempotency import check_key
 
 log = logging.getLogger("transfers")

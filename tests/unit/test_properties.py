@@ -492,7 +492,7 @@ def test_an_instant_is_written_as_datetime_writes_it(ts):
     millisecond, including where rounding to the microsecond carries into the next second."""
     from datetime import datetime, timezone
 
-    from bank_node.services.banking import iso
+    from bank_node.domain.calendar import iso
     expected = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert iso(ts) == expected
     assert iso(ts + 1) == datetime.fromtimestamp(ts + 1, tz=timezone.utc).isoformat(
