@@ -15,7 +15,7 @@ What this asks of the code, and where it is kept:
   the bank: such calls go through ``off_loop`` (Argon2 password hashing, ~30 ms each);
 - SQLite statements block the one thread for their duration (tens of microseconds); the fsync
   of a durable commit goes through ``off_loop`` too (``storage/sqlite.py``): in place while the
-  disk answers within a millisecond, on threads of its own when it is slower;
+  commits made in place take under ``QUICK_DISK_S``, on threads of its own when they are slower;
   PostgreSQL's driver (psycopg 3) and the broker's, Redis's and HTTP's sockets wait cooperatively;
 - signals are handled by a greenlet of their own (``on_signal``), so that a SIGTERM stops the
   bank from its main greenlet, never in the middle of whichever greenlet was running.
@@ -139,21 +139,10 @@ def off_loop(fn: Callable[..., Any], *args: Any, disk: bool = False) -> Any:
     import gevent
     if not disk:
         return gevent.get_hub().threadpool.apply(fn, args)
-    global _disk_pool, _disk_on_threads, _disk_probe_after, _disk_recent_s
-    if _disk_recent_s < QUICK_DISK_S:
-        _disk_probe_after = PROBE_EVERY
-        return _timed_disk_wait(fn, args)
-    if _disk_on_threads >= _disk_probe_after:
-        _disk_on_threads = 0
-        start = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            took = time.perf_counter() - start
-            if took < QUICK_DISK_S:
-                _disk_recent_s = took
-            else:
-                _disk_probe_after = min(_disk_probe_after * 2, PROBE_EVERY * 64)
+    global _disk_pool, _disk_on_threads
+    probe = _disk_recent_s >= QUICK_DISK_S   # the disk was slow lately: a wait in place times it again
+    if not probe or _disk_on_threads >= _disk_probe_after:
+        return _disk_wait_in_place(fn, args, probe)
     _disk_on_threads += 1
     if _disk_pool is None:
         from gevent.threadpool import ThreadPool
@@ -161,13 +150,25 @@ def off_loop(fn: Callable[..., Any], *args: Any, disk: bool = False) -> Any:
     return _disk_pool.apply(fn, args)
 
 
-def _timed_disk_wait(fn: Callable[..., Any], args: tuple) -> Any:
-    global _disk_recent_s
+def _disk_wait_in_place(fn: Callable[..., Any], args: tuple, probe: bool) -> Any:
+    """``fn(*args)`` here, timed: a wait while the disk is quick moves the moving average; a
+    probe that finds the disk quick again brings the waits back in place, a slow one doubles
+    the interval to the next probe."""
+    global _disk_recent_s, _disk_on_threads, _disk_probe_after
     start = time.perf_counter()
     try:
         return fn(*args)
     finally:
-        _disk_recent_s += (time.perf_counter() - start - _disk_recent_s) * 0.2
+        took = time.perf_counter() - start
+        _disk_on_threads = 0
+        if not probe:
+            _disk_recent_s += (took - _disk_recent_s) * 0.2
+        elif took < QUICK_DISK_S:
+            _disk_recent_s = took
+        if not probe or took < QUICK_DISK_S:
+            _disk_probe_after = PROBE_EVERY
+        else:
+            _disk_probe_after = min(_disk_probe_after * 2, PROBE_EVERY * 64)
 
 
 def on_signal(signum: int, handler: Callable[[], None]) -> None:
