@@ -149,8 +149,10 @@ class Participant:
             for account, amount in decision.holds:
                 tx.place_hold(transfer_id, account, amount, now)
             for peer, amount in decision.claims:
-                tx.add_claim(transfer_id, coordinator, peer, amount)
+                # The running exposure first: a lazy one reads the ledger at its first use, and
+                # must not find this claim there and then add it again.
                 exposure[peer] = exposure.get(peer, 0) + amount
+                tx.add_claim(transfer_id, coordinator, peer, amount)
             for mandate_id, account, amount in decision.mandate_uses:
                 tx.add_mandate_use(mandate_id, transfer_id, account, amount, rt.day(now))
             if decision.new_state == "prepared":
