@@ -7,14 +7,36 @@ receives a ready node.
 """
 from __future__ import annotations
 
+import orjson
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 
 from .context import EXTENSION
+
+
+class FastJSON(DefaultJSONProvider):
+    """Flask's JSON, answers written by orjson (about a tenth of the standard library's time).
+    Flask's own conversions stay (dates in HTTP form, dataclasses, ``Decimal`` as text, through
+    ``default``); keys keep their order. Non-ASCII text is written as UTF-8 rather than escaped:
+    the same JSON. Pretty-printing (debug mode) and what orjson refuses (an integer past 64
+    bits) go to Flask's own writer. Reading stays the standard library's, exact for any number."""
+
+    _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
+
+    def dumps(self, obj, **kwargs) -> str:
+        if kwargs.keys() <= {"separators"} and kwargs.get("separators", (",", ":")) == (",", ":") \
+                and not self.sort_keys:
+            try:
+                return orjson.dumps(obj, default=self.default, option=self._OPTIONS).decode()
+            except TypeError:
+                pass
+        return super().dumps(obj, **kwargs)
 
 
 def create_app(node, *, testing: bool = False, with_ui: bool = True) -> Flask:
     from . import api
     app = Flask(__name__)
+    app.json = FastJSON(app)
     app.config.update(
         TESTING=testing,
         MAX_CONTENT_LENGTH=node.config.limits.max_body_bytes,

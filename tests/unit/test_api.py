@@ -833,3 +833,35 @@ def test_transfer_same_idempotency_key_with_another_body_is_409(api, ana, ana_ac
     b = api.call("POST", "/api/transfers", {**body, "id": str(uuid.uuid4())}, token=ana["token"], key="t-key")
     assert a.status_code in (201, 503)
     assert_problem(b, 409, "idempotency_key_reused")
+
+
+def test_answers_are_written_as_flasks_own_json_would_be():
+    """Answers are written by orjson (bank_node.app.FastJSON): the same JSON as Flask's own
+    writer, its conversions included, keys in their order, and pretty-printed in debug mode."""
+    from decimal import Decimal
+    from datetime import timezone
+
+    from flask import Flask
+    from flask.json.provider import DefaultJSONProvider
+
+    from bank_node.app import FastJSON
+
+    value = {"name": "João da Conceição", "when": datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc),
+             "amount": Decimal("1234.50"), "id": uuid.UUID(int=7), "big": 2 ** 70, "z": [1, None, True], "a": 1.5}
+    app = Flask("answers")
+    app.json = FastJSON(app)
+    app.json.sort_keys = False
+    flasks = DefaultJSONProvider(app)
+    flasks.sort_keys = False
+    with app.app_context():
+        ours = app.json.response(value).get_data(as_text=True)
+        theirs = flasks.response(value).get_data(as_text=True)
+        assert json.loads(ours) == json.loads(theirs)
+        assert list(json.loads(ours)) == list(value), "keys keep their order"
+        assert ours.endswith("\n")
+        without_big = {k: v for k, v in value.items() if k != "big"}
+        ours = app.json.response(without_big).get_data(as_text=True)
+        assert json.loads(ours) == json.loads(flasks.response(without_big).get_data(as_text=True))
+        assert "João" in ours, "written by orjson (UTF-8), not by the standard library (escapes)"
+        app.debug = True
+        assert app.json.response(value).get_data(as_text=True) == flasks.response(value).get_data(as_text=True)

@@ -309,6 +309,20 @@ def test_coordinated_round_trip_and_upsert(store):
         assert tx.counts()["resend_stopped"] == 1
 
 
+@pytest.mark.parametrize("reason", ["insufficient_funds", "saldo_insuficiente_ção", "lone_\ud800_surrogate", 2**70])
+def test_a_records_text_is_written_whatever_a_peer_put_in_it(store, reason):
+    """A vote's reasons come from another bank: whatever text or number the envelope's schema let
+    through is written and read back, never a failed write (a decision that cannot be written
+    leaves its transfer pending)."""
+    failures = (Failure("beta", "1", reason),)
+    with store.transaction() as tx:
+        tx.put_coordinated(coordination("aborted", decided_at=3.0, failures=failures))
+        tx.put_participant(participation("aborted", reasons=(("1", reason),)))
+    with store.transaction(write=False) as tx:
+        assert tx.get_coordinated("t-1").failures == failures
+        assert tx.get_participant("t-1", "alfa").reasons == (("1", reason),)
+
+
 # --- mandates, settlement, evidence ----------------------------------------------------------
 
 def test_mandates_round_trip_revoke_and_daily_use(store):
