@@ -128,6 +128,9 @@ class LookupResult(_Msg):
     type: Literal["lookup_result"] = "lookup_result"
     bank: BankId
     accounts: list[AccountSummary] = Field(default_factory=list, max_length=1000)
+    refused: Literal["rate_limited"] | None = None
+    """Set (with no accounts) when the customer asked for has had their share of answers in
+    full for now: the asking bank says so at once instead of waiting out the deadline."""
 
 
 # --- Account verification (the customer's app): is there such an account, and whose is it? ------

@@ -38,10 +38,12 @@ def bank_of(bank_id: str):
 
 def by_bank(lookup: dict) -> list[dict]:
     """The lookup's accounts grouped per bank of the consortium, in the consortium's order,
-    with the banks that did not answer marked as such (never silently left out)."""
+    with the banks that did not answer marked as such (never silently left out), and among them
+    those that refused because this customer asked too often."""
     here = node().bank_id
     unreachable = set(lookup.get("unreachable_banks", []))
-    return [{"bank": b, "here": b.id == here, "unreachable": b.id in unreachable,
+    limited = set(lookup.get("limited_banks", []))
+    return [{"bank": b, "here": b.id == here, "unreachable": b.id in unreachable, "limited": b.id in limited,
              "accounts": [a for a in lookup.get("accounts", []) if a["bank"] == b.id]}
             for b in node().config.banks]
 

@@ -94,7 +94,12 @@ SCHEMAS = {
                              description="Balances only for the caller's own CPF; else a masked holder name."),
     "ConsortiumAccounts": obj({"cpf": CPF, "full": {"type": "boolean"},
                                "accounts": {"type": "array", "items": ref("ConsortiumAccount")},
-                               "unreachable_banks": {"type": "array", "items": BANK_ID}}),
+                               "unreachable_banks": {"type": "array", "items": BANK_ID,
+                                                     "description": "banks whose accounts are missing: silent by "
+                                                                    "the deadline, or limiting lookups"},
+                               "limited_banks": {"type": "array", "items": BANK_ID,
+                                                 "description": "those of them that refused: this customer's "
+                                                                "lookups there are over their rate for now"}}),
     "TransferLeg": obj({"bank": BANK_ID, "account": DIGITS, "amount": MONEY,
                         "role": {"type": "string", "enum": ["source", "destination"]}},
                        {"reason": {"type": "string"}, "bank_name": {"type": "string"},

@@ -1,13 +1,15 @@
 """Lookups: every account of a CPF in every bank (scatter-gather), leaking nothing.
 
 The asking side sends one ``lookup`` to every other bank and merges the answers that arrive by
-the deadline, naming the banks that stayed silent. The answering side believes the requester
+the deadline, naming the banks whose accounts are missing (``unreachable_banks``: silent, or
+refusing for the rate below, those also in ``limited_banks``). The answering side believes the requester
 only as far as it must: the requester is the coordinating bank's authenticated customer, as that
 bank signs it. An answer about someone else's CPF never carries balances or full names (bank,
 number, kind and a masked name only, to choose a destination). Full answers about the
 requester's own CPF are rate-limited per requesting customer and per requesting bank, and
 counted, so a dishonest bank that claims its customer is everyone is slowed down and visible
-(``consorcio_lookups_answered_total{scope="full"}``).
+(``consorcio_lookups_answered_total{scope="full"}``). A bank over its own rate gets no answer at
+all; a customer over theirs gets a refusal at once, so that the app says so without waiting.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class Lookups:
         ttl = min(ttl_ms, config.timeouts.lookup_ttl_ms) if ttl_ms else config.timeouts.lookup_ttl_ms
         deadline = now_ms() + ttl
         missing: set[str] = set(config.bank_ids)
+        limited: set[str] = set()
         # This bank answers for itself directly: its own accounts never depend on the broker.
         results = [(self.rt.bank_id, self.banking.summaries_for(cpf, requester))]
         missing.discard(self.rt.bank_id)
@@ -47,9 +50,13 @@ class Lookups:
                                             headers=headers, with_headers=True)
             for bank, (raw, rheaders) in replies.items():
                 res = self._result(bank, raw, rheaders)
-                if res is not None:
-                    missing.discard(bank)
-                    results.append((bank, [a.model_dump(exclude_none=True) for a in res.accounts]))
+                if res is None:
+                    continue
+                if res.refused:
+                    limited.add(bank)   # its accounts stay missing from the answer
+                    continue
+                missing.discard(bank)
+                results.append((bank, [a.model_dump(exclude_none=True) for a in res.accounts]))
         accounts = []
         for bank, summaries in results:
             for a in summaries:
@@ -66,7 +73,8 @@ class Lookups:
         order = {b: i for i, b in enumerate(config.bank_ids)}
         accounts.sort(key=lambda a: (order[a["bank"]], a["number"]))
         return {"cpf": cpf, "full": cpf == requester, "accounts": accounts,
-                "unreachable_banks": sorted(missing, key=order.get)}
+                "unreachable_banks": sorted(missing, key=order.get),
+                "limited_banks": sorted(limited, key=order.get)}
 
     def _result(self, bank: str, raw: bytes, headers: dict) -> P.LookupResult | None:
         try:
@@ -89,9 +97,13 @@ class Lookups:
             if now_ms() > item.deadline_ms:
                 continue
             full = item.cpf == item.requester
-            if not self.throttles.peer_lookup(env.sender, item.requester if full else None):
+            refusal = self.throttles.lookup_refusal(env.sender, item.requester if full else None)
+            if refusal is not None:
                 self.rt.count("lookups_refused", bank=env.sender)
-                log.warning("lookup from %s refused: over its rate", env.sender, extra={"event": "refused"})
+                log.warning("lookup from %s refused: over %s rate", env.sender,
+                            "its" if refusal == "bank" else "its customer's", extra={"event": "refused"})
+                if refusal == "customer":
+                    results.append(P.LookupResult(bank=self.rt.bank_id, refused="rate_limited"))
                 continue
             self.rt.count("lookups_answered", scope="full" if full else "masked")
             results.append(P.LookupResult(bank=self.rt.bank_id, accounts=[
@@ -156,7 +168,7 @@ class Lookups:
         for item in items:
             if now_ms() > item.deadline_ms:
                 continue
-            if not self.throttles.peer_lookup(env.sender):
+            if self.throttles.lookup_refusal(env.sender) is not None:
                 self.rt.count("lookups_refused", bank=env.sender)
                 continue
             answers.append(self.account_info(item.number))

@@ -128,19 +128,24 @@ class Throttles:
                 self.limiter.hit(item, *self.scope, "unknown-account", caller, cost=n)
 
     # ------------------------------------------------------------------ other banks' lookups
-    def peer_lookup(self, bank: str, requester: str | None = None) -> bool:
+    def lookup_refusal(self, bank: str, requester: str | None = None) -> str | None:
         """Count one lookup that ``bank`` asks of this one (and, for an answer in full about
-        ``requester``'s own CPF, one for that customer of that bank): False when either is over
-        its rate, or when the count cannot be kept (failing closed). Counted where the other
-        throttles count, so that every process of this bank sees the same rate."""
+        ``requester``'s own CPF, one for that customer of that bank). None: answer it. "bank":
+        that bank is over its rate, or the count cannot be kept (failing closed); it gets no
+        answer at all, so that a flood costs this bank no signatures. "customer": only that
+        customer's answers in full are over their rate; the bank is told so at once (an honest
+        customer refreshing the app waits for nothing). Counted where the other throttles count,
+        so that every process of this bank sees the same rate."""
         try:
             if not self.limiter.hit(self.lookups_per_bank, *self.scope, "lookup", bank):
-                return False
-            return requester is None or self.limiter.hit(self.full_lookups_per_customer, *self.scope,
-                                                         "lookup", bank, requester)
+                return "bank"
+            if requester is not None and not self.limiter.hit(self.full_lookups_per_customer, *self.scope,
+                                                               "lookup", bank, requester):
+                return "customer"
+            return None
         except LimitsStorageError:
             log.warning("lookup from %s refused: the throttles' store does not answer", bank)
-            return False
+            return "bank"
 
     # --------------------------------------------------------------------------------- helpers
     def _unavailable(self, items: Sequence[RateLimitItem], *ids: str) -> list[tuple[RateLimitItem, tuple]]:

@@ -30,11 +30,15 @@ from tests.support import customer_everywhere, ledger, metric, operator_json, op
 from tools.api_client import Customer
 
 pytestmark = pytest.mark.integration
+PER_CUSTOMER = 20   # answers in full about one customer, per asking bank and minute, in this world
+
+
 @pytest.fixture
 def world(make_cluster, new_cpf):
     """Ana, an honest customer of alfa and beta; Mallory, gama's accomplice, with accounts at
     alfa and gama. alfa sets a cap of 100.00 on what gama may owe it."""
-    cluster = make_cluster(bank_options={"alfa": {"peer_caps": {"gama": "100.00"}}})
+    cluster = make_cluster(bank_options={"alfa": {"peer_caps": {"gama": "100.00"}}},
+                           interbank={"lookups_per_minute_per_customer": PER_CUSTOMER})
     ana, acc = customer_everywhere(cluster, new_cpf(), "Ana Souza", "500.00", consent=False)
     mallory = Customer(new_cpf(), "Mallory Reis", ana.urls)
     mal = {}
@@ -183,14 +187,36 @@ def test_a_lookup_by_another_bank_never_carries_someone_elses_balance_and_is_rat
         assert "Ana Souza" not in str(res)
         # her 500.00 nowhere (an account's random number may hold the digits "500")
         assert all("500" not in str(v) for a in res.accounts for k, v in a.model_dump().items() if k != "number"), res
-        # claiming, for every CPF, that its owner is asking: answered at most at the per-bank rate
-        answered = 0
+        # claiming that Ana herself asks, again and again: answered in full at most at her rate, and
+        # told so at once past it (an honest bank shows it); past the per-bank rate, not answered
+        answered = refused = 0
         for _ in range(3):
             reply = gama.ask("beta", *[P.Lookup(cpf=ana.cpf, requester=ana.cpf, deadline_ms=now + 5000)] * 40,
                              timeout=3)
-            answered += len(reply.items) if reply else 0
-    assert answered <= 50, answered   # lookups_per_second_per_bank
-    assert "consorcio_lookups_refused_total" in operator_text(cluster["beta"].url)
+            items = reply.items if reply else []
+            answered += sum(1 for r in items if r.refused is None)
+            refused += sum(1 for r in items if r.refused == "rate_limited")
+            assert all(not r.accounts for r in items if r.refused), "a refusal carries no account"
+    assert answered == PER_CUSTOMER, answered   # lookups_per_minute_per_customer
+    assert refused >= 1
+    assert answered + refused <= 3 * 40 and "consorcio_lookups_refused_total" in operator_text(cluster["beta"].url)
+
+
+def test_a_customer_over_her_lookup_rate_is_told_at_once_which_banks_limit_her(world):
+    """Her own bank asks for her, honestly, more often than the others answer in full: past
+    her rate they refuse at once, and the answer says so (never a wait for the deadline, never
+    a bank "unreachable" that is not)."""
+    cluster, ana, acc, mallory, mal = world
+    seen = []
+    for _ in range(PER_CUSTOMER + 3):
+        started = time.monotonic()
+        _, found = ana.call("alfa", "GET", "/api/consortium/accounts", expect=200)
+        seen.append((time.monotonic() - started, found["unreachable_banks"], found["limited_banks"]))
+    assert all(unreachable == limited == [] for _, unreachable, limited in seen[:PER_CUSTOMER]), seen
+    for took, unreachable, limited in seen[PER_CUSTOMER:]:
+        assert limited == unreachable == ["beta", "gama"], seen
+        assert took < 1.0, f"refused at once, not at the 1.5 s deadline: {took:.2f} s"
+    assert {a["bank"] for a in found["accounts"]} == {"alfa"}, "alfa's own accounts are always there"
 
 
 def test_a_prepare_with_a_deadline_years_away_holds_nothing(world):

@@ -394,22 +394,22 @@ def throttles(storage: str, consortium: str, per_bank: int = 3, per_customer: in
 
 def test_a_peer_over_its_lookup_rate_is_refused_and_others_are_not():
     t = throttles("memory://", "unit")
-    assert [t.peer_lookup("gama") for _ in range(4)] == [True, True, True, False]
-    assert t.peer_lookup("beta")                                  # another bank has its own rate
+    assert [t.lookup_refusal("gama") for _ in range(4)] == [None, None, None, "bank"]
+    assert t.lookup_refusal("beta") is None                       # another bank has its own rate
 
 
 def test_answers_in_full_about_one_customer_have_their_own_smaller_rate():
     t = throttles("memory://", "unit", per_bank=100)
-    assert [t.peer_lookup("gama", "12345678909") for _ in range(3)] == [True, True, False]
-    assert t.peer_lookup("gama", "98765432100") and t.peer_lookup("gama")
+    assert [t.lookup_refusal("gama", "12345678909") for _ in range(3)] == [None, None, "customer"]
+    assert t.lookup_refusal("gama", "98765432100") is None and t.lookup_refusal("gama") is None
 
 
 def test_two_processes_of_a_bank_share_one_lookup_rate(redis_namespace):
     one, two = throttles(TEST_REDIS, redis_namespace), throttles(TEST_REDIS, redis_namespace)
-    answered = [t.peer_lookup("gama") for t in (one, two, one, two, one, two)]
-    assert answered.count(True) == 3, answered
+    answered = [t.lookup_refusal("gama") for t in (one, two, one, two, one, two)]
+    assert answered.count(None) == 3, answered
 
 
 def test_a_store_that_does_not_answer_refuses_the_lookup():
     t = throttles("redis://127.0.0.1:1/0", "unit")               # nothing listens on port 1
-    assert t.peer_lookup("gama") is False
+    assert t.lookup_refusal("gama") == "bank"

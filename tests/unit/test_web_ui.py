@@ -788,6 +788,22 @@ def test_dashboard_groups_by_bank_and_says_which_banks_did_not_answer(browser, a
     assert "(sem os bancos que não responderam)" in html
 
 
+def test_dashboard_says_which_banks_limit_how_often_her_accounts_are_looked_up(browser, ana, ui_node, monkeypatch):
+    open_individual(browser)
+    real = ui_node.transfers.lookup
+
+    def lookup(requester, cpf, ttl_ms=None):
+        found = real(requester, cpf, ttl_ms)
+        found["unreachable_banks"], found["limited_banks"] = ["beta", "gama"], ["beta"]
+        return found
+    monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
+    html = text_of(browser.get("/painel"))
+    sections = re.findall(r'<section class="bank-group bank-(\w+)".*?data-state="(\w+)"', html, re.S)
+    assert sections == [("alfa", "ok"), ("beta", "limited"), ("gama", "unreachable")]
+    assert "Banco Beta limita a frequência das consultas às suas contas de lá" in html
+    assert "Banco Beta não respondeu" not in html and "Banco Gama não respondeu" in html
+
+
 def test_transfer_flow_recipient_account_amounts_review_and_refused_result(app, browser, ana, ui_node, new_cpf):
     number = open_individual(browser)
     post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "100"}, page="/movimentar")
