@@ -2,7 +2,9 @@
 
 The asking side sends one ``lookup`` to every other bank and merges the answers that arrive by
 the deadline, naming the banks whose accounts are missing (``unreachable_banks``: silent, or
-refusing for the rate below, those also in ``limited_banks``). The answering side believes the requester
+refusing for the rate below, those also in ``limited_banks``). It asks no more often than the
+others answer it (``Throttles.may_ask_peers``): past that rate they would stay silent for every
+customer of this bank, so a customer who asks too often, or a crowd of them, is told at once. The answering side believes the requester
 only as far as it must: the requester is the coordinating bank's authenticated customer, as that
 bank signs it. An answer about someone else's CPF never carries balances or full names (bank,
 number, kind and a masked name only, to choose a destination). Full answers about the
@@ -43,7 +45,9 @@ class Lookups:
         # This bank answers for itself directly: its own accounts never depend on the broker.
         results = [(self.rt.bank_id, self.banking.summaries_for(cpf, requester))]
         missing.discard(self.rt.bank_id)
-        if self.rt.broker is not None:
+        if self.rt.broker is not None and not self.throttles.may_ask_peers(requester):
+            limited = set(missing)   # not asked: told at once rather than left waiting for silence
+        elif self.rt.broker is not None:
             body, headers = self.rt.seal(P.Lookup(cpf=cpf, requester=requester, deadline_ms=deadline))
             others = [b for b in config.bank_ids if b != self.rt.bank_id]
             replies = self.rt.broker.gather(others, body, deadline_s=deadline / 1000, expect_user=self.rt.users.get,
@@ -130,6 +134,8 @@ class Lookups:
         else:
             if self.rt.broker is None:
                 raise E.BankUnreachable("this bank has no broker connection")
+            if not self.throttles.may_ask_peers(caller):
+                raise E.TooManyAttempts("too many account lookups right now; try again in a second", retry_after=1)
             deadline = now_ms() + config.timeouts.lookup_ttl_ms
             body, headers = self.rt.seal(P.AccountQuery(number=number, requester=caller, deadline_ms=deadline))
             replies = self.rt.broker.gather([bank], body, deadline_s=deadline / 1000, expect_user=self.rt.users.get,

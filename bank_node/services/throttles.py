@@ -55,6 +55,11 @@ class Throttles:
         ib = config.interbank
         self.lookups_per_bank = RateLimitItemPerSecond(ib.lookups_per_second_per_bank)
         self.full_lookups_per_customer = RateLimitItemPerMinute(ib.lookups_per_minute_per_customer)
+        # What this bank asks of the others: under their per-bank rate (a margin for the clocks
+        # of two moving windows), and each customer at most their share of it.
+        self.asked_per_second = RateLimitItemPerSecond(max(1, ib.lookups_per_second_per_bank * 9 // 10))
+        self.asked_per_customer = [RateLimitItemPerMinute(ib.lookups_per_minute_per_customer),
+                                   RateLimitItemPerSecond(max(1, ib.lookups_per_minute_per_customer // 60))]
 
     # ------------------------------------------------------------------------------- logins
     def before_login(self, cpf: str | None, client: str | None) -> None:
@@ -146,6 +151,18 @@ class Throttles:
         except LimitsStorageError:
             log.warning("lookup from %s refused: the throttles' store does not answer", bank)
             return "bank"
+
+    def may_ask_peers(self, requester: str) -> bool:
+        """Count one lookup that this bank is about to ask of the others for ``requester``: False
+        when that customer has asked too often, or this bank would go over the rate at which the
+        others answer it (past which they would stay silent, for every customer of this bank).
+        One customer's burst takes at most their share of that rate, not everyone's."""
+        try:
+            return all(self.limiter.hit(item, *self.scope, "ask", requester) for item in self.asked_per_customer) \
+                and self.limiter.hit(self.asked_per_second, *self.scope, "ask")
+        except LimitsStorageError:
+            log.warning("lookup of the other banks not sent: the throttles' store does not answer")
+            return False
 
     # --------------------------------------------------------------------------------- helpers
     def _unavailable(self, items: Sequence[RateLimitItem], *ids: str) -> list[tuple[RateLimitItem, tuple]]:

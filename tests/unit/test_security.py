@@ -404,6 +404,13 @@ def test_answers_in_full_about_one_customer_have_their_own_smaller_rate():
     assert t.lookup_refusal("gama", "98765432100") is None and t.lookup_refusal("gama") is None
 
 
+def test_a_bank_asks_the_others_under_their_rate_and_each_customer_within_a_share_of_it():
+    t = throttles("memory://", "unit", per_bank=10, per_customer=120)   # 2 a second for one customer
+    assert [t.may_ask_peers("12345678909") for _ in range(3)] == [True, True, False]
+    asked = [t.may_ask_peers(f"cliente-{i}") for i in range(12)]
+    assert asked == [True] * 7 + [False] * 5, "9 a second in all (a margin under the others' 10), 2 taken"
+
+
 def test_two_processes_of_a_bank_share_one_lookup_rate(redis_namespace):
     one, two = throttles(TEST_REDIS, redis_namespace), throttles(TEST_REDIS, redis_namespace)
     answered = [t.lookup_refusal("gama") for t in (one, two, one, two, one, two)]
