@@ -766,20 +766,29 @@ def test_business_account_with_cnpj_and_company_name(browser, ana):
     assert "Padaria Pão Bom" in html and F.cnpj(cnpj) in html and "Empresarial" in html
 
 
-def test_dashboard_groups_by_bank_and_says_which_banks_did_not_answer(browser, ana, ui_node, monkeypatch):
-    number = open_individual(browser)
+def dashboard_after(browser, ui_node, monkeypatch, change) -> tuple[list, str]:
+    """The dashboard when ``change(found)`` has altered the consortium lookup's answer: each
+    bank's section with its state, and the page's text."""
     real = ui_node.transfers.lookup
 
     def lookup(requester, cpf, ttl_ms=None):
         found = real(requester, cpf, ttl_ms)
+        change(found)
+        return found
+    monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
+    html = text_of(browser.get("/painel"))
+    return re.findall(r'<section class="bank-group bank-(\w+)".*?data-state="(\w+)"', html, re.S), html
+
+
+def test_dashboard_groups_by_bank_and_says_which_banks_did_not_answer(browser, ana, ui_node, monkeypatch):
+    number = open_individual(browser)
+
+    def change(found):
         found["accounts"].append({"bank": "beta", "bank_name": "Banco Beta", "number": "987654321",
                                   "kind": "individual", "holder": "Ana Souza", "balance": "5.00",
                                   "available": "4.00"})
         found["unreachable_banks"] = ["gama"]
-        return found
-    monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
-    html = text_of(browser.get("/painel"))
-    sections = re.findall(r'<section class="bank-group bank-(\w+)".*?data-state="(\w+)"', html, re.S)
+    sections, html = dashboard_after(browser, ui_node, monkeypatch, change)
     assert sections == [("alfa", "ok"), ("beta", "ok"), ("gama", "unreachable")]
     assert "Banco Gama não respondeu" in html
     assert f'href="/contas/{number}"' in html                     # statement here
@@ -790,15 +799,8 @@ def test_dashboard_groups_by_bank_and_says_which_banks_did_not_answer(browser, a
 
 def test_dashboard_says_which_banks_limit_how_often_her_accounts_are_looked_up(browser, ana, ui_node, monkeypatch):
     open_individual(browser)
-    real = ui_node.transfers.lookup
-
-    def lookup(requester, cpf, ttl_ms=None):
-        found = real(requester, cpf, ttl_ms)
-        found["unreachable_banks"], found["limited_banks"] = ["beta", "gama"], ["beta"]
-        return found
-    monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
-    html = text_of(browser.get("/painel"))
-    sections = re.findall(r'<section class="bank-group bank-(\w+)".*?data-state="(\w+)"', html, re.S)
+    sections, html = dashboard_after(browser, ui_node, monkeypatch, lambda found: found.update(
+        unreachable_banks=["beta", "gama"], limited_banks=["beta"]))
     assert sections == [("alfa", "ok"), ("beta", "limited"), ("gama", "unreachable")]
     assert "Banco Beta limita a frequência das consultas às suas contas de lá" in html
     assert "Banco Beta não respondeu" not in html and "Banco Gama não respondeu" in html
