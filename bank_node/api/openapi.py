@@ -98,8 +98,9 @@ SCHEMAS = {
                                                      "description": "banks whose accounts are missing: silent by "
                                                                     "the deadline, or limiting lookups"},
                                "limited_banks": {"type": "array", "items": BANK_ID,
-                                                 "description": "those of them that refused: this customer's "
-                                                                "lookups there are over their rate for now"}}),
+                                                 "description": "those of them not asked, or refusing, because "
+                                                                "this customer (or this bank) asked too often "
+                                                                "for now: told at once, not at the deadline"}}),
     "TransferLeg": obj({"bank": BANK_ID, "account": DIGITS, "amount": MONEY,
                         "role": {"type": "string", "enum": ["source", "destination"]}},
                        {"reason": {"type": "string"}, "bank_name": {"type": "string"},

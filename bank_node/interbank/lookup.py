@@ -2,16 +2,19 @@
 
 The asking side sends one ``lookup`` to every other bank and merges the answers that arrive by
 the deadline, naming the banks whose accounts are missing (``unreachable_banks``: silent, or
-refusing for the rate below, those also in ``limited_banks``). It asks no more often than the
-others answer it (``Throttles.may_ask_peers``): past that rate they would stay silent for every
-customer of this bank, so a customer who asks too often, or a crowd of them, is told at once. The answering side believes the requester
-only as far as it must: the requester is the coordinating bank's authenticated customer, as that
-bank signs it. An answer about someone else's CPF never carries balances or full names (bank,
-number, kind and a masked name only, to choose a destination). Full answers about the
-requester's own CPF are rate-limited per requesting customer and per requesting bank, and
-counted, so a dishonest bank that claims its customer is everyone is slowed down and visible
-(``consorcio_lookups_answered_total{scope="full"}``). A bank over its own rate gets no answer at
-all; a customer over theirs gets a refusal at once, so that the app says so without waiting.
+not asked or refusing for the rates below, those also in ``limited_banks``). It asks no more
+often than the others answer it (``Throttles.may_ask_peers``): past that rate they would stay
+silent for every customer of this bank, so a customer who asks too often, or a crowd of them, is
+told at once instead.
+
+The answering side believes the requester only as far as it must: the requester is the
+asking bank's authenticated customer, as that bank signs it. An answer about someone else's CPF
+never carries balances or full names (bank, number, kind and a masked name only, to choose a
+destination). Full answers about the requester's own CPF are rate-limited per requesting
+customer and per requesting bank, and counted, so a dishonest bank that claims its customer is
+everyone is slowed down and visible (``consorcio_lookups_answered_total{scope="full"}``). A bank
+over its own rate gets no answer at all; a customer over theirs gets a refusal at once, so that
+the app says so without waiting.
 """
 from __future__ import annotations
 
