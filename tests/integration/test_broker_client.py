@@ -56,6 +56,26 @@ def test_rpc_round_trip_and_a_request_to_a_bank_with_no_queue_fails_at_once(clie
     assert time.monotonic() - t0 < 1.0, "mandatory + confirm: no waiting for a TTL"
 
 
+def test_what_the_io_thread_is_handed_leaves_at_once_not_at_the_next_wake(clients):
+    """pika writes only when its loop reports the socket writable (one more wake for every
+    burst of messages); the client hands what its calls wrote to the socket right after them."""
+    alfa = clients("alfa", lambda d: d.ack())
+    seen = []
+
+    def on_io_thread():
+        # on the consuming channel: the publishing one counts its confirms
+        alfa._cons.basic_publish(exchange="", routing_key="nobody-listens", body=b"x" * 1000)
+        transport = alfa._conn._transport
+        before = sum(len(b) for b in transport._tx_buffers)
+        alfa._send_now()
+        seen.append((before, sum(len(b) for b in transport._tx_buffers)))
+    alfa._call(on_io_thread)
+    wait_until(lambda: seen, 5, "the call ran on the I/O thread")
+    (before, after), = seen
+    assert before > 1000 and after == 0, seen
+    alfa.publish("alfa", b"and the client goes on", confirm=True).result(5)
+
+
 def test_a_reply_from_another_user_or_with_an_unknown_id_is_dropped(clients, amqp_url):
     ref = [None]
     reply_to = []
