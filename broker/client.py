@@ -299,7 +299,9 @@ class BrokerClient:
         leaves what does not fit (a full socket buffer) to the loop as before. Wakes per lookup
         answered: 4.1 -> 3.1 at the answering bank, 5.1 -> 3.9 at the asking one."""
         transport = getattr(self._conn, "_transport", None)
-        if isinstance(transport, _PlainTransport) and transport._tx_buffers:
+        # pika's own names (pinned in requirements.txt); were they to change, pika's way stays
+        # and test_what_the_io_thread_is_handed_leaves_at_once_not_at_the_next_wake fails.
+        if isinstance(transport, _PlainTransport) and getattr(transport, "_tx_buffers", None):
             transport._on_socket_writable()
 
     def _shutdown(self) -> None:
