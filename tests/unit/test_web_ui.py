@@ -806,6 +806,24 @@ def test_dashboard_says_which_banks_limit_how_often_her_accounts_are_looked_up(b
     assert "Banco Beta não respondeu" not in html and "Banco Gama não respondeu" in html
 
 
+def test_the_amounts_page_says_which_banks_limit_how_often_her_accounts_are_looked_up(app, browser, ana, ui_node,
+                                                                                        monkeypatch, new_cpf):
+    open_individual(browser)
+    _bruno, bruno_acc = someone_with_an_account(app, new_cpf)
+    real = ui_node.transfers.lookup
+
+    def lookup(requester, cpf, ttl_ms=None):
+        found = real(requester, cpf, ttl_ms)
+        found.update(unreachable_banks=["beta", "gama"], limited_banks=["beta"])
+        return found
+    monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
+    r = post(browser, "/transferir/conta", {"bank": "alfa", "account": bruno_acc}, page="/transferir")
+    assert r.headers["Location"] == "/transferir/valores"
+    page = text_of(browser.get("/transferir/valores"))
+    assert "Banco Beta limita a frequência das consultas às suas contas de lá" in page
+    assert "Banco Beta não respondeu" not in page and "Banco Gama não respondeu" in page
+
+
 def test_transfer_flow_recipient_account_amounts_review_and_refused_result(app, browser, ana, ui_node, new_cpf):
     number = open_individual(browser)
     post(browser, "/movimentar", {"account": number, "op": "deposit", "amount": "100"}, page="/movimentar")
