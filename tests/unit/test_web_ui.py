@@ -766,9 +766,8 @@ def test_business_account_with_cnpj_and_company_name(browser, ana):
     assert "Padaria Pão Bom" in html and F.cnpj(cnpj) in html and "Empresarial" in html
 
 
-def dashboard_after(browser, ui_node, monkeypatch, change) -> tuple[list, str]:
-    """The dashboard when ``change(found)`` has altered the consortium lookup's answer: each
-    bank's section with its state, and the page's text."""
+def alter_lookups(ui_node, monkeypatch, change) -> None:
+    """From now on ``change(found)`` alters every consortium lookup's answer."""
     real = ui_node.transfers.lookup
 
     def lookup(requester, cpf, ttl_ms=None):
@@ -776,6 +775,12 @@ def dashboard_after(browser, ui_node, monkeypatch, change) -> tuple[list, str]:
         change(found)
         return found
     monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
+
+
+def dashboard_after(browser, ui_node, monkeypatch, change) -> tuple[list, str]:
+    """The dashboard when ``change(found)`` has altered the consortium lookup's answer: each
+    bank's section with its state, and the page's text."""
+    alter_lookups(ui_node, monkeypatch, change)
     html = text_of(browser.get("/painel"))
     return re.findall(r'<section class="bank-group bank-(\w+)".*?data-state="(\w+)"', html, re.S), html
 
@@ -810,13 +815,8 @@ def test_the_amounts_page_says_which_banks_limit_how_often_her_accounts_are_look
                                                                                         monkeypatch, new_cpf):
     open_individual(browser)
     _bruno, bruno_acc = someone_with_an_account(app, new_cpf)
-    real = ui_node.transfers.lookup
-
-    def lookup(requester, cpf, ttl_ms=None):
-        found = real(requester, cpf, ttl_ms)
-        found.update(unreachable_banks=["beta", "gama"], limited_banks=["beta"])
-        return found
-    monkeypatch.setattr(ui_node.transfers, "lookup", lookup)
+    alter_lookups(ui_node, monkeypatch, lambda found: found.update(
+        unreachable_banks=["beta", "gama"], limited_banks=["beta"]))
     r = post(browser, "/transferir/conta", {"bank": "alfa", "account": bruno_acc}, page="/transferir")
     assert r.headers["Location"] == "/transferir/valores"
     page = text_of(browser.get("/transferir/valores"))
