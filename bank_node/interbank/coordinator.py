@@ -53,6 +53,14 @@ class Begun:
 
 
 @dataclass
+class _Awaited:
+    """A customer waiting for the other banks to apply her decided transfer: the decided record
+    as this thread last saw it, acknowledgements applied to it as they arrive."""
+    event: threading.Event = field(default_factory=threading.Event)
+    rec: C.CoordinatedTransfer | None = None   # set once the decision is durable
+
+
+@dataclass
 class _InFlight:
     rec: C.CoordinatedTransfer
     answer: Future
@@ -70,7 +78,8 @@ class Coordinator:
         self._in_flight: dict[str, _InFlight] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._decision_sent_ms: dict[str, int] = {}
-        self._applied: dict[str, threading.Event] = {}   # transfers whose customer waits for the acks
+        self._applied: dict[str, _Awaited] = {}   # transfers whose customer waits for the acks
+        self._applied_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
         self._stop = threading.Event()
@@ -171,7 +180,7 @@ class Coordinator:
         ``wait_applied``, ``applied(transfer_id)`` then tells when every bank has acknowledged."""
         answer: Future = Future()
         if wait_applied:
-            self._applied[rec.transfer_id] = threading.Event()
+            self._applied[rec.transfer_id] = _Awaited()
         self.post(lambda: self._start(rec, answer))
         return answer
 
@@ -182,14 +191,14 @@ class Coordinator:
         first (acknowledgements come within milliseconds), then less often. A bank of one
         process hears every acknowledgement itself, so it does not read the ledger every few
         milliseconds for nothing."""
-        event = self._applied.get(rec.transfer_id)
+        awaited = self._applied.get(rec.transfer_id)
         try:
-            if event is None or rec.state == "preparing" or rec.pending_acks == 0 or self.rt.broker is None \
+            if awaited is None or rec.state == "preparing" or rec.pending_acks == 0 or self.rt.broker is None \
                     or not self.rt.broker.connected:
                 return
             end = time.monotonic() + timeout_s
             step = 0.01 if self.rt.siblings else 0.25
-            while not event.wait(min(step, max(0.0, end - time.monotonic()))):
+            while not awaited.event.wait(min(step, max(0.0, end - time.monotonic()))):
                 if time.monotonic() >= end:
                     return
                 step = min(step * 2, 0.25)
@@ -362,6 +371,10 @@ class Coordinator:
                  "" if rec.state == "committed" else f" ({C.first_reason(rec.failures)})",
                  extra={"transfer_id": tid, "event": "decision"})
         sends = [e for e in C.pending_decisions(rec) if e.bank != self.rt.bank_id]
+        awaited = self._applied.get(tid)
+        if awaited is not None:
+            with self._applied_lock:
+                awaited.rec = rec   # before the decisions leave: their acknowledgements count from here
         fetch = (lambda bank, digest: (votes or {}).get(bank, (None, None, None))[1:]) if votes is not None \
             else self.evidence_reader()
         for i, eff in enumerate(sends):
@@ -408,8 +421,12 @@ class Coordinator:
     # acknowledgements ------------------------------------------------------------------------
     def on_acks(self, d, env: P.Envelope, items: list[P.DecisionAck]) -> Future:
         """Bookkeeping the protocol can redo (a lost acknowledgement is a re-sent decision):
-        written without waiting for the disk."""
+        written without waiting for the disk. A customer waiting for the other banks to apply her
+        transfer is answered as soon as their acknowledgements arrive (an acknowledgement leaves a
+        bank only once its ledger holds the decision), not after this bookkeeping's turn at the
+        writer."""
         sent = {i.transfer_id: self._decision_sent_ms.pop(i.transfer_id, None) for i in items}
+        self._release_waiting(items)
 
         def unit(tx) -> list[str]:
             at, done = now_ms(), []
@@ -431,9 +448,24 @@ class Coordinator:
         def applied(f: Future) -> None:
             if f.exception() is None:
                 for tid in f.result():
-                    event = self._applied.get(tid)
-                    if event is not None:
-                        event.set()
+                    awaited = self._applied.get(tid)
+                    if awaited is not None:
+                        awaited.event.set()
         fut.add_done_callback(applied)
         return fut
+
+    def _release_waiting(self, items: list[P.DecisionAck]) -> None:
+        """Count each acknowledgement against the decided record of a customer who waits (the
+        domain's ``on_ack`` says whether it counts: the right outcome, from a participant, once);
+        the last one ends her wait."""
+        at = now_ms()
+        for ack in items:
+            awaited = self._applied.get(ack.transfer_id)
+            if awaited is None or awaited.rec is None:
+                continue
+            with self._applied_lock:
+                rec, effects = C.on_ack(awaited.rec, ack.bank, ack.outcome, at)
+                awaited.rec = rec
+            if effects and rec.pending_acks == 0:
+                awaited.event.set()
 
