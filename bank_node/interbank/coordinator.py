@@ -177,7 +177,7 @@ class Coordinator:
 
     def run(self, rec: C.CoordinatedTransfer, wait_applied: bool = False) -> Future:
         """Prepare at the other banks and decide; the future holds the decided record. With
-        ``wait_applied``, ``applied(transfer_id)`` then tells when every bank has acknowledged."""
+        ``wait_applied``, ``wait_applied(record, timeout)`` then waits until every bank has applied it."""
         answer: Future = Future()
         if wait_applied:
             self._applied[rec.transfer_id] = _Awaited()
