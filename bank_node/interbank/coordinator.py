@@ -428,8 +428,8 @@ class Coordinator:
         sent = {i.transfer_id: self._decision_sent_ms.pop(i.transfer_id, None) for i in items}
         self._release_waiting(items)
 
-        def unit(tx) -> list[str]:
-            at, done = now_ms(), []
+        def unit(tx) -> None:
+            at = now_ms()
             for ack in items:
                 rec = tx.get_coordinated(ack.transfer_id)
                 if rec is None:
@@ -439,25 +439,16 @@ class Coordinator:
                     if rec.decision_sent_ms is None and sent.get(ack.transfer_id):
                         rec = replace(rec, decision_sent_ms=sent[ack.transfer_id])
                     tx.put_coordinated(rec)
-                    if rec.pending_acks == 0:
-                        done.append(rec.transfer_id)
-            return done
 
-        fut = self.rt.writer.submit(unit, durable=False)
-
-        def applied(f: Future) -> None:
-            if f.exception() is None:
-                for tid in f.result():
-                    awaited = self._applied.get(tid)
-                    if awaited is not None:
-                        awaited.event.set()
-        fut.add_done_callback(applied)
-        return fut
+        return self.rt.writer.submit(unit, durable=False)
 
     def _release_waiting(self, items: list[P.DecisionAck]) -> None:
         """Count each acknowledgement against the decided record of a customer who waits (the
         domain's ``on_ack`` says whether it counts: the right outcome, from a participant, once);
-        the last one ends her wait."""
+        the last one ends her wait. The record is there before any acknowledgement can come:
+        ``_finished`` sets it when the decision is durable, and the decisions leave after it.
+        Acknowledgements that reach another process of this bank are found in the ledger
+        (``wait_applied``)."""
         at = now_ms()
         for ack in items:
             awaited = self._applied.get(ack.transfer_id)
