@@ -9,11 +9,23 @@ from concurrent.futures import Future
 
 import pytest
 
+from bank_node import protocol as P
+from tests.support import wait_until
 
 
 @pytest.fixture
 def pair(consortium):
     return consortium(("alfa", "beta"), timeouts={"apply_wait_ms": 20_000})
+
+
+def ana_with_accounts(a_api, b_api) -> tuple[str, str, str, str]:
+    """Ana, a customer of alfa (100.00 in her account there) and of beta: her tokens and accounts."""
+    cpf, a_tok = a_api.customer("Ana Souza")
+    b_api.register(cpf, "Ana Souza")
+    b_tok = b_api.login(cpf)
+    acc_a, acc_b = a_api.open_account(a_tok, [cpf]), b_api.open_account(b_tok, [cpf])
+    assert a_api.deposit(a_tok, acc_a, "100.00").status_code == 201
+    return a_tok, b_tok, acc_a, acc_b
 
 
 def hold_back_bookkeeping(node, gate: threading.Event) -> list:
@@ -41,11 +53,7 @@ def hold_back_bookkeeping(node, gate: threading.Event) -> list:
 
 def test_the_customer_is_answered_when_the_acknowledgements_arrive_not_when_they_are_noted(pair):
     (alfa, a_api), (beta, b_api) = pair["alfa"], pair["beta"]
-    cpf, a_tok = a_api.customer("Ana Souza")
-    b_api.register(cpf, "Ana Souza")
-    b_tok = b_api.login(cpf)
-    acc_a, acc_b = a_api.open_account(a_tok, [cpf]), b_api.open_account(b_tok, [cpf])
-    assert a_api.deposit(a_tok, acc_a, "100.00").status_code == 201
+    a_tok, b_tok, acc_a, acc_b = ana_with_accounts(a_api, b_api)
     gate = threading.Event()
     held = hold_back_bookkeeping(alfa, gate)
     answer: list = []
@@ -69,3 +77,43 @@ def test_the_customer_is_answered_when_the_acknowledgements_arrive_not_when_they
     pair.net.settle()
     with alfa.store.transaction(write=False) as tx:
         assert tx.get_coordinated(answer[0].get_json()["id"]).pending_acks == 0   # and noted afterwards
+
+
+def test_an_acknowledgement_of_the_wrong_outcome_does_not_end_her_wait(pair):
+    """A dishonest beta acknowledges the committed transfer as aborted (its real acknowledgement
+    withheld): alfa must not tell Ana that beta has applied it. The right one then ends the wait."""
+    (alfa, a_api), (beta, b_api) = pair["alfa"], pair["beta"]
+    a_tok, _, acc_a, acc_b = ana_with_accounts(a_api, b_api)
+    gate = threading.Event()
+    held = hold_back_bookkeeping(alfa, gate)   # only the acknowledgements' arrival may end her wait
+    withheld: list = []
+    outbox = beta.transfers.coordinator.outbox
+    queue_item = outbox.queue
+    outbox.queue = lambda bank, item, proofs=(): withheld.append(item) if isinstance(item, P.DecisionAck) \
+        else queue_item(bank, item, proofs)
+    tid = "6f0d3f0e-9a43-4f3b-8a57-0c1d2e3f4a5b"
+    answer: list = []
+    asking = threading.Thread(target=lambda: answer.append(a_api.call(
+        "POST", "/api/transfers", {"id": tid, "sources": [{"bank": "alfa", "account": acc_a, "amount": "30.00"}],
+                                   "destination": {"bank": "beta", "account": acc_b}}, token=a_tok)))
+    try:
+        asking.start()
+        wait_until(lambda: withheld, 10, "beta's acknowledgement, withheld")
+        pair.net.settle()
+        assert [(a.transfer_id, a.outcome) for a in withheld] == [(tid, "commit")]
+
+        def from_beta(outcome: str) -> None:
+            """Sealed and signed by beta, as beta's own acknowledgements are."""
+            body, headers = beta.transfers.rt.seal(P.DecisionAck(transfer_id=tid, bank="beta", outcome=outcome))
+            pair.net.deliver("beta", "alfa", body, headers=dict(headers or {}))
+        from_beta("abort")
+        wait_until(lambda: held, 10, "alfa handling beta's acknowledgement of an abort")
+        asking.join(1)
+        assert not answer, "an acknowledgement of another outcome ended the wait"
+        gate.set()   # alfa's queue takes the next message once this one's bookkeeping is written
+        from_beta("commit")
+        asking.join(10)
+        assert answer and (answer[0].status_code, answer[0].get_json()["status"]) == (201, "committed")
+    finally:
+        gate.set()
+        asking.join(10)
