@@ -3,6 +3,7 @@
     python -m tools.bench [--clients 1,8,16,64,128] [--seconds 8] [--banks 3] [--legs 2]
                           [--storage sqlite,postgres] [--workers 1,2]
                           [--rate N] [--batches] [--profile DIR] [--json FILE] [--no-wait]
+                          [--p99 MS] [--target N]
 
 Starts its own consortium (own broker namespace, ports and data folder; every bank signing its
 messages, as consorcio.yml has them), creates one customer per client with a funded account in
@@ -30,6 +31,11 @@ being one of the source banks, in turn.
   Redis, ``REDIS_URL``). The banks' CPU counts every process of every bank, not the database
   server's.
 - ``--profile DIR``: py-spy records every bank during the busiest point and writes flame graphs.
+- **What a target leaves** (``--target N``, default 600): below the table, the whole machine's
+  CPU per transfer (banks, clients, broker) at the best point within ``--p99``, the most
+  transfers per second the machine's cores allow at that cost, and the most CPU per transfer
+  the target leaves. When the first is above the last, no client count or quieter hour will
+  reach the target at that latency: only a cheaper transfer will.
 
 The load comes from several client processes (keep-alive HTTP connections, one per client), so
 that the client is not the bottleneck. Conflicts are rare by design (each client is its own
@@ -347,6 +353,8 @@ def load(bench: Bench, clients: int, seconds: float, rate: float = 0, batch: int
             "outcomes": dict(outcomes),
             # CPU the banks spent per transfer: the figure that noise on a shared machine moves least
             "bank_cpu_ms_per_transfer": round(1000 * cpu / done, 2) if done else None,
+            # and the whole machine's (banks, clients, broker, the rest): what a rate must fit in
+            "machine_cpu_ms_per_transfer": round(1000 * busy / done, 2) if done else None,
             # where the machine's CPU went meanwhile, in cores: a benchmark whose clients took a
             # large share would measure itself; "rest" is mostly the broker, "stolen" other machines
             "cores_busy": {"banks": round(cpu / elapsed, 2), "clients": round(client_cpu / elapsed, 2),
@@ -485,6 +493,18 @@ def peaks(points: list[dict], raw_rpc: float, p99_ms: float) -> tuple[dict, dict
     return summary(best), (summary(max(kept, key=lambda p: p["transfers_per_s"])) if kept else None)
 
 
+def budget(point: dict, target_per_s: float, cores: int) -> dict:
+    """What a rate costs the machine at ``point``: its CPU per transfer (all of it: banks, clients,
+    broker), the most transfers per second its ``cores`` allow at that cost, and the most CPU per
+    transfer that ``target_per_s`` leaves. A target above the ceiling cannot be met by waiting for
+    a quieter machine or more clients at that point: only by a cheaper transfer."""
+    ms = point.get("machine_cpu_ms_per_transfer")
+    return {"clients": point["clients"], "machine_cpu_ms_per_transfer": ms,
+            "banks_cpu_ms_per_transfer": point["bank_cpu_ms_per_transfer"],
+            "ceiling_per_s": round(cores * 1000 / ms, 1) if ms else None,
+            "target_per_s": target_per_s, "target_allows_ms": round(cores * 1000 / target_per_s, 2)}
+
+
 def line(p: dict) -> str:
     lat = p["latency_ms"]
     offered = f" offered {p['offered_per_s']:.0f}/s" if p.get("offered_per_s") else ""
@@ -517,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="py-spy output: flame graph SVG, collapsed stacks (text) or speedscope JSON")
     ap.add_argument("--p99", type=float, default=100.0, metavar="MS",
                     help="also report the best rate whose p99 latency is at most this (default 100 ms)")
+    ap.add_argument("--target", type=float, default=600.0, metavar="N",
+                    help="the rate to compare with (default 600 transfers/s): the CPU per transfer it allows on "
+                         "this machine's cores, against what the best point within --p99 spent")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     url = os.environ.get("AMQP_URL") or LOCAL_AMQP
@@ -550,9 +573,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best with a p99 of at most {args.p99:g} ms, {where}: " + (
             f"{within['transfers_per_s']} transfers/s at {within['clients']} clients (p99 {within['p99_ms']} ms) = "
             f"{within['ratio_to_raw_rpc']:.2f} x the raw RPC rate" if within else "none of the client counts"))
+        chosen = next(p for p in run["points"] if p["clients"] == (within or best)["clients"])
+        cost = run["budget"] = budget(chosen, args.target, os.cpu_count() or 1)
+        if cost["machine_cpu_ms_per_transfer"]:
+            print(f"at {cost['clients']} clients a transfer took {cost['machine_cpu_ms_per_transfer']} ms of the "
+                  f"machine's CPU ({cost['banks_cpu_ms_per_transfer']} of it the banks'): its {os.cpu_count()} cores "
+                  f"allow at most {cost['ceiling_per_s']} transfers/s at that cost; {args.target:g} transfers/s "
+                  f"allows at most {cost['target_allows_ms']} ms")
         if run.get("batches"):
             b = run["batches"]
-            print(f"through batches of {args.batch_size}: {b['transfers_per_s']} transfers/s")
+            print(f"through batches of {args.batch_size}: {b['transfers_per_s']} transfers/s, "
+                  f"{b['machine_cpu_ms_per_transfer']} ms of the machine's CPU per transfer")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     bad = [p for run in report["runs"] for p in run["points"] if set(p["outcomes"]) - {"committed"}]
