@@ -32,7 +32,8 @@ being one of the source banks, in turn.
   server's.
 - ``--profile DIR``: py-spy records every bank during the busiest point and writes flame graphs.
 - **What a target leaves** (``--target N``, default 600): below the table, the whole machine's
-  CPU per transfer (banks, clients, broker) at the best point within ``--p99``, the most
+  CPU per transfer (banks, clients, broker) at the best point within ``--p99`` (at the peak if
+  none kept to it), the most
   transfers per second the machine's cores allow at that cost, and the most CPU per transfer
   the target leaves. When the first is above the last, no client count or quieter hour will
   reach the target at that latency: only a cheaper transfer will.
@@ -500,7 +501,7 @@ def budget(point: dict, target_per_s: float, cores: int) -> dict:
     a quieter machine or more clients at that point: only by a cheaper transfer."""
     ms = point.get("machine_cpu_ms_per_transfer")
     return {"clients": point["clients"], "machine_cpu_ms_per_transfer": ms,
-            "banks_cpu_ms_per_transfer": point["bank_cpu_ms_per_transfer"],
+            "bank_cpu_ms_per_transfer": point["bank_cpu_ms_per_transfer"],
             "ceiling_per_s": round(cores * 1000 / ms, 1) if ms else None,
             "target_per_s": target_per_s, "target_allows_ms": round(cores * 1000 / target_per_s, 2)}
 
@@ -574,10 +575,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{within['transfers_per_s']} transfers/s at {within['clients']} clients (p99 {within['p99_ms']} ms) = "
             f"{within['ratio_to_raw_rpc']:.2f} x the raw RPC rate" if within else "none of the client counts"))
         chosen = next(p for p in run["points"] if p["clients"] == (within or best)["clients"])
-        cost = run["budget"] = budget(chosen, args.target, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+        cost = run["budget"] = budget(chosen, args.target, cores)
         if cost["machine_cpu_ms_per_transfer"]:
             print(f"at {cost['clients']} clients a transfer took {cost['machine_cpu_ms_per_transfer']} ms of the "
-                  f"machine's CPU ({cost['banks_cpu_ms_per_transfer']} of it the banks'): its {os.cpu_count()} cores "
+                  f"machine's CPU ({cost['bank_cpu_ms_per_transfer']} of it the banks'): its {cores} cores "
                   f"allow at most {cost['ceiling_per_s']} transfers/s at that cost; {args.target:g} transfers/s "
                   f"allows at most {cost['target_allows_ms']} ms")
         if run.get("batches"):

@@ -22,7 +22,7 @@ def test_no_point_within_the_bound_is_said_as_none_and_a_point_without_answers_n
 
 def test_the_budget_says_the_most_a_points_cost_allows_and_the_most_a_target_leaves():
     p = {"clients": 8, "bank_cpu_ms_per_transfer": 9.3, "machine_cpu_ms_per_transfer": 12.5}
-    assert budget(p, 600.0, 2) == {"clients": 8, "machine_cpu_ms_per_transfer": 12.5, "banks_cpu_ms_per_transfer": 9.3,
+    assert budget(p, 600.0, 2) == {"clients": 8, "machine_cpu_ms_per_transfer": 12.5, "bank_cpu_ms_per_transfer": 9.3,
                                    "ceiling_per_s": 160.0, "target_per_s": 600.0, "target_allows_ms": 3.33}
     assert budget({**p, "machine_cpu_ms_per_transfer": 2.5}, 600.0, 2)["ceiling_per_s"] == 800.0   # within reach
 
