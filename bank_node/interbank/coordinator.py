@@ -207,7 +207,12 @@ class Coordinator:
                 if current is None or current.pending_acks == 0:
                     return
         finally:
-            self._applied.pop(rec.transfer_id, None)
+            self.stop_waiting(rec.transfer_id)
+
+    def stop_waiting(self, transfer_id: str) -> None:
+        """Nobody waits for this transfer's acknowledgements any more (answered, or answered
+        "pending" without waiting): its entry, and the record in it, go."""
+        self._applied.pop(transfer_id, None)
 
     def _start(self, rec: C.CoordinatedTransfer, answer: Future) -> None:
         crash_point("coordinator.before_prepare")

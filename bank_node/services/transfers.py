@@ -38,6 +38,10 @@ log = logging.getLogger("transfers")
 
 MAX_BATCH_ITEMS = 500
 
+#: How much longer than a PREPARE's time to live a request waits for the coordinator's decision
+#: before answering 202 "pending" (the decision then comes in its own time).
+ANSWER_GRACE_S = 10.0
+
 
 class _Replay(Exception):
     """The Idempotency-Key was used before, for this same request: answer with its transfer."""
@@ -181,25 +185,41 @@ class Transfers:
             except (_Replay, E.DomainError) as e:
                 begins.append(e)
         runs: list = []
-        for fut in begins:
-            try:
-                if isinstance(fut, BaseException):
-                    raise fut
-                begun = fut.result(timeout=60)
-            except _Replay as r:
-                runs.append(self.status(initiator, r.transfer_id, answer=True))
-                continue
-            except E.DomainError as e:
-                if len(requests) == 1:
-                    raise
-                runs.append((e.status, {"id": None, "status": "aborted", "reason": e.code}))
-                continue
-            except (StorageError, FutureTimeout) as e:
-                raise E.DomainError(f"the ledger is not available right now: {e}", code="unavailable",
-                                    status=503) from e
-            rec = begun.rec
-            fresh = begun.fresh and rec.state == "preparing"
-            runs.append(self.coordinator.run(rec, wait_applied and self.apply_wait_s > 0) if fresh else rec)
+        started: dict[Future, str] = {}   # each transfer run here: the id it was begun with
+        try:
+            for fut in begins:
+                try:
+                    if isinstance(fut, BaseException):
+                        raise fut
+                    begun = fut.result(timeout=60)
+                except _Replay as r:
+                    runs.append(self.status(initiator, r.transfer_id, answer=True))
+                    continue
+                except E.DomainError as e:
+                    if len(requests) == 1:
+                        raise
+                    runs.append((e.status, {"id": None, "status": "aborted", "reason": e.code}))
+                    continue
+                except (StorageError, FutureTimeout) as e:
+                    raise E.DomainError(f"the ledger is not available right now: {e}", code="unavailable",
+                                        status=503) from e
+                rec = begun.rec
+                if begun.fresh and rec.state == "preparing":
+                    run = self.coordinator.run(rec, wait_applied and self.apply_wait_s > 0)
+                    started[run] = rec.transfer_id
+                    runs.append(run)
+                else:
+                    runs.append(rec)
+            return self._collect(runs, requests, started)
+        finally:
+            # Whoever was not answered through wait_applied (pending, or a failure on the way)
+            # leaves nothing behind for the acknowledgements to find.
+            for tid in started.values():
+                self.coordinator.stop_waiting(tid)
+
+    def _collect(self, runs: list, requests: list, started: dict[Future, str]) -> list[tuple[int, dict]]:
+        """The answers, in order: a decided transfer once the other banks applied it (for up to
+        ``apply_wait_s`` in all), one still undecided after its PREPAREs' time to live as 202."""
         out, deadline = [], None
         for r, (tid, _) in zip(runs, requests):
             if isinstance(r, tuple):
@@ -207,8 +227,9 @@ class Transfers:
                 out.append((status, {**view, "id": view.get("id") or tid}))
                 continue
             if isinstance(r, Future):
+                tid = started[r]   # the id the transfer was begun with (a request may name none)
                 try:
-                    r = r.result(timeout=self.config.timeouts.prepare_ttl_ms / 1000 + 10)
+                    r = r.result(timeout=self.config.timeouts.prepare_ttl_ms / 1000 + ANSWER_GRACE_S)
                 except FutureTimeout:
                     out.append((202, {"id": tid, "status": "pending", "coordinator": self.bank_id}))
                     continue

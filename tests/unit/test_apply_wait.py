@@ -117,3 +117,37 @@ def test_an_acknowledgement_of_the_wrong_outcome_does_not_end_her_wait(pair):
     finally:
         gate.set()
         asking.join(10)
+
+
+def test_a_transfer_still_undecided_is_answered_pending_with_its_id_and_leaves_no_wait_behind(consortium, monkeypatch):
+    """A decision that takes longer than the PREPAREs' time to live (and a grace) is answered
+    202 "pending" with the id the transfer was begun with, though the request named none, so
+    that she can ask for it; and nobody is left waiting for its acknowledgements in memory."""
+    from bank_node.services import transfers as T
+    pair = consortium(("alfa", "beta"), timeouts={"apply_wait_ms": 20_000, "prepare_ttl_ms": 100})
+    (alfa, a_api), (beta, b_api) = pair["alfa"], pair["beta"]
+    a_tok, _b_tok, acc_a, acc_b = ana_with_accounts(a_api, b_api)
+    coordinator = alfa.transfers.coordinator
+    monkeypatch.setattr(T, "ANSWER_GRACE_S", 0.2)
+    monkeypatch.setattr(coordinator, "post", lambda fn: None)   # the coordinator never gets to it
+    r = a_api.call("POST", "/api/transfers", {"sources": [{"bank": "alfa", "account": acc_a, "amount": "30.00"}],
+                                              "destination": {"bank": "beta", "account": acc_b}}, token=a_tok)
+    body = r.get_json()
+    assert (r.status_code, body["status"]) == (202, "pending"), body
+    with alfa.store.transaction(write=False) as tx:
+        assert tx.get_coordinated(body["id"]).state == "preparing"   # the id is the transfer's own
+    assert coordinator._applied == {}
+
+
+def test_a_request_that_fails_after_its_transfers_started_leaves_no_wait_behind(pair, monkeypatch):
+    (alfa, a_api), (beta, b_api) = pair["alfa"], pair["beta"]
+    a_tok, _b_tok, acc_a, acc_b = ana_with_accounts(a_api, b_api)
+    transfers, coordinator = alfa.transfers, alfa.transfers.coordinator
+
+    def broken(runs, requests, started):
+        raise RuntimeError("something failed while the answers were collected")
+    monkeypatch.setattr(transfers, "_collect", broken)
+    r = a_api.call("POST", "/api/transfers", {"sources": [{"bank": "alfa", "account": acc_a, "amount": "30.00"}],
+                                              "destination": {"bank": "beta", "account": acc_b}}, token=a_tok)
+    assert r.status_code == 500
+    assert coordinator._applied == {}
